@@ -1,0 +1,3 @@
+"""charger: a real-time charging worker for cloud telephony."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from charger.cli import main
+
+main()

@@ -1,0 +1,261 @@
+"""The charging core: decides what each record does to money. Pure: no I/O.
+
+A batch is planned in two steps around one Redis read round trip:
+
+1. ``prepare`` decodes and validates every record and lists the keys whose state decides
+   its fate (seen ids, account settings, call sessions);
+2. ``plan`` rates the usage and turns each record into one apply.lua operation, or a DLQ
+   record with a specific reason, tracking within-batch state so that two records of the
+   same call or id in one batch behave as if they had come in two batches.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from charger.charging import ledger
+from charger.charging.ops import SlotPlan
+from charger.charging.records import AccountInfo, CallState, Inbound, Reads, fingerprint
+from charger.charging.usage import RatingError, rate_record
+from charger.events.validate import Invalid, decode
+from charger.events.timefmt import parse_time_ms
+from charger.rating import RatePlan
+from charger.store.keys import Keys, slot_of
+from topics import names, records
+
+INPUT_TYPES = {
+    topic: frozenset(rt.type for rt in records.types_on(topic)) for topic in ledger.SOURCE_TAGS
+}
+
+
+@dataclass(slots=True)
+class Decoded:
+    """A valid record with the facts derived from it once."""
+
+    rec: Inbound
+    body: dict[str, Any]
+    slot: int
+    tag: str
+    fp: str
+    seen_key: str
+    account_key: str
+    call_key: str = ""
+
+
+@dataclass(slots=True)
+class Prepared:
+    decoded: list[Decoded] = field(default_factory=list)
+    refused: list[tuple[Inbound, Invalid]] = field(default_factory=list)
+    seen_keys: list[str] = field(default_factory=list)
+    account_keys: dict[str, str] = field(default_factory=dict)  # redis key -> account id
+    call_keys: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What planning decided, for metrics and tests."""
+
+    plan: SlotPlan
+    results: Counter[tuple[str, str]] = field(default_factory=Counter)  # (type, result)
+    dlq: Counter[str] = field(default_factory=Counter)  # reason
+
+
+class Planner:
+    """Turns consumed records into per-slot apply.lua operations."""
+
+    def __init__(
+        self,
+        keys: Keys,
+        plans: Callable[[], Mapping[str, RatePlan]],
+        accounts_cache: dict[str, AccountInfo] | None = None,
+    ) -> None:
+        self.keys = keys
+        self.plans = plans
+        # Settings of accounts this worker has read or written; only the owner of an
+        # account's partition writes them, so the cache stays true while we own it.
+        self.accounts: dict[str, AccountInfo] = accounts_cache if accounts_cache is not None else {}
+
+    # ---- step 1 ----
+    def prepare(self, batch: list[Inbound]) -> Prepared:
+        p = Prepared()
+        k = self.keys
+        for rec in batch:
+            allowed = INPUT_TYPES.get(rec.topic)
+            body = decode(rec.value, allowed)
+            if isinstance(body, Invalid):
+                p.refused.append((rec, body))
+                continue
+            account: str = body["account"]
+            slot = slot_of(account, k.slots)
+            tag = ledger.SOURCE_TAGS[rec.topic]
+            d = Decoded(
+                rec, body, slot, tag, fingerprint(body), k.seen(slot, tag, body["id"]),
+                k.account(slot, account),
+            )
+            p.seen_keys.append(d.seen_key)
+            if account not in self.accounts:
+                p.account_keys[d.account_key] = account
+            if body["type"] in ("call.started", "call.ended"):
+                d.call_key = k.call(slot, account, body["call_id"])
+                p.call_keys.append(d.call_key)
+            p.decoded.append(d)
+        return p
+
+    # ---- step 2 ----
+    def plan(self, p: Prepared, reads: Reads) -> Outcome:
+        out = Outcome(SlotPlan())
+        for key, info in reads.accounts.items():
+            if info is not None:
+                self.accounts[p.account_keys[key]] = info
+        for rec, bad in p.refused:
+            self._dlq(out, rec, bad.reason, bad.detail)
+        seen = dict(reads.seen)  # grows as the batch goes: in-batch duplicates
+        calls = dict(reads.calls)
+        for d in p.decoded:
+            typ = d.body["type"]
+            prior = seen.get(d.seen_key)
+            if prior is not None:
+                if prior.decode() == d.fp:
+                    out.results[(typ, "duplicate")] += 1
+                else:
+                    self._dlq(out, d.rec, "conflict", f"{typ} id {d.body['id']!r} seen with another payload")
+                continue
+            try:
+                applied = self._plan_one(out.plan, d, calls)
+            except RatingError as exc:
+                self._dlq(out, d.rec, exc.reason, str(exc))
+                continue
+            seen[d.seen_key] = d.fp.encode()
+            out.results[(typ, applied)] += 1
+        return out
+
+    def _plan_one(self, sp: SlotPlan, d: Decoded, calls: dict[str, CallState | None]) -> str:
+        body, typ = d.body, d.body["type"]
+        if typ == "account.upserted":
+            return self._upsert(sp, d)
+        info = self.accounts.get(body["account"])
+        if info is None:
+            raise RatingError("unknown_account", f"{typ}: account {body['account']!r} is unknown")
+        plan = self.plans().get(info.rate_plan)
+        if typ == "call.started":
+            return self._call_started(sp, d, info, plan, calls)
+        if typ == "call.ended":
+            return self._call_ended(sp, d, info, plan, calls)
+        if typ == "recharge.result":
+            raise RatingError("unknown_request", f"no recharge request {body['request_id']!r}")
+        usage = rate_record(body, info, plan)
+        self._move(sp, d, usage.amount_micros, usage.head)
+        return "applied"
+
+    def _upsert(self, sp: SlotPlan, d: Decoded) -> str:
+        b = d.body
+        prev = self.accounts.get(b["account"])
+        if prev is not None and prev.currency != b["currency"]:
+            raise RatingError(
+                "currency_change",
+                f"account {b['account']!r} is in {prev.currency}; it cannot move to {b['currency']}",
+            )
+        ar = b.get("auto_recharge") or {}
+        self.accounts[b["account"]] = AccountInfo(b["currency"], b["rate_plan"], b["credit_limit_micros"])
+        sp.slot(d.slot).add(
+            "A", d.rec.source, d.rec.offset, [d.account_key, d.seen_key],
+            [
+                d.fp, b["account"], b["currency"], b["rate_plan"], b["credit_limit_micros"],
+                1 if ar.get("enabled") else 0, ar.get("threshold_micros", 0),
+                ar.get("amount_micros", 0), b.get("notify_email", ""),
+                ledger.entry_id(d.tag, b["id"], "settings"), b["time"],
+            ],
+        )
+        return "applied"
+
+    def _move(self, sp: SlotPlan, d: Decoded, amount: int, head: bytes) -> None:
+        cause = ledger.entry_id(d.tag, d.body["id"], "")
+        sp.slot(d.slot).add(
+            "U", d.rec.source, d.rec.offset, [d.account_key, d.seen_key],
+            [d.fp, amount, head, d.body["account"], cause, d.body["time"]],
+        )
+
+    def _call_started(
+        self, sp: SlotPlan, d: Decoded, info: AccountInfo, plan: RatePlan | None,
+        calls: dict[str, CallState | None],
+    ) -> str:
+        b = d.body
+        state = calls.get(d.call_key)
+        if state is not None and state.state == "pending_end":
+            # The end came first: now the route is known, settle it.
+            end = dict(b, id=state.end_id, time=state.end_time, duration_ms=state.duration_ms)
+            usage = rate_record(end, info, plan, call_type="call.ended")
+            self._settle(sp, d, usage.amount_micros, usage.head, end["id"], end["time"])
+            calls[d.call_key] = CallState("ended")
+            return "applied"
+        if state is not None:
+            self._remember(sp, d)  # duplicate start, or a start after the call settled
+            return "ignored"
+        answer_ms = parse_time_ms(b["time"])
+        sp.slot(d.slot).add(
+            "S", d.rec.source, d.rec.offset,
+            [d.account_key, d.seen_key, d.call_key, self.keys.account_calls(d.slot, b["account"])],
+            [d.fp, b["call_id"], answer_ms, b["direction"], b["from"], b["to"], d.call_key],
+        )
+        calls[d.call_key] = CallState(
+            "active", b["direction"], b["from"], b["to"], answer_ms
+        )
+        return "applied"
+
+    def _call_ended(
+        self, sp: SlotPlan, d: Decoded, info: AccountInfo, plan: RatePlan | None,
+        calls: dict[str, CallState | None],
+    ) -> str:
+        b = d.body
+        state = calls.get(d.call_key)
+        if state is not None and state.state != "active":
+            self._remember(sp, d)  # already settled or parked: a second end moves nothing
+            return "ignored"
+        route = b
+        if state is not None:
+            route = dict(b, direction=state.direction, to=state.number_to, **{"from": state.number_from})
+        if "direction" not in route or "to" not in route:
+            sp.slot(d.slot).add(
+                "P", d.rec.source, d.rec.offset, [d.seen_key, d.call_key],
+                [d.fp, b["duration_ms"], b["id"], b["time"]],
+            )
+            calls[d.call_key] = CallState("pending_end", duration_ms=b["duration_ms"],
+                                          end_id=b["id"], end_time=b["time"])
+            return "parked"
+        usage = rate_record(route, info, plan)
+        self._settle(sp, d, usage.amount_micros, usage.head, b["id"], b["time"])
+        calls[d.call_key] = CallState("ended")
+        return "applied"
+
+    def _settle(
+        self, sp: SlotPlan, d: Decoded, amount: int, head: bytes, end_id: str, time: str
+    ) -> None:
+        acct = d.body["account"]
+        sp.slot(d.slot).add(
+            "E", d.rec.source, d.rec.offset,
+            [d.account_key, d.seen_key, d.call_key, self.keys.account_calls(d.slot, acct)],
+            [d.fp, amount, head, acct, ledger.entry_id(d.tag, end_id, ""), time, d.call_key],
+        )
+
+    def _remember(self, sp: SlotPlan, d: Decoded) -> None:
+        sp.slot(d.slot).add("K", d.rec.source, d.rec.offset, [d.seen_key], [d.fp])
+
+    def _dlq(self, out: Outcome, rec: Inbound, reason: str, detail: str) -> None:
+        headers = orjson.dumps(
+            {
+                names.DLQ_HEADER_ERROR: reason,
+                names.DLQ_HEADER_DETAIL: detail[:500],
+                names.DLQ_HEADER_TOPIC: rec.topic,
+                names.DLQ_HEADER_PARTITION: str(rec.partition),
+                names.DLQ_HEADER_OFFSET: str(rec.offset),
+            }
+        )
+        out.plan.slot(rec.partition % self.keys.slots).add(
+            "D", rec.source, rec.offset, [], [rec.key or b"", rec.value or b"", headers]
+        )
+        out.dlq[reason] += 1

@@ -1,0 +1,78 @@
+"""Consumed records and the facts the planner reads about them before planning."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from hashlib import blake2b
+from typing import Any
+
+import orjson
+
+
+@dataclass(slots=True)
+class Inbound:
+    """One record as fetched from Kafka."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp_ms: int = 0
+
+    @property
+    def source(self) -> str:
+        return f"{self.topic}/{self.partition}"
+
+
+@dataclass(frozen=True, slots=True)
+class AccountInfo:
+    """What rating needs of an account; the balance itself never leaves Redis."""
+
+    currency: str
+    rate_plan: str
+    credit_limit_micros: int
+
+
+@dataclass(slots=True)
+class CallState:
+    """What is known of a call session: active, ended (tombstone) or a parked end."""
+
+    state: str
+    direction: str = ""
+    number_from: str = ""
+    number_to: str = ""
+    answer_ms: int = 0
+    duration_ms: int = 0
+    end_id: str = ""
+    end_time: str = ""
+
+    @classmethod
+    def from_hash(cls, h: dict[bytes, bytes]) -> CallState | None:
+        if not h:
+            return None
+        g = h.get
+        return cls(
+            state=g(b"state", b"").decode(),
+            direction=g(b"dir", b"").decode(),
+            number_from=g(b"from", b"").decode(),
+            number_to=g(b"to", b"").decode(),
+            answer_ms=int(g(b"t0", b"0")),
+            duration_ms=int(g(b"dur", b"0")),
+            end_id=g(b"end_id", b"").decode(),
+            end_time=g(b"end_time", b"").decode(),
+        )
+
+
+@dataclass(slots=True)
+class Reads:
+    """Results of the batch's one read round trip, keyed by Redis key."""
+
+    seen: dict[str, bytes | None] = field(default_factory=dict)
+    accounts: dict[str, AccountInfo | None] = field(default_factory=dict)
+    calls: dict[str, CallState | None] = field(default_factory=dict)
+
+
+def fingerprint(body: dict[str, Any]) -> str:
+    """Content hash of a record, independent of key order: tells a resend from a conflict."""
+    return blake2b(orjson.dumps(body, option=orjson.OPT_SORT_KEYS), digest_size=10).hexdigest()

@@ -1,0 +1,108 @@
+"""Rating of one usage or credit record into a signed amount and its ledger head. Pure."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from charger.charging import ledger
+from charger.charging.records import AccountInfo
+from charger.rating import RatePlan, call_charge, sms_charge
+from topics import names
+
+_SOURCE_OF = {
+    "call.ended": names.TELEPHONY_EVENTS,
+    "call.attempt": names.TELEPHONY_EVENTS,
+    "sms.sent": names.TELEPHONY_EVENTS,
+    "sms.received": names.TELEPHONY_EVENTS,
+    "balance.credited": names.BILLING_ACCOUNTS,
+}
+
+
+class RatingError(ValueError):
+    """A record that cannot be charged; `reason` is the DLQ reason code."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """A signed balance movement (debits negative) and its ledger entry head."""
+
+    amount_micros: int
+    head: bytes
+
+
+def _plan_for(info: AccountInfo, plan: RatePlan | None, account: str) -> RatePlan:
+    if plan is None:
+        raise RatingError(
+            "unknown_rate_plan", f"account {account!r} uses rate plan {info.rate_plan!r}, not loaded"
+        )
+    if plan.currency != info.currency:
+        raise RatingError(
+            "currency_mismatch",
+            f"rate plan {plan.id!r} is in {plan.currency}, account {account!r} in {info.currency}",
+        )
+    return plan
+
+
+def rate_record(
+    body: dict[str, Any], info: AccountInfo, plan: RatePlan | None, call_type: str | None = None
+) -> Usage:
+    """Price `body` (a call.ended with its route, an attempt, an SMS or a top-up)."""
+    typ = call_type or body["type"]
+    account: str = body["account"]
+    topic = _SOURCE_OF[typ]
+    tag = ledger.SOURCE_TAGS[topic]
+
+    def head(kind: str, amount: int, quantity: int, unit: str, price: int, **extra: Any) -> Usage:
+        return Usage(
+            amount,
+            ledger.ledger_head(
+                entry=ledger.entry_id(tag, body["id"], kind),
+                account=account,
+                time=body["time"],
+                kind=kind,
+                amount_micros=amount,
+                currency=info.currency,
+                source_event_id=body["id"],
+                source_topic=topic,
+                quantity=quantity,
+                unit=unit,
+                unit_price_micros=price,
+                extra=extra,
+            ),
+        )
+
+    if typ == "balance.credited":
+        amt: int = body["amount_micros"]
+        return head("topup", amt, 1, "payment", amt, reference=body["reference"])
+    p = _plan_for(info, plan, account)
+    if typ == "call.ended":
+        rate = p.voice_rate(body["direction"], body["to"])
+        if rate is None:
+            raise RatingError(
+                "no_rate", f"plan {p.id!r} has no {body['direction']} rate for {body['to']!r}"
+            )
+        charge = call_charge(body["duration_ms"], rate)
+        return head(
+            "call", -charge.amount_micros, charge.billed_seconds, "second", rate.per_minute_micros,
+            call_id=body["call_id"], rate_plan=p.id, prefix=rate.prefix,
+            direction=body["direction"], connect_fee_micros=charge.connect_fee_micros,
+            increments=f"{rate.increments.first}/{rate.increments.next}",
+            duration_ms=body["duration_ms"],
+        )
+    if typ == "call.attempt":
+        price = p.ring_through_micros
+        return head("ring_through", -price, 1, "attempt", price, call_id=body["call_id"],
+                    rate_plan=p.id)
+    segments: int = body.get("segments", 1)
+    outbound = typ == "sms.sent"
+    amount = sms_charge(p, outbound, segments)
+    return head(
+        "sms_out" if outbound else "sms_in", -amount, segments, "segment",
+        p.sms_out_micros if outbound else p.sms_in_micros,
+        message_id=body["message_id"], rate_plan=p.id,
+    )

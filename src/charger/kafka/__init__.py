@@ -1,0 +1,1 @@
+"""Kafka adapters: the batch consumer, the outbox relay, the rate plan reader."""

@@ -1,0 +1,76 @@
+"""Wires the charging path from settings: Redis, producer, plans, relay, batch worker."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+from aiokafka import AIOKafkaProducer
+from redis.asyncio import Redis
+
+from charger.clock import Clock, SystemClock
+from charger.kafka.batch import BatchWorker
+from charger.kafka.plans_reader import PlanBook, RatePlanReader
+from charger.kafka.relay import Relay
+from charger.metrics import Metrics
+from charger.rating import load_plans
+from charger.settings import Settings
+from charger.store.keys import Keys
+from charger.store.redis_store import RedisStore
+
+log = logging.getLogger("charger.runtime")
+
+
+def default_plans_path() -> Path:
+    """The sample plans shipped with the package (used when no path is configured)."""
+    return Path(__file__).parent / "sample" / "plans.yaml"
+
+
+class Runtime:
+    """Everything one worker process runs, created from one Settings object."""
+
+    def __init__(self, settings: Settings, clock: Clock | None = None,
+                 metrics: Metrics | None = None) -> None:
+        if not settings.kafka_bootstrap or not settings.redis_dsn():
+            raise ValueError("CHARGER_KAFKA_BOOTSTRAP and CHARGER_REDIS_URL must be set")
+        self.settings = settings
+        self.clock = clock or SystemClock()
+        self.metrics = metrics or Metrics()
+        self.keys = Keys(settings.redis_prefix, settings.partitions)
+        self.redis: Redis = Redis.from_url(settings.redis_dsn())
+        self.store = RedisStore(self.redis, self.keys, seen_ttl_s=settings.dedupe_ttl_s,
+                                tombstone_ttl_s=settings.call_tombstone_ttl_s)
+        path = Path(settings.rate_plans_path) if settings.rate_plans_path else default_plans_path()
+        self.plans = PlanBook(load_plans(path))
+        self.plan_reader = RatePlanReader(settings.kafka_bootstrap, self.plans)
+        self.producer = AIOKafkaProducer(
+            bootstrap_servers=settings.kafka_bootstrap, client_id=settings.client_id,
+            acks="all", linger_ms=2, max_batch_size=256 * 1024,
+        )
+        self.relay = Relay(self.store, self.producer)
+        self.worker = BatchWorker(settings, self.store, self.relay, self.plans.current,
+                                  self.clock, self.metrics)
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self.redis.ping()
+        await self.producer.start()
+        await self.plan_reader.start()
+        await asyncio.wait_for(self.plan_reader.caught_up.wait(), timeout=30)
+        await self.worker.start()
+        self._task = asyncio.create_task(self.worker.run())
+        log.info("charging path started", extra={"plans": len(self.plans.current())})
+
+    async def stop(self) -> None:
+        """Finish the batch in hand, flush outputs, close connections."""
+        await self.worker.stop()
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):
+                pass
+        await self.plan_reader.stop()
+        await self.producer.stop()
+        await self.redis.aclose()

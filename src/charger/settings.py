@@ -1,0 +1,37 @@
+"""One typed settings object, read from CHARGER_* environment variables."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Worker configuration. Secrets are SecretStr so they never show in logs or reprs."""
+
+    model_config = SettingsConfigDict(env_prefix="CHARGER_", extra="ignore")
+
+    # Empty means "start the embedded broker / Redis" (demo and tests only).
+    kafka_bootstrap: str = ""
+    redis_url: SecretStr = SecretStr("")
+    group_id: str = "charger"
+    # Namespace of every Redis key, so several deployments or test runs can share a server.
+    redis_prefix: str = "ch"
+    client_id: str = "charger"
+    # Partitions of the co-partitioned input topics; also the number of Redis key slots.
+    # Changing it re-homes accounts, so it is fixed for the life of a deployment.
+    partitions: int = Field(8, ge=1, le=4096)
+    # Rate plan files: a .yaml/.json file or a directory of them.
+    rate_plans_path: str = ""
+    # Batch loop: how much one fetch may hold and how long it waits for data.
+    batch_max_records: int = Field(2000, ge=1, le=100_000)
+    batch_timeout_ms: int = Field(50, ge=1, le=10_000)
+    # How long an event id is remembered to catch producer resends (seconds).
+    dedupe_ttl_s: int = Field(24 * 3600, ge=60)
+    # How long an ended call is remembered, so late duplicates and late starts change nothing.
+    call_tombstone_ttl_s: int = Field(24 * 3600, ge=60)
+    web_port: int = Field(6066, ge=0, le=65535)
+    log_level: str = "INFO"
+
+    def redis_dsn(self) -> str:
+        return self.redis_url.get_secret_value()

@@ -1,0 +1,1 @@
+"""Redis adapter: keys, scripts, reads and the batch apply."""

@@ -1,0 +1,82 @@
+"""Every Redis key charger uses, built here and nowhere else.
+
+Keys are grouped under a hash tag ``{tN}``: N is the account's slot, the same murmur2 hash
+Kafka's default partitioner uses, modulo the partition count. One Lua call touches keys of
+one tag only, so it runs on Redis Cluster; with producers on the default partitioner a whole
+partition's batch shares one tag and needs one call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiokafka.partitioner import murmur2
+
+
+def slot_of(account: str, slots: int) -> int:
+    """The tag slot (== default Kafka partition) of an account."""
+    h: int = murmur2(account.encode())
+    return (h & 0x7FFFFFFF) % slots
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """Key builder for one namespace (``CHARGER_REDIS_PREFIX``) and slot count."""
+
+    prefix: str
+    slots: int
+
+    def tag(self, slot: int) -> str:
+        return f"{self.prefix}:{{t{slot}}}"
+
+    # --- per slot ---
+    def watermark(self, slot: int) -> str:
+        """Hash: "topic/partition" -> last source offset applied into this slot."""
+        return f"{self.tag(slot)}:wm"
+
+    def outbox(self, slot: int) -> str:
+        """Stream of outputs written with the money they describe, relayed to Kafka."""
+        return f"{self.tag(slot)}:outbox"
+
+    def accounts(self, slot: int) -> str:
+        """Set of account ids living in this slot."""
+        return f"{self.tag(slot)}:accounts"
+
+    def sessions(self, slot: int) -> str:
+        """Sorted set of active calls "account/call_id", scored by answer time (ms)."""
+        return f"{self.tag(slot)}:sessions"
+
+    # --- per account ---
+    def account(self, slot: int, account: str) -> str:
+        """Hash: balance, holds, settings and state of one account."""
+        return f"{self.tag(slot)}:a:{account}"
+
+    def account_calls(self, slot: int, account: str) -> str:
+        """Set of the account's active call ids."""
+        return f"{self.tag(slot)}:ac:{account}"
+
+    def call(self, slot: int, account: str, call_id: str) -> str:
+        """Hash: one call session (active, or a tombstone once settled)."""
+        return f"{self.tag(slot)}:c:{account}:{call_id}"
+
+    def seen(self, slot: int, source: str, event_id: str) -> str:
+        """String: fingerprint of an applied record, kept for the dedupe window."""
+        return f"{self.tag(slot)}:s:{source}:{event_id}"
+
+    # --- account key from the outside (demo, tests, reconcile) ---
+    def account_of(self, account: str) -> str:
+        return self.account(slot_of(account, self.slots), account)
+
+
+# Fields of the account hash. Money fields hold integer micro-units.
+BALANCE = "bal"
+HELD = "held"
+CURRENCY = "cur"
+RATE_PLAN = "plan"
+CREDIT_LIMIT = "climit"
+SUSPENDED = "susp"
+AR_ENABLED = "ar_on"
+AR_THRESHOLD = "ar_thr"
+AR_AMOUNT = "ar_amt"
+NOTIFY_EMAIL = "email"
+OPENING = "open"  # balance when the account was first created (always 0 today)

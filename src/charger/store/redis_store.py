@@ -1,0 +1,88 @@
+"""The Redis adapter of the charging path: one read round trip and one apply round trip a batch."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from redis.asyncio import Redis
+
+from charger.charging.ops import SlotPlan
+from charger.charging.planner import Prepared
+from charger.charging.records import AccountInfo, CallState, Reads
+from charger.store import keys as F
+from charger.store.keys import Keys
+from charger.store.scripts import Scripts
+
+OutboxEntry = tuple[bytes, dict[bytes, bytes]]
+
+
+class RedisStore:
+    """Reads what planning needs and applies planned batches with apply.lua."""
+
+    def __init__(
+        self, client: Redis, keys: Keys, *, seen_ttl_s: int, tombstone_ttl_s: int
+    ) -> None:
+        self.client = client
+        self.keys = keys
+        self.scripts = Scripts(client)
+        self.seen_ttl_s = seen_ttl_s
+        self.tombstone_ttl_s = tombstone_ttl_s
+
+    async def read(self, p: Prepared) -> Reads:
+        """Seen ids, uncached accounts and call sessions of a batch, in one pipeline."""
+        reads = Reads()
+        if not (p.seen_keys or p.account_keys or p.call_keys):
+            return reads
+        pipe = self.client.pipeline(transaction=False)
+        for key in p.seen_keys:
+            pipe.get(key)
+        acct_keys = list(p.account_keys)
+        for key in acct_keys:
+            pipe.hmget(key, [F.CURRENCY, F.RATE_PLAN, F.CREDIT_LIMIT])
+        for key in p.call_keys:
+            pipe.hgetall(key)
+        res: list[Any] = await pipe.execute()
+        i = 0
+        for key in p.seen_keys:
+            reads.seen[key] = res[i]
+            i += 1
+        for key in acct_keys:
+            cur, plan, climit = res[i]
+            reads.accounts[key] = (
+                None if cur is None else AccountInfo(cur.decode(), plan.decode(), int(climit))
+            )
+            i += 1
+        for key in p.call_keys:
+            reads.calls[key] = CallState.from_hash(res[i])
+            i += 1
+        return reads
+
+    async def apply(self, plan: SlotPlan, highest: dict[str, int], now_ms: int) -> tuple[int, int]:
+        """Run apply.lua once per slot, all slots in one pipeline. Returns (applied, skipped)."""
+        if not plan.slots:
+            return 0, 0
+        pipe = self.client.pipeline(transaction=False)
+        for sb in plan.slots.values():
+            keys, argv = sb.script_args(
+                self.keys, now_ms, self.seen_ttl_s, self.tombstone_ttl_s, highest
+            )
+            await self.scripts.apply(keys=keys, args=argv, client=pipe)
+        res: list[list[int]] = await pipe.execute()
+        return sum(r[0] for r in res), sum(r[1] for r in res)
+
+    async def outbox(self, slots: Iterable[int], count: int) -> dict[int, list[OutboxEntry]]:
+        """Up to `count` unrelayed outputs of each slot, oldest first."""
+        slots = list(slots)
+        pipe = self.client.pipeline(transaction=False)
+        for slot in slots:
+            pipe.xrange(self.keys.outbox(slot), count=count)
+        res: list[list[OutboxEntry]] = await pipe.execute()
+        return {slot: entries for slot, entries in zip(slots, res, strict=True) if entries}
+
+    async def ack_outbox(self, done: dict[int, list[bytes]]) -> None:
+        """Forget outputs that the broker acknowledged."""
+        pipe = self.client.pipeline(transaction=False)
+        for slot, ids in done.items():
+            pipe.xdel(self.keys.outbox(slot), *ids)
+        await pipe.execute()

@@ -1,0 +1,276 @@
+"""Record types of the contract, declared once as field specs.
+
+The JSON Schemas in ``schemas/`` are generated from these specs (``python -m topics.schema``)
+and a test checks that the files on disk match. charger's decoder validates records against
+the same specs, so the schemas a producer reads are the rules the worker enforces.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from topics import names
+
+Kind = Literal["string", "time", "integer", "boolean", "enum", "object"]
+
+# Bounds that make a value absurd rather than merely large.
+MAX_MICROS = 10**13  # 10 million currency units in one movement
+MAX_BALANCE_MICROS = 10**15  # stays exact in every runtime that reads it (< 2**53)
+MAX_DURATION_MS = 7 * 24 * 3600 * 1000  # a week-long call is a broken switch
+MAX_SEGMENTS = 255  # concatenated SMS cap
+MAX_STRING = 256
+
+
+@dataclass(frozen=True)
+class Field:
+    """One field: its JSON kind and the bounds a valid value respects."""
+
+    kind: Kind
+    description: str = ""
+    minimum: int | None = None
+    maximum: int | None = None
+    values: tuple[str, ...] = ()
+    max_length: int = MAX_STRING
+    fields: dict[str, Field] = field(default_factory=dict)  # for kind == "object"
+    optional: frozenset[str] = frozenset()  # optional members of an object
+
+
+def s(description: str = "", max_length: int = MAX_STRING) -> Field:
+    return Field("string", description, max_length=max_length)
+
+
+def i(description: str = "", minimum: int | None = None, maximum: int | None = None) -> Field:
+    return Field("integer", description, minimum=minimum, maximum=maximum)
+
+
+def e(description: str, *values: str) -> Field:
+    return Field("enum", description, values=values)
+
+
+def micros(description: str, minimum: int = 0, maximum: int = MAX_MICROS) -> Field:
+    return Field("integer", description + " (micro-units)", minimum=minimum, maximum=maximum)
+
+
+def balance(description: str = "Balance") -> Field:
+    """A signed balance or movement, bounded so it stays exact wherever it is read."""
+    return micros(description, -MAX_BALANCE_MICROS, MAX_BALANCE_MICROS)
+
+
+@dataclass(frozen=True)
+class RecordType:
+    """A record `type`: the topic it travels on and its fields beyond the common ones."""
+
+    type: str
+    topic: str
+    description: str
+    required: dict[str, Field]
+    optional: dict[str, Field] = field(default_factory=dict)
+    keyed_by_account: bool = True
+
+
+COMMON: dict[str, Field] = {
+    "id": s("Unique per producer; the idempotency key of the record.", 128),
+    "type": s("Record type."),
+    "account": s("Account id; also the Kafka key.", 128),
+    "time": Field("time", "RFC 3339 UTC with milliseconds, e.g. 2026-11-22T10:00:00.000Z."),
+}
+
+DIRECTION = e("Call direction.", "outbound", "inbound", "forwarded")
+CURRENCY = Field("string", "ISO 4217 code.", max_length=3)
+
+AUTO_RECHARGE = Field(
+    "object",
+    "Auto-recharge settings.",
+    fields={
+        "enabled": Field("boolean", "Whether auto-recharge is on."),
+        "threshold_micros": micros("Recharge when the available balance falls below this"),
+        "amount_micros": micros("Amount to recharge"),
+    },
+)
+
+RECORDS: dict[str, RecordType] = {
+    r.type: r
+    for r in (
+        # --- telephony.events (from the switch) ---
+        RecordType(
+            "call.started",
+            names.TELEPHONY_EVENTS,
+            "A call was answered; `time` is the answer time.",
+            {"call_id": s("Call id.", 128), "direction": DIRECTION, "from": s(), "to": s()},
+        ),
+        RecordType(
+            "call.ended",
+            names.TELEPHONY_EVENTS,
+            "A call ended; `duration_ms` is the billable talk time measured by the switch.",
+            {"call_id": s("Call id.", 128), "duration_ms": i("Talk time.", 0, MAX_DURATION_MS)},
+            # A switch that repeats the route on hangup lets an end settle without its start.
+            {"direction": DIRECTION, "from": s(), "to": s()},
+        ),
+        RecordType(
+            "call.attempt",
+            names.TELEPHONY_EVENTS,
+            "A ring-through connection attempt, charged per attempt.",
+            {"call_id": s("Call id.", 128), "to": s()},
+        ),
+        RecordType(
+            "sms.sent",
+            names.TELEPHONY_EVENTS,
+            "An outgoing text message.",
+            {"message_id": s("Message id.", 128), "to": s()},
+            {"segments": i("Segments, default 1.", 1, MAX_SEGMENTS)},
+        ),
+        RecordType(
+            "sms.received",
+            names.TELEPHONY_EVENTS,
+            "An incoming text message.",
+            {"message_id": s("Message id.", 128), "from": s()},
+            {"segments": i("Segments, default 1.", 1, MAX_SEGMENTS)},
+        ),
+        # --- billing.accounts (from the platform) ---
+        RecordType(
+            "account.upserted",
+            names.BILLING_ACCOUNTS,
+            "Create or update an account's settings.",
+            {
+                "currency": CURRENCY,
+                "rate_plan": s("Rate plan id.", 128),
+                "credit_limit_micros": micros("How far below zero the balance may go"),
+            },
+            {"auto_recharge": AUTO_RECHARGE, "notify_email": s("Recharge failure e-mail.")},
+        ),
+        RecordType(
+            "balance.credited",
+            names.BILLING_ACCOUNTS,
+            "A manual top-up (Pay Now).",
+            {"amount_micros": micros("Amount credited", 1), "reference": s("Payment reference.")},
+        ),
+        # --- billing.recharge-results (from payments) ---
+        RecordType(
+            "recharge.result",
+            names.RECHARGE_RESULTS,
+            "Outcome of a recharge request.",
+            {
+                "request_id": s("The request's id.", 128),
+                "status": e("Outcome.", "succeeded", "failed"),
+                "amount_micros": micros("Amount charged to the card"),
+            },
+            {"reason": s("Why it failed.")},
+        ),
+        # --- billing.rate-plans (compacted, keyed by plan id) ---
+        RecordType(
+            "rate_plan.upserted",
+            names.RATE_PLANS,
+            "A rate plan, in the same shape as a rate plan file, under `plan`.",
+            {"plan": Field("object", "Rate plan document (see docs/rate-plans.md).")},
+            keyed_by_account=False,
+        ),
+        # --- telephony.commands (to the switch) ---
+        RecordType(
+            "call.cutoff",
+            names.TELEPHONY_COMMANDS,
+            "Disconnect a call now.",
+            {"call_id": s("Call id.", 128), "reason": s("Why.")},
+        ),
+        RecordType(
+            "account.suspended",
+            names.TELEPHONY_COMMANDS,
+            "The account's available balance reached its floor: refuse new calls and texts.",
+            {"reason": s("Why."), "balance_micros": balance("Balance after the movement.")},
+        ),
+        RecordType(
+            "account.restored",
+            names.TELEPHONY_COMMANDS,
+            "The account is above its floor again.",
+            {"reason": s("Why."), "balance_micros": balance("Balance after the movement.")},
+        ),
+        # --- billing.recharge-requests (to payments) ---
+        RecordType(
+            "recharge.requested",
+            names.RECHARGE_REQUESTS,
+            "Charge the card on file and credit the account.",
+            {
+                "request_id": s("Deterministic request id.", 128),
+                "amount_micros": micros("Amount to charge"),
+                "balance_micros": balance("Available balance when requested."),
+                "threshold_micros": micros("Threshold crossed"),
+                "currency": CURRENCY,
+            },
+        ),
+        # --- billing.ledger (to invoicing) ---
+        RecordType(
+            "ledger.entry",
+            names.LEDGER,
+            "One balance movement. `id` is derived from its cause: dedupe by it.",
+            {
+                "kind": e(
+                    "What moved the balance.",
+                    "call",
+                    "sms_out",
+                    "sms_in",
+                    "ring_through",
+                    "recharge",
+                    "topup",
+                    "adjustment",
+                    "session_expired",
+                ),
+                "amount_micros": balance("Signed: debits negative, credits positive."),
+                "currency": CURRENCY,
+                "balance_after_micros": balance("Balance right after this movement."),
+                "source_event_id": s("Id of the record that caused it.", 128),
+                "source_topic": s("Topic of that record."),
+                "quantity": i(
+                    "Billed quantity (seconds, segments, attempts, 1).", 0, MAX_BALANCE_MICROS
+                ),
+                "unit": e("Unit of quantity.", "second", "segment", "attempt", "payment"),
+                "unit_price_micros": i(
+                    "Price per minute for calls, per unit otherwise.", 0, MAX_MICROS
+                ),
+            },
+            {
+                "call_id": s("Call id.", 128),
+                "message_id": s("Message id.", 128),
+                "rate_plan": s("Rate plan id.", 128),
+                "prefix": s("Destination prefix rated."),
+                "direction": DIRECTION,
+                "connect_fee_micros": i("Connect fee included in amount.", 0, MAX_MICROS),
+                "increments": s("Billing increments first/next, e.g. 60/6."),
+                "duration_ms": i("Duration measured by the switch.", 0, MAX_DURATION_MS),
+                "reference": s("Payment reference."),
+            },
+        ),
+        # --- billing.notifications ---
+        RecordType(
+            "recharge_failed",
+            names.NOTIFICATIONS,
+            "An automatic recharge was declined; sent to notify_email.",
+            {"email": s(), "reason": s(), "request_id": s(max_length=128)},
+        ),
+        RecordType(
+            "low_balance",
+            names.NOTIFICATIONS,
+            "Available balance is below the recharge threshold.",
+            {"balance_micros": balance(), "threshold_micros": micros("Threshold")},
+            {"email": s()},
+        ),
+        RecordType(
+            "balance_exhausted",
+            names.NOTIFICATIONS,
+            "Available balance reached the floor.",
+            {"balance_micros": balance()},
+            {"email": s()},
+        ),
+        RecordType(
+            "call_cut_off",
+            names.NOTIFICATIONS,
+            "A call was cut off for lack of credit.",
+            {"call_id": s(max_length=128), "reason": s()},
+            {"email": s()},
+        ),
+    )
+}
+
+
+def types_on(topic: str) -> list[RecordType]:
+    """Record types that travel on `topic`."""
+    return [r for r in RECORDS.values() if r.topic == topic]

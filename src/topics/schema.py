@@ -1,0 +1,266 @@
+"""JSON Schemas and the AsyncAPI document, generated from the record and topic specs.
+
+``python -m topics.schema`` rewrites ``schemas/<type>.json`` and ``asyncapi.yaml`` next to
+this module; a test fails when the files on disk differ from what the specs generate.
+"""
+
+from __future__ import annotations
+
+import re
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import orjson
+import yaml
+
+from topics import names
+from topics.records import COMMON, RECORDS, Field, RecordType, types_on
+
+__all__ = [
+    "SCHEMA_BASE",
+    "TIME_PATTERN",
+    "asyncapi_document",
+    "field_schema",
+    "load_schema",
+    "record_schema",
+    "rendered_files",
+    "write_all",
+]
+
+DRAFT = "https://json-schema.org/draft/2020-12/schema"
+SCHEMA_BASE = "https://charger.dev/schemas/"
+KAFKA_BINDING = "0.5.0"
+
+# RFC 3339 in UTC with exactly three fractional digits and a ``Z``: only real calendar dates
+# (leap years included), hours 00-23, no leap second. ASCII digits only, written [0-9]
+# because ``\d`` also matches other scripts' digits in some regex engines.
+_D = "[0-9]"
+_LEAP_YEAR = f"(?:{_D}{_D}(?:0[48]|[2468][048]|[13579][26])|(?:[02468][048]|[13579][26])00)"
+_DATE = (
+    f"(?:{_D}{{4}}-(?:(?:0[13578]|1[02])-(?:0[1-9]|[12]{_D}|3[01])"
+    f"|(?:0[469]|11)-(?:0[1-9]|[12]{_D}|30)"
+    f"|02-(?:0[1-9]|1{_D}|2[0-8]))"
+    f"|{_LEAP_YEAR}-02-29)"
+)
+TIME_PATTERN = f"^{_DATE}T(?:[01]{_D}|2[0-3]):[0-5]{_D}:[0-5]{_D}\\.{_D}{{3}}Z$"
+# Every valid time is exactly this long. Stating it in the schema also keeps engines whose
+# ``$`` matches before a trailing newline (Python's) from accepting "...Z\n".
+TIME_LENGTH = len("2026-11-22T10:00:00.000Z")
+
+
+def field_schema(f: Field) -> dict[str, Any]:
+    """The JSON Schema of one field."""
+    out: dict[str, Any]
+    if f.kind == "string":
+        out = {"type": "string", "minLength": 1, "maxLength": f.max_length}
+    elif f.kind == "time":
+        out = {
+            "type": "string",
+            "minLength": TIME_LENGTH,
+            "maxLength": TIME_LENGTH,
+            "pattern": TIME_PATTERN,
+            "format": "date-time",
+        }
+    elif f.kind == "integer":
+        out = {"type": "integer"}
+        if f.minimum is not None:
+            out["minimum"] = f.minimum
+        if f.maximum is not None:
+            out["maximum"] = f.maximum
+    elif f.kind == "boolean":
+        out = {"type": "boolean"}
+    elif f.kind == "enum":
+        out = {"enum": list(f.values)}
+    elif f.kind == "object":
+        out = {"type": "object"}
+        if f.fields:
+            out["properties"] = {k: field_schema(v) for k, v in f.fields.items()}
+            out["required"] = [k for k in f.fields if k not in f.optional]
+            out["additionalProperties"] = True
+    else:  # pragma: no cover - Kind is a closed Literal
+        raise ValueError(f"unknown field kind {f.kind!r}")
+    if f.description:
+        out["description"] = f.description
+    return out
+
+
+def required_keys(rt: RecordType) -> list[str]:
+    """Keys a record of type ``rt`` must carry, common ones first."""
+    common = [k for k in COMMON if rt.keyed_by_account or k != "account"]
+    return common + list(rt.required)
+
+
+def record_schema(rt: RecordType) -> dict[str, object]:
+    """The draft 2020-12 JSON Schema of one record type."""
+    properties: dict[str, Any] = {k: field_schema(v) for k, v in COMMON.items()}
+    properties["type"] = {"const": rt.type, "description": COMMON["type"].description}
+    properties.update({k: field_schema(v) for k, v in rt.required.items()})
+    properties.update({k: field_schema(v) for k, v in rt.optional.items()})
+    key = names.TOPICS[rt.topic].key
+    return {
+        "$schema": DRAFT,
+        "$id": f"{SCHEMA_BASE}{rt.type}.json",
+        "title": rt.type,
+        "description": f"{rt.description} Travels on `{rt.topic}`, keyed by {key}.",
+        "type": "object",
+        "required": required_keys(rt),
+        "properties": properties,
+        "additionalProperties": True,
+    }
+
+
+def _ident(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_]", "_", name)
+
+
+# Topics charger reads; it writes every other topic.
+CONSUMED = (
+    names.TELEPHONY_EVENTS,
+    names.BILLING_ACCOUNTS,
+    names.RECHARGE_RESULTS,
+    names.RATE_PLANS,
+)
+
+_DLQ_HEADERS = {
+    names.DLQ_HEADER_ERROR: "Reason code, e.g. missing_field (also a metric label).",
+    names.DLQ_HEADER_DETAIL: "Human sentence naming the field and the value refused.",
+    names.DLQ_HEADER_TOPIC: "Topic the record was read from.",
+    names.DLQ_HEADER_PARTITION: "Partition it was read from (decimal).",
+    names.DLQ_HEADER_OFFSET: "Offset it was read from (decimal).",
+}
+
+
+def _channel_bindings(spec: names.TopicSpec) -> dict[str, Any]:
+    config: dict[str, Any] = {}
+    for k, v in spec.topic_configs().items():
+        config[k] = [v] if k == "cleanup.policy" else int(v) if k.endswith(".ms") else v
+    kafka: dict[str, Any] = {"topic": spec.name, "partitions": spec.partitions}
+    if config:
+        kafka["topicConfiguration"] = config
+    kafka["bindingVersion"] = KAFKA_BINDING
+    return {"kafka": kafka}
+
+
+def _message(title: str, summary: str, key: str, payload: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "name": title,
+        "title": title,
+        "summary": summary,
+        "contentType": "application/json",
+        "payload": payload,
+        "bindings": {
+            "kafka": {
+                "key": {"type": "string", "description": key},
+                "bindingVersion": KAFKA_BINDING,
+            }
+        },
+    }
+
+
+def asyncapi_document() -> dict[str, object]:
+    """The AsyncAPI 3.0.0 document: every topic, its messages, and what charger does with it."""
+    channels: dict[str, Any] = {}
+    operations: dict[str, Any] = {}
+    schemas: dict[str, Any] = {}
+    messages: dict[str, Any] = {}
+    for spec in names.TOPICS.values():
+        cid = _ident(spec.name)
+        refs: dict[str, Any] = {}
+        for rt in types_on(spec.name):
+            mid = _ident(rt.type)
+            if mid in messages:
+                raise ValueError(f"two record types map to message id {mid!r}")
+            schemas[mid] = record_schema(rt)
+            payload = {"$ref": f"#/components/schemas/{mid}"}
+            messages[mid] = _message(rt.type, rt.description, spec.key, payload)
+            refs[mid] = {"$ref": f"#/components/messages/{mid}"}
+        if spec.name == names.DLQ:
+            mid = "dlq_record"
+            payload = {"description": "The refused record's value: the original bytes untouched"}
+            messages[mid] = _message("dlq.record", spec.description, spec.key, payload)
+            messages[mid]["contentType"] = "application/octet-stream"
+            messages[mid]["headers"] = {
+                "type": "object",
+                "required": list(_DLQ_HEADERS),
+                "properties": {
+                    h: {"type": "string", "description": d} for h, d in _DLQ_HEADERS.items()
+                },
+            }
+            refs[mid] = {"$ref": f"#/components/messages/{mid}"}
+        channels[cid] = {
+            "address": spec.name,
+            "title": spec.name,
+            "description": f"{spec.description} Producer: {spec.producer}.",
+            "servers": [{"$ref": "#/servers/kafka"}],
+            "messages": refs,
+            "bindings": _channel_bindings(spec),
+        }
+        action = "receive" if spec.name in CONSUMED else "send"
+        operations[f"{action}_{cid}"] = {
+            "action": action,
+            "channel": {"$ref": f"#/channels/{cid}"},
+            "summary": f"charger {'consumes' if action == 'receive' else 'produces'} {spec.name}.",
+            "messages": [{"$ref": f"#/channels/{cid}/messages/{m}"} for m in refs],
+        }
+    return {
+        "asyncapi": "3.0.0",
+        "info": {
+            "title": "charger",
+            "version": "0.1.0",
+            "description": "Real-time charging for cloud telephony: call and SMS events in, "
+            "balances moved once, ledger entries, commands and notifications out. Every "
+            "record is one UTF-8 JSON object; money is integer micro-units; times are "
+            "RFC 3339 UTC with milliseconds; extra fields may be added.",
+        },
+        "defaultContentType": "application/json",
+        "servers": {
+            "kafka": {
+                "host": "localhost:9092",
+                "protocol": "kafka",
+                "description": "Local development broker.",
+            }
+        },
+        "channels": channels,
+        "operations": operations,
+        "components": {"schemas": schemas, "messages": messages},
+    }
+
+
+def rendered_files() -> dict[str, str]:
+    """Generated file contents by path relative to the ``topics`` package directory."""
+    out: dict[str, str] = {}
+    for rt in RECORDS.values():
+        text = orjson.dumps(
+            record_schema(rt), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS
+        ).decode()
+        out[f"schemas/{rt.type}.json"] = text + "\n"
+    out["asyncapi.yaml"] = yaml.safe_dump(
+        asyncapi_document(), sort_keys=False, allow_unicode=True, width=100
+    )
+    return out
+
+
+def write_all(root: Path) -> None:
+    """Write the generated files under ``root`` (the ``topics`` package directory) and remove
+    schema files no record type generates any more."""
+    files = rendered_files()
+    (root / "schemas").mkdir(parents=True, exist_ok=True)
+    for stale in (root / "schemas").glob("*.json"):
+        if f"schemas/{stale.name}" not in files:
+            stale.unlink()
+    for rel, text in files.items():
+        (root / rel).write_text(text, encoding="utf-8")
+
+
+def load_schema(record_type: str) -> dict[str, object]:
+    """The packaged JSON Schema of ``record_type``; KeyError for a type the contract lacks."""
+    if record_type not in RECORDS:
+        raise KeyError(record_type)
+    text = resources.files("topics").joinpath("schemas").joinpath(f"{record_type}.json")
+    schema: dict[str, object] = orjson.loads(text.read_bytes())
+    return schema
+
+
+if __name__ == "__main__":
+    write_all(Path(__file__).resolve().parent)

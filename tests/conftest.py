@@ -1,0 +1,82 @@
+"""Shared fixtures.
+
+Integration tests talk to a real broker and a real Redis. Set CHARGER_KAFKA_BOOTSTRAP
+and/or CHARGER_REDIS_URL to use running servers (for example the docker-compose stack);
+whatever is not set is started embedded (Tansu and Valkey, in memory) once per session,
+and only when a test asks for it. Every test under tests/integration, and every test
+using these fixtures, is marked `integration`: `pytest -m "not integration"` runs the
+unit tests alone and starts nothing.
+
+An external server may be shared: tests there must use unique accounts, key prefixes,
+topics and consumer groups (the `uid` fixture helps). Only Redis that the session
+started itself (`stack.redis_owned`) is flushed between tests.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+
+from charger.embedded import embedded_stack
+
+INTEGRATION_DIR = Path(__file__).parent / "integration"
+STACK_FIXTURES = frozenset({"stack", "redis_client"})
+
+
+@dataclass(frozen=True)
+class Stack:
+    """Where the broker and Redis of this test session are."""
+
+    bootstrap: str
+    redis_url: str
+    kafka_owned: bool
+    redis_owned: bool
+
+    @property
+    def owned(self) -> bool:
+        """True when both servers were started for this session and nobody else uses them."""
+        return self.kafka_owned and self.redis_owned
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        in_dir = INTEGRATION_DIR in Path(str(item.path)).parents
+        uses_stack = bool(STACK_FIXTURES.intersection(getattr(item, "fixturenames", ())))
+        if in_dir or uses_stack:
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[Stack]:
+    kafka = os.environ.get("CHARGER_KAFKA_BOOTSTRAP") or None
+    redis_url = os.environ.get("CHARGER_REDIS_URL") or None
+    with embedded_stack(kafka, redis_url) as (bootstrap, url):
+        yield Stack(
+            bootstrap=bootstrap,
+            redis_url=url,
+            kafka_owned=kafka is None,
+            redis_owned=redis_url is None,
+        )
+
+
+@pytest.fixture
+async def redis_client(stack: Stack) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(stack.redis_url)
+    try:
+        if stack.redis_owned:
+            await client.flushdb()
+        yield client
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture
+def uid() -> str:
+    """A short unique token for account ids, key prefixes, topics and group ids."""
+    return uuid.uuid4().hex[:12]
