@@ -18,13 +18,16 @@ from topics import names
 from topics.records import COMMON, RECORDS, Field, RecordType, types_on
 
 __all__ = [
+    "CONSUMED",
     "SCHEMA_BASE",
+    "TIME_LENGTH",
     "TIME_PATTERN",
     "asyncapi_document",
     "field_schema",
     "load_schema",
     "record_schema",
     "rendered_files",
+    "required_keys",
     "write_all",
 ]
 

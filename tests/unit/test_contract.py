@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +14,9 @@ import yaml
 import topics
 from charger.events import Invalid, decode
 from topics import names
-from topics.records import RECORDS
+from topics.records import RECORDS, types_on
 from topics.schema import (
+    CONSUMED,
     asyncapi_document,
     load_schema,
     record_schema,
@@ -70,7 +72,11 @@ SAMPLES: dict[str, dict[str, Any]] = {
         _rec(
             "rate_plan.upserted",
             account=None,
-            plan={"id": "standard-usd", "currency": "USD", "voice": []},
+            plan={
+                "id": "std-usd",
+                "currency": "USD",
+                "voice": [{"prefix": "1", "direction": "outbound", "per_minute": "0.60"}],
+            },
         ),
         _rec("call.cutoff", call_id="c-1", reason="balance exhausted"),
         _rec("account.suspended", reason="balance exhausted", balance_micros=-120_000),
@@ -151,6 +157,19 @@ def test_sample_passes_schema_and_decoder(rtype: str) -> None:
     decoded = decode(orjson.dumps(sample), frozenset({rtype}))
     assert not isinstance(decoded, Invalid), decoded
     assert decoded == sample
+
+
+def test_readme_examples_are_valid_input_records() -> None:
+    readme = (PACKAGE / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```json\n(.*?)```", readme, flags=re.DOTALL)
+    inputs = {rt.type for t in CONSUMED for rt in types_on(t)}
+    seen: set[str] = set()
+    for block in blocks:
+        record = orjson.loads(block)
+        jsonschema.Draft202012Validator(load_schema(record["type"])).validate(record)
+        assert not isinstance(decode(block.encode(), frozenset(inputs)), Invalid), block
+        seen.add(record["type"])
+    assert seen == inputs
 
 
 def _resolve(doc: dict[str, Any], ref: str) -> Any:

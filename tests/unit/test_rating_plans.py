@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -180,6 +181,18 @@ def test_plan_errors_name_plan_and_field(doc: dict[str, Any], field: str, proble
 
 def test_plan_error_is_a_value_error() -> None:
     assert issubclass(PlanError, ValueError)
+
+
+def test_plan_error_survives_pickling() -> None:
+    error = PlanError("p1", "currency", "bad", source="plans.yaml")
+    copy = pickle.loads(pickle.dumps(error))
+    assert str(copy) == "plans.yaml: plan 'p1': currency: bad"
+    assert (copy.plan_id, copy.field, copy.problem, copy.source) == (
+        "p1",
+        "currency",
+        "bad",
+        "plans.yaml",
+    )
 
 
 def test_plan_must_be_a_mapping() -> None:

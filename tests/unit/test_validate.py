@@ -183,9 +183,12 @@ def valid_value(f: Field) -> st.SearchStrategy[Any]:
 
 def invalid_value(f: Field) -> st.SearchStrategy[Any]:
     """Values that are often (not always) wrong for ``f``; the schema decides which."""
+    edge = ["", "x" * f.max_length, "x" * (f.max_length + 1), T + "\n", T[:-1] + "+00:00"]
     near: list[st.SearchStrategy[Any]] = [
         json_values.filter(lambda v: not (isinstance(v, float) and v.is_integer())),
         st.text(max_size=f.max_length + 2),
+        st.sampled_from(edge),
+        times.map(lambda s: s + "0"),
         st.from_regex(
             r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,4})?(Z|\+01:00)?",
             fullmatch=True,
@@ -246,6 +249,44 @@ def mutated_record(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
             member = draw(st.sampled_from(sorted(inner)))
             record["auto_recharge"][member] = draw(invalid_value(inner[member]))
     return rt.type, record
+
+
+def minimal(f: Field) -> Any:
+    """A fixed valid value for ``f``."""
+    if f.kind == "object":
+        return {k: minimal(v) for k, v in f.fields.items() if k not in f.optional}
+    if f.kind == "integer":
+        return min(max(0, f.minimum or 0), f.maximum if f.maximum is not None else 0)
+    return {"string": "x", "time": T, "boolean": True, "enum": (f.values or ("",))[0]}[f.kind]
+
+
+def edges(f: Field) -> list[Any]:
+    """Values at and just past every bound of ``f``, plus every other JSON type."""
+    out: list[Any] = [None, True, 1.5, [], {}, 0, "", "x", T, T + "\n", "2026-02-29T00:00:00.000Z"]
+    out += ["x" * f.max_length, "x" * (f.max_length + 1), *f.values, *(v.upper() for v in f.values)]
+    out += [b + d for b in (f.minimum, f.maximum) if b is not None for d in (-1, 0, 1)]
+    return out
+
+
+def boundary_cases() -> list[tuple[str, dict[str, Any]]]:
+    cases: list[tuple[str, dict[str, Any]]] = []
+    for rt in RECORDS.values():
+        fields, optional = record_fields(rt)
+        base = {k: minimal(f) for k, f in fields.items() if k not in optional}
+        base["type"] = rt.type
+        for name, f in fields.items():
+            cases += [(rt.type, base | {name: v}) for v in edges(f)]
+            for member, mf in f.fields.items():
+                cases += [(rt.type, base | {name: minimal(f) | {member: v}}) for v in edges(mf)]
+    return cases
+
+
+def test_decoder_agrees_with_json_schema_at_every_bound() -> None:
+    for rtype, record in boundary_cases():
+        raw = orjson.dumps(record)
+        schema_ok = validator(rtype).is_valid(orjson.loads(raw))
+        result = decode(raw, frozenset({rtype}))
+        assert (not isinstance(result, Invalid)) == schema_ok, (result, record)
 
 
 @settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -105,7 +105,7 @@ def _integer(where: str, f: Field) -> Check:
     lo, hi = f.minimum, f.maximum
 
     def check(v: object) -> Invalid | None:
-        if not isinstance(v, int):
+        if type(v) is not int:  # excludes bool, and floats even when whole
             return _wrong(where, "an integer", v)
         if lo is not None and v < lo:
             return Invalid("out_of_range", f"{where} must be >= {lo}, got {v}")

@@ -79,11 +79,13 @@ class RatePlanReader:
         assert self._consumer is not None
         c = self._consumer
         while True:
-            if not self.caught_up.is_set() and all(
+            data = await c.getmany(timeout_ms=200)
+            # Caught up once past the end offsets seen at start and a fetch comes back empty
+            # (some brokers report end offsets behind batched writes).
+            if not data and not self.caught_up.is_set() and all(
                 await asyncio.gather(*(self._at(c, tp, end) for tp, end in ends.items()))
             ):
                 self.caught_up.set()
-            data = await c.getmany(timeout_ms=200)
             for msgs in data.values():
                 for m in msgs:
                     err = self.book.apply(m.key, m.value)

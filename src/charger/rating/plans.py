@@ -10,7 +10,8 @@ Unknown keys are refused too, so a misspelt field fails loudly instead of defaul
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+from collections.abc import Callable, Mapping
 
 from charger.money import parse_money
 from charger.rating.model import (
@@ -72,6 +73,11 @@ class PlanError(ValueError):
         plan = f"plan {plan_id!r}" if plan_id else "plan (no id)"
         where = f"{plan}: {field}" if field else plan
         super().__init__(f"{source}: {where}: {problem}" if source else f"{where}: {problem}")
+
+    def __reduce__(self) -> tuple[Callable[..., PlanError], tuple[str | None, ...]]:
+        # Rebuild from the parts, not the rendered message, when crossing a process boundary.
+        rebuild = functools.partial(type(self), source=self.source)
+        return (rebuild, (self.plan_id, self.field, self.problem))
 
     def with_source(self, source: str, plan_label: str | None = None) -> PlanError:
         """The same error, located in ``source`` (and labelled if the plan has no id)."""

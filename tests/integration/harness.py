@@ -1,0 +1,218 @@
+"""Integration test harness: one isolated charging run on a (possibly shared) broker and Redis.
+
+Isolation without per-test topics: the run gets its own Redis key prefix and consumer group,
+the group starts at the current end of the input topics, outputs are read from the offsets
+they had when the run began, and account ids carry the run's unique id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.structs import OffsetAndMetadata
+from redis.asyncio import Redis
+
+from charger.embedded import create_topics
+from charger.settings import Settings
+from charger.store.keys import Keys
+from topics import names
+
+T0 = "2026-11-22T10:00:00.000Z"
+
+
+def at(seconds: float) -> str:
+    """RFC 3339 time `seconds` after T0."""
+    ms = int(seconds * 1000)
+    s, milli = divmod(ms, 1000)
+    m, s = divmod(s, 60)
+    h, m = divmod(m, 60)
+    return f"2026-11-22T{10 + h:02d}:{m:02d}:{s:02d}.{milli:03d}Z"
+
+
+@dataclass
+class Out:
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: dict[str, bytes] = field(default_factory=dict)
+
+    def json(self) -> Any:
+        return orjson.loads(self.value)
+
+
+class Run:
+    """One isolated run: settings, producing inputs, reading outputs and balances."""
+
+    def __init__(self, bootstrap: str, redis_url: str) -> None:
+        self.uid = uuid.uuid4().hex[:8]
+        self.bootstrap = bootstrap
+        self.redis_url = redis_url
+        self.settings = Settings(
+            kafka_bootstrap=bootstrap,
+            redis_url=redis_url,  # type: ignore[arg-type]
+            redis_prefix=f"t{self.uid}",
+            group_id=f"g{self.uid}",
+            batch_timeout_ms=20,
+        )
+        self.keys = Keys(self.settings.redis_prefix, self.settings.partitions)
+        self.redis = Redis.from_url(redis_url)
+        self.producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+        self.marks: dict[TopicPartition, int] = {}
+        self.produced: dict[TopicPartition, int] = {}  # next offset after what we sent
+
+    def acct(self, name: str) -> str:
+        return f"{name}-{self.uid}"
+
+    async def start(self) -> None:
+        await create_topics(self.bootstrap, names.TOPICS.values())
+        await self.producer.start()
+        c = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=self.settings.group_id,
+                             enable_auto_commit=False)
+        await c.start()
+        try:
+            tps = [TopicPartition(t, p) for t in names.TOPICS for p in range(names.TOPICS[t].partitions)]
+            self.marks = await c.end_offsets(tps)
+            inputs = {tp: OffsetAndMetadata(off, "") for tp, off in self.marks.items()
+                      if tp.topic in names.CO_PARTITIONED}
+            c.assign(list(inputs))
+            await c.commit(inputs)
+        finally:
+            await c.stop()
+
+    async def close(self) -> None:
+        await self.producer.stop()
+        await self.redis.aclose()
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            CHARGER_KAFKA_BOOTSTRAP=self.bootstrap,
+            CHARGER_REDIS_URL=self.redis_url,
+            CHARGER_REDIS_PREFIX=self.settings.redis_prefix,
+            CHARGER_GROUP_ID=self.settings.group_id,
+            CHARGER_BATCH_TIMEOUT_MS="20",
+        )
+        env.update(extra)
+        return env
+
+    # ---- inputs ----
+    async def send(self, topic: str, account: str, value: dict[str, Any] | bytes) -> None:
+        await self.send_all([(topic, account, value)])
+
+    async def send_all(self, items: Iterable[tuple[str, str, dict[str, Any] | bytes]]) -> None:
+        futs = []
+        for topic, account, value in items:
+            raw = value if isinstance(value, bytes) else orjson.dumps(value)
+            futs.append(await self.producer.send(topic, raw, key=account.encode()))
+        for md in await asyncio.gather(*futs):
+            tp = TopicPartition(md.topic, md.partition)
+            self.produced[tp] = max(self.produced.get(tp, 0), md.offset + 1)
+
+    async def account(self, account: str, *, credit: int = 0, plan: str = "std-usd",
+                      currency: str = "USD", credit_limit: int = 0) -> None:
+        await self.send(names.BILLING_ACCOUNTS, account, {
+            "id": f"up-{account}", "type": "account.upserted", "account": account, "time": T0,
+            "currency": currency, "rate_plan": plan, "credit_limit_micros": credit_limit,
+        })
+        if credit:
+            await self.send(names.BILLING_ACCOUNTS, account, {
+                "id": f"cr-{account}", "type": "balance.credited", "account": account,
+                "time": T0, "amount_micros": credit, "reference": "opening",
+            })
+
+    # ---- outputs ----
+    async def outputs(self, topic: str) -> list[Out]:
+        """Everything on `topic` since the run began (for this run's accounts)."""
+        c = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
+        await c.start()
+        try:
+            tps = [tp for tp in self.marks if tp.topic == topic]
+            c.assign(tps)
+            ends = await c.end_offsets(tps)
+            for tp in tps:
+                c.seek(tp, self.marks[tp])
+            out: list[Out] = []
+            # The embedded broker's end offsets can lag behind batched writes: read until
+            # past them *and* a fetch comes back empty.
+            while True:
+                data = await c.getmany(timeout_ms=300)
+                behind = [tp for tp in tps if await c.position(tp) < ends[tp]]
+                if not data and not behind:
+                    break
+                for msgs in data.values():
+                    for m in msgs:
+                        if m.key is None or self.uid.encode() in m.key:
+                            out.append(Out(topic, m.key, m.value, dict(m.headers or ())))
+            return out
+        finally:
+            await c.stop()
+
+    async def ledger(self) -> list[dict[str, Any]]:
+        return [o.json() for o in await self.outputs(names.LEDGER)]
+
+    async def balance(self, account: str) -> int:
+        v = await self.redis.hget(self.keys.account_of(account), "bal")
+        return int(v) if v is not None else 0
+
+    async def committed_lag(self) -> int:
+        """Records this run produced to the inputs that its group has not committed yet.
+
+        Counted from the offsets the broker acknowledged to our producer: the embedded
+        broker's end-offset answer lags behind multi-record batches.
+        """
+        c = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=self.settings.group_id,
+                             enable_auto_commit=False)
+        await c.start()
+        try:
+            lag = 0
+            for tp, end in self.produced.items():
+                done = await c.committed(tp)
+                lag += max(0, end - (done if done is not None else self.marks[tp]))
+            return lag
+        finally:
+            await c.stop()
+
+    async def wait_idle(self, timeout: float = 30.0) -> None:
+        """Until every input is committed and every outbox is empty."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline:
+            if await self.committed_lag() == 0 and await self.outbox_backlog() == 0:
+                return
+            await asyncio.sleep(0.1)
+        raise TimeoutError(f"not idle after {timeout}s: lag {await self.committed_lag()}")
+
+    async def outbox_backlog(self) -> int:
+        total = 0
+        for slot in range(self.keys.slots):
+            total += await self.redis.xlen(self.keys.outbox(slot))
+        return total
+
+
+def spawn_worker(run: Run, **env: str) -> subprocess.Popen[bytes]:
+    """`charger worker` as a real process (the same entry point operators run)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "charger", "worker", "--web-port", "0", "-l", "warning"],
+        env=run.env(**env), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+
+
+def stop_worker(proc: subprocess.Popen[bytes], timeout: float = 30.0) -> int:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode

@@ -1,0 +1,90 @@
+"""Guarantee 1 on the real broker and Redis: every event moves money once."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from charger.runtime import Runtime
+from tests.conftest import Stack
+from tests.integration.harness import T0, Run, at
+from topics import names
+
+EV = names.TELEPHONY_EVENTS
+
+
+@pytest.fixture
+async def run(stack: Stack) -> AsyncIterator[Run]:
+    r = Run(stack.bootstrap, stack.redis_url)
+    await r.start()
+    yield r
+    await r.close()
+
+
+def sms(run: Run, acct: str, eid: str, segments: int = 1) -> dict[str, object]:
+    return {"id": eid, "type": "sms.sent", "account": acct, "time": T0,
+            "message_id": f"m-{eid}", "to": "+14155550100", "segments": segments}
+
+
+async def test_duplicate_event_charges_once_also_at_other_offsets(run: Run) -> None:
+    a = run.acct("dup")
+    await run.account(a, credit=10_000_000)
+    first = sms(run, a, f"s1-{run.uid}", 2)
+    # The same record three times: back to back, and again after other traffic.
+    await run.send_all([(EV, a, first), (EV, a, first), (EV, a, sms(run, a, f"s2-{run.uid}"))])
+    rt = Runtime(run.settings)
+    await rt.start()
+    try:
+        await run.wait_idle()
+        await run.send(EV, a, first)  # a later offset, a later batch
+        await run.wait_idle()
+    finally:
+        await rt.stop()
+    ledger = [e for e in await run.ledger() if e["account"] == a]
+    kinds = sorted(e["kind"] for e in ledger)
+    assert kinds == ["sms_out", "sms_out", "topup"]
+    # std-usd: outbound SMS 0.0079 per segment -> 2 segments + 1 segment
+    assert await run.balance(a) == 10_000_000 - 2 * 7900 - 7900
+    assert sum(e["amount_micros"] for e in ledger) == await run.balance(a)
+    assert len({e["id"] for e in ledger}) == len(ledger)
+
+
+async def test_same_id_other_payload_is_a_conflict_in_the_dlq(run: Run) -> None:
+    a = run.acct("conf")
+    await run.account(a, credit=10_000_000)
+    eid = f"c1-{run.uid}"
+    await run.send_all([(EV, a, sms(run, a, eid, 1)), (EV, a, sms(run, a, eid, 3))])
+    rt = Runtime(run.settings)
+    await rt.start()
+    try:
+        await run.wait_idle()
+    finally:
+        await rt.stop()
+    dlq = await run.outputs(names.DLQ)
+    assert [d.headers[names.DLQ_HEADER_ERROR] for d in dlq] == [b"conflict"]
+    assert dlq[0].json()["segments"] == 3  # the original bytes of the second record
+    assert await run.balance(a) == 10_000_000 - 7900
+
+
+async def test_call_settles_from_duration_with_increments(run: Run) -> None:
+    a = run.acct("call")
+    await run.account(a, credit=5_000_000)
+    cid = f"k-{run.uid}"
+    start = {"id": f"cs-{run.uid}", "type": "call.started", "account": a, "time": T0,
+             "call_id": cid, "direction": "outbound", "from": "+15550001", "to": "+442071234567"}
+    end = {"id": f"ce-{run.uid}", "type": "call.ended", "account": a, "time": at(61.2),
+           "call_id": cid, "duration_ms": 61_200}
+    await run.send_all([(EV, a, start), (EV, a, end), (EV, a, end)])
+    rt = Runtime(run.settings)
+    await rt.start()
+    try:
+        await run.wait_idle()
+    finally:
+        await rt.stop()
+    calls = [e for e in await run.ledger() if e["kind"] == "call"]
+    assert len(calls) == 1
+    # std-usd to 44: 0.90/min, 60/6, connect 0.05: 61.2 s -> 62 s -> 60 + 6 billed
+    assert calls[0]["quantity"] == 66
+    assert calls[0]["amount_micros"] == -(990_000 + 50_000)
+    assert calls[0]["balance_after_micros"] == await run.balance(a)
