@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import sys
 from collections.abc import Callable, Sequence
 
@@ -38,20 +39,25 @@ def _topics(argv: Sequence[str]) -> int:
     return 0
 
 
-def _load_tools() -> None:
-    # Imported for their @tool registrations; kept lazy so `charger worker` starts lean.
-    from charger import demo, simulate_cmd  # noqa: F401
+# Tools living in their own modules, imported only when asked for so the worker starts lean.
+LAZY_TOOLS = {
+    "demo": ("charger.demo", "embedded stack + worker + simulated switch, with a live view"),
+    "simulate": ("charger.simulate.cli", "play a realistic telephony switch into Kafka"),
+}
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
-    _load_tools()
+    if args and args[0] in LAZY_TOOLS:
+        importlib.import_module(LAZY_TOOLS[args[0]][0])
     if args and args[0] in TOOLS:
         sys.exit(TOOLS[args[0]][1](args[1:]))
     if not args or args[0] in ("-h", "--help"):
         print("usage: charger <command> [options]\n\ncommands:")
         print("  worker               run the charging worker (Faust; see charger worker --help)")
         for name, (help_text, _) in TOOLS.items():
+            print(f"  {name:<20} {help_text}")
+        for name, (_, help_text) in LAZY_TOOLS.items():
             print(f"  {name:<20} {help_text}")
         if not args:
             sys.exit(2)

@@ -30,6 +30,10 @@ class Settings(BaseSettings):
     dedupe_ttl_s: int = Field(24 * 3600, ge=60)
     # How long an ended call is remembered, so late duplicates and late starts change nothing.
     call_tombstone_ttl_s: int = Field(24 * 3600, ge=60)
+    # How long the group coordinator waits for members to rejoin on a rebalance. The batch
+    # in hand finishes in milliseconds, so a short wait keeps failover fast.
+    rebalance_timeout_ms: int = Field(2000, ge=500, le=300_000)
+    session_timeout_ms: int = Field(10_000, ge=1000, le=300_000)
     web_port: int = Field(6066, ge=0, le=65535)
     log_level: str = "INFO"
 

@@ -22,7 +22,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 from redis.asyncio import Redis
 
-from charger.embedded import create_topics
+from charger.embedded import create_topics, free_port
 from charger.settings import Settings
 from charger.store.keys import Keys
 from topics import names
@@ -202,7 +202,7 @@ class Run:
 def spawn_worker(run: Run, **env: str) -> subprocess.Popen[bytes]:
     """`charger worker` as a real process (the same entry point operators run)."""
     return subprocess.Popen(
-        [sys.executable, "-m", "charger", "worker", "--web-port", "0", "-l", "warning"],
+        [sys.executable, "-m", "charger", "worker", "--web-port", str(free_port()), "-l", "info"],
         env=run.env(**env), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
 

@@ -83,9 +83,9 @@ class BatchWorker:
             auto_offset_reset="earliest",
             max_poll_records=s.batch_max_records,
             partition_assignment_strategy=(RangePartitionAssignor,),
-            session_timeout_ms=10_000,
-            heartbeat_interval_ms=1_000,
-            rebalance_timeout_ms=5_000,
+            session_timeout_ms=s.session_timeout_ms,
+            heartbeat_interval_ms=min(1_000, s.session_timeout_ms // 3),
+            rebalance_timeout_ms=s.rebalance_timeout_ms,
         )
         self.consumer.subscribe(list(names.CO_PARTITIONED), listener=_Rebalance(self))
         await self.consumer.start()

@@ -135,14 +135,18 @@ while a <= n do
     -- auto-recharge on, threshold, amount, e-mail, cause, time
     local acct_key = KEYS[k]
     if fresh and first_time(KEYS[k + 1], ARGV[p]) then
-      if redis.call('HSETNX', acct_key, 'bal', '0') == 1 then
+      local created = redis.call('HSETNX', acct_key, 'bal', '0') == 1
+      if created then
         redis.call('HSET', acct_key, 'held', '0', 'susp', '0', 'open', '0', 'created', now_ms)
         redis.call('SADD', accounts_key, ARGV[p + 1])
       end
       redis.call('HSET', acct_key, 'cur', ARGV[p + 2], 'plan', ARGV[p + 3], 'climit', ARGV[p + 4],
         'ar_on', ARGV[p + 5], 'ar_thr', ARGV[p + 6], 'ar_amt', ARGV[p + 7], 'email', ARGV[p + 8])
-      check_floor(acct_key, ARGV[p + 1], ARGV[p + 9], ARGV[p + 10],
-        tonumber(redis.call('HGET', acct_key, 'bal')))
+      -- A new account waits for its first movement; a changed credit limit may move the floor.
+      if not created then
+        check_floor(acct_key, ARGV[p + 1], ARGV[p + 9], ARGV[p + 10],
+          tonumber(redis.call('HGET', acct_key, 'bal')))
+      end
       applied = applied + 1
     else
       skipped = skipped + 1

@@ -1,0 +1,265 @@
+"""`charger demo`: embedded broker and Redis, the real worker process, a simulated switch.
+
+The worker runs as its own `charger worker` process, exactly as in production; the demo
+plays the switch, follows the output topics, and at the end reconciles the ledger read
+back from Kafka against the balances in Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.structs import OffsetAndMetadata
+from redis.asyncio import Redis
+
+from charger.demo.tail import OutputTail
+from charger.demo.view import CLEAR, AccountRow, Frame, render
+from charger.embedded import create_topics, embedded_stack
+from charger.rating.loader import read_document
+from charger.runtime import default_plans_path
+from charger.settings import Settings
+from charger.simulate import SimConfig, SimRecord, Switch, account_records, sample_accounts
+from charger.store import keys as F
+from charger.store.keys import Keys
+from topics import names
+
+
+@dataclass
+class DemoOptions:
+    seconds: float = 0.0  # 0 = until Ctrl-C
+    summary_json: str = ""
+    web_port: int = 6066
+    accounts: int = 50
+    call_rate: float = 8.0
+    speed: float = 1.0
+    seed: int = 7
+
+
+class Demo:
+    """One demo run against a broker and Redis (embedded or given)."""
+
+    def __init__(self, opts: DemoOptions, bootstrap: str, redis_url: str) -> None:
+        self.opts = opts
+        uid = uuid.uuid4().hex[:6]
+        self.settings = Settings(kafka_bootstrap=bootstrap, redis_url=redis_url,  # type: ignore[arg-type]
+                                 redis_prefix=f"demo{uid}", group_id=f"charger-demo-{uid}")
+        self.keys = Keys(self.settings.redis_prefix, self.settings.partitions)
+        self.redis: Redis = Redis.from_url(redis_url)
+        self.producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+        self.cfg = SimConfig(accounts=opts.accounts, seed=opts.seed,
+                             call_rate_per_s=opts.call_rate, sms_rate_per_s=opts.call_rate / 2)
+        self.accounts = [a["account"] for a in sample_accounts(self.cfg)
+                         if a["type"] == "account.upserted"]
+        self.produced: dict[TopicPartition, int] = {}
+        self.sent: dict[str, int] = {}
+        self.logdir = Path(tempfile.mkdtemp(prefix="charger-demo-"))
+        self.worker: subprocess.Popen[bytes] | None = None
+        self.marks: dict[TopicPartition, int] = {}
+
+    # ---- setup ----
+    async def prepare(self) -> None:
+        s = self.settings
+        await create_topics(s.kafka_bootstrap, names.TOPICS.values())
+        await self.producer.start()
+        c = AIOKafkaConsumer(bootstrap_servers=s.kafka_bootstrap, group_id=s.group_id,
+                             enable_auto_commit=False)
+        await c.start()
+        try:  # the demo's group starts at the current end: earlier runs stay out of it
+            tps = [TopicPartition(t, p) for t, spec in names.TOPICS.items()
+                   for p in range(spec.partitions)]
+            self.marks = await c.end_offsets(tps)
+            inputs = {tp: OffsetAndMetadata(o, "") for tp, o in self.marks.items()
+                      if tp.topic in names.CO_PARTITIONED}
+            c.assign(list(inputs))
+            await c.commit(inputs)
+        finally:
+            await c.stop()
+        await self._publish_plans()
+        await self._send(account_records(self.cfg))
+
+    async def _publish_plans(self) -> None:
+        doc = read_document(default_plans_path())
+        plans = doc["plans"] if isinstance(doc, dict) and "plans" in doc else doc
+        for plan in plans if isinstance(plans, list) else [plans]:
+            rec = {"id": f"plan-{plan['id']}", "type": "rate_plan.upserted", "time":
+                   "2026-11-22T09:00:00.000Z", "plan": plan}
+            await self.producer.send_and_wait(names.RATE_PLANS, orjson.dumps(rec),
+                                              key=str(plan["id"]).encode())
+
+    def start_worker(self) -> None:
+        env = dict(os.environ)
+        env.update(CHARGER_KAFKA_BOOTSTRAP=self.settings.kafka_bootstrap,
+                   CHARGER_REDIS_URL=self.settings.redis_dsn(),
+                   CHARGER_REDIS_PREFIX=self.settings.redis_prefix,
+                   CHARGER_GROUP_ID=self.settings.group_id)
+        log = open(self.logdir / "worker.log", "wb")  # noqa: SIM115 - owned by the process
+        self.worker = subprocess.Popen(
+            [sys.executable, "-m", "charger", "worker", "--web-port", str(self.opts.web_port),
+             "-l", "info"], env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
+
+    async def _send(self, records: list[SimRecord]) -> None:
+        futs = [await self.producer.send(r.topic, r.value, key=r.key) for r in records]
+        for md in await asyncio.gather(*futs):
+            tp = TopicPartition(md.topic, md.partition)
+            self.produced[tp] = max(self.produced.get(tp, 0), md.offset + 1)
+        for r in records:
+            self.sent[r.kind] = self.sent.get(r.kind, 0) + (r.topic == names.TELEPHONY_EVENTS)
+
+    # ---- run ----
+    async def play(self, tail: OutputTail, live: bool) -> float:
+        switch = Switch(self.cfg)
+        began = time.monotonic()
+        last_view, last_ledger, last_events = began, 0, 0
+        while True:
+            elapsed = time.monotonic() - began
+            if self.opts.seconds and elapsed >= self.opts.seconds:
+                break
+            batch = switch.advance(switch.start_ms + int(elapsed * self.opts.speed * 1000))
+            if batch:
+                await self._send(batch)
+            now = time.monotonic()
+            if now - last_view >= 1.0:
+                events = sum(self.sent.values())
+                ledger = len(tail.tally.ledger_ids)
+                frame = Frame(elapsed, events, (events - last_events) / (now - last_view),
+                              (ledger - last_ledger) / (now - last_view), await self.rows(),
+                              tail.tally)
+                if live:
+                    print(CLEAR + render(frame), flush=True)
+                else:
+                    print(f"t={elapsed:5.1f}s events={events} ledger={ledger} "
+                          f"dlq={sum(tail.tally.dlq.values())}", flush=True)
+                last_view, last_events, last_ledger = now, events, ledger
+            if self.worker is not None and self.worker.poll() is not None:
+                raise RuntimeError(f"worker exited with {self.worker.returncode}; "
+                                   f"see {self.logdir / 'worker.log'}")
+            await asyncio.sleep(0.05)
+        return time.monotonic() - began
+
+    async def rows(self) -> list[AccountRow]:
+        pipe = self.redis.pipeline(transaction=False)
+        for a in self.accounts:
+            pipe.hmget(self.keys.account_of(a), [F.CURRENCY, F.RATE_PLAN, F.BALANCE, F.SUSPENDED])
+        out = []
+        for a, (cur, plan, bal, susp) in zip(self.accounts, await pipe.execute(), strict=True):
+            if cur is not None:
+                out.append(AccountRow(a, cur.decode(), plan.decode(), int(bal), susp == b"1"))
+        return out
+
+    async def wait_caught_up(self, timeout: float = 120.0) -> bool:
+        """Until the worker committed everything we produced and every outbox is empty."""
+        c = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap,
+                             group_id=self.settings.group_id, enable_auto_commit=False)
+        await c.start()
+        try:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                behind = 0
+                for tp, end in self.produced.items():
+                    if tp.topic in names.CO_PARTITIONED:
+                        done = await c.committed(tp)
+                        behind += max(0, end - (done or 0))
+                backlog = 0
+                for slot in range(self.keys.slots):
+                    backlog += await self.redis.xlen(self.keys.outbox(slot))
+                if behind == 0 and backlog == 0:
+                    return True
+                await asyncio.sleep(0.2)
+            return False
+        finally:
+            await c.stop()
+
+    def stop_worker(self, timeout: float = 30.0) -> int | None:
+        w = self.worker
+        if w is None:
+            return None
+        if w.poll() is None:
+            w.send_signal(signal.SIGTERM)
+            try:
+                w.wait(timeout)
+            except subprocess.TimeoutExpired:
+                w.kill()
+                w.wait()
+        return w.returncode
+
+    async def summary(self, tail: OutputTail, seconds: float, caught_up: bool) -> dict[str, Any]:
+        t = tail.tally
+        rows = await self.rows()
+        mismatched = []
+        for r in rows:
+            opening = int(await self.redis.hget(self.keys.account_of(r.account), F.OPENING) or 0)
+            if t.ledger_sum.get(r.account, 0) != r.balance_micros - opening:
+                mismatched.append(r.account)
+        events = sum(self.sent.values())
+        return {
+            "seconds": round(seconds, 2),
+            "events": events,
+            "events_by_kind": dict(self.sent),
+            "events_per_s": round(events / seconds, 1) if seconds else 0.0,
+            "ledger_entries": len(t.ledger_ids),
+            "ledger_by_kind": dict(t.kinds),
+            "ledger_duplicates_seen": t.duplicates_seen,
+            "dlq": sum(t.dlq.values()),
+            "dlq_by_reason": dict(t.dlq),
+            "accounts": len(rows),
+            "suspended_accounts": len(t.suspended),
+            "suspended_now": sum(r.suspended for r in rows),
+            "restored_accounts": len(t.restored),
+            "caught_up": caught_up,
+            "reconciled": caught_up and not mismatched and len(rows) == len(self.accounts),
+            "unreconciled_accounts": mismatched,
+        }
+
+    async def close(self) -> None:
+        await self.producer.stop()
+        await self.redis.aclose()
+
+
+async def run_demo(opts: DemoOptions, bootstrap: str, redis_url: str) -> dict[str, Any]:
+    demo = Demo(opts, bootstrap, redis_url)
+    live = sys.stdout.isatty() and not opts.summary_json
+    try:
+        await demo.prepare()
+        demo.start_worker()
+        tail = OutputTail(bootstrap, demo.marks)
+        await tail.start()
+        seconds = 0.0
+        with contextlib.suppress(asyncio.CancelledError, KeyboardInterrupt):
+            seconds = await demo.play(tail, live)
+        caught_up = await demo.wait_caught_up()
+        await tail.settle()
+        result = await demo.summary(tail, seconds, caught_up)
+        result["worker_exit_code"] = demo.stop_worker()
+        await tail.stop()
+        return result
+    finally:
+        demo.stop_worker()
+        await demo.close()
+
+
+def main(opts: DemoOptions) -> int:
+    s = Settings()
+    with embedded_stack(s.kafka_bootstrap or None, s.redis_dsn() or None) as (bootstrap, url):
+        try:
+            result = asyncio.run(run_demo(opts, bootstrap, url))
+        except KeyboardInterrupt:
+            return 130
+    text = orjson.dumps(result, option=orjson.OPT_INDENT_2).decode()
+    if opts.summary_json:
+        Path(opts.summary_json).write_text(text + "\n")
+    print(text)
+    return 0 if result["reconciled"] else 1

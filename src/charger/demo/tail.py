@@ -1,0 +1,111 @@
+"""Follows the output topics during the demo and tallies what the worker published."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from topics import names
+
+WATCHED = (names.LEDGER, names.DLQ, names.TELEPHONY_COMMANDS)
+
+
+@dataclass
+class Tally:
+    """What downstream readers saw, deduplicated by entry id as they are told to."""
+
+    ledger_ids: set[str] = field(default_factory=set)
+    ledger_sum: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    ledger_count: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    last_kind: dict[str, str] = field(default_factory=dict)
+    kinds: Counter[str] = field(default_factory=Counter)
+    duplicates_seen: int = 0
+    dlq: Counter[str] = field(default_factory=Counter)
+    commands: Counter[str] = field(default_factory=Counter)
+    suspended: set[str] = field(default_factory=set)
+    restored: set[str] = field(default_factory=set)
+    records: int = 0
+
+    def add(self, topic: str, value: bytes, headers: dict[str, bytes]) -> None:
+        self.records += 1
+        if topic == names.DLQ:
+            self.dlq[headers.get(names.DLQ_HEADER_ERROR, b"?").decode()] += 1
+            return
+        doc = orjson.loads(value)
+        if topic == names.TELEPHONY_COMMANDS:
+            self.commands[doc["type"]] += 1
+            if doc["type"] == "account.suspended":
+                self.suspended.add(doc["account"])
+            elif doc["type"] == "account.restored":
+                self.restored.add(doc["account"])
+            return
+        if doc["id"] in self.ledger_ids:
+            self.duplicates_seen += 1
+            return
+        self.ledger_ids.add(doc["id"])
+        acct = doc["account"]
+        self.ledger_sum[acct] += doc["amount_micros"]
+        self.ledger_count[acct] += 1
+        self.last_kind[acct] = doc["kind"]
+        self.kinds[doc["kind"]] += 1
+
+
+class OutputTail:
+    """Reads the ledger, DLQ and command topics from given offsets into a Tally."""
+
+    def __init__(self, bootstrap: str, start: dict[TopicPartition, int]) -> None:
+        self.bootstrap = bootstrap
+        self.start_at = {tp: off for tp, off in start.items() if tp.topic in WATCHED}
+        self.tally = Tally()
+        self.idle = asyncio.Event()  # set after a fetch that returned nothing
+        self._task: asyncio.Task[None] | None = None
+        self._consumer: AIOKafkaConsumer | None = None
+
+    async def start(self) -> None:
+        c = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False,
+                             max_poll_records=5000)
+        await c.start()
+        c.assign(list(self.start_at))
+        for tp, off in self.start_at.items():
+            c.seek(tp, off)
+        self._consumer = c
+        self._task = asyncio.create_task(self._follow())
+
+    async def _follow(self) -> None:
+        assert self._consumer is not None
+        while True:
+            data = await self._consumer.getmany(timeout_ms=200)
+            if not data:
+                self.idle.set()
+                continue
+            self.idle.clear()
+            for tp, msgs in data.items():
+                for m in msgs:
+                    self.tally.add(tp.topic, m.value, dict(m.headers or ()))
+
+    async def settle(self, timeout: float = 30.0) -> None:
+        """Wait until the tail has read everything published so far."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        seen = -1
+        while loop.time() < deadline:
+            self.idle.clear()
+            await asyncio.wait_for(self.idle.wait(), timeout=max(0.1, deadline - loop.time()))
+            if self.tally.records == seen:
+                return
+            seen = self.tally.records
+            await asyncio.sleep(0.3)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        if self._consumer is not None:
+            await self._consumer.stop()
