@@ -14,7 +14,9 @@ from charger.settings import Settings
 TOOLS: dict[str, tuple[str, Callable[[Sequence[str]], int]]] = {}
 
 
-def tool(name: str, help_text: str) -> Callable[[Callable[[Sequence[str]], int]], Callable[[Sequence[str]], int]]:
+def tool(
+    name: str, help_text: str
+) -> Callable[[Callable[[Sequence[str]], int]], Callable[[Sequence[str]], int]]:
     def register(fn: Callable[[Sequence[str]], int]) -> Callable[[Sequence[str]], int]:
         TOOLS[name] = (help_text, fn)
         return fn

@@ -15,26 +15,37 @@ class Metrics:
         self.registry = registry or CollectorRegistry()
         r = self.registry
         self.events = Counter(
-            "charger_events_total", "Records processed, by type and result.",
-            ["type", "result"], registry=r,
+            "charger_events_total",
+            "Records processed, by type and result.",
+            ["type", "result"],
+            registry=r,
         )
-        self.dlq = Counter("charger_dlq_total", "Records refused to the DLQ, by reason.",
-                           ["reason"], registry=r)
-        self.outputs = Counter("charger_outputs_total", "Records published, by kind.",
-                               ["kind"], registry=r)
-        self.batch_size = Histogram("charger_batch_size", "Records per fetched batch.",
-                                    buckets=_SIZE_BUCKETS, registry=r)
+        self.dlq = Counter(
+            "charger_dlq_total", "Records refused to the DLQ, by reason.", ["reason"], registry=r
+        )
+        self.outputs = Counter(
+            "charger_outputs_total", "Records published, by kind.", ["kind"], registry=r
+        )
+        self.batch_size = Histogram(
+            "charger_batch_size", "Records per fetched batch.", buckets=_SIZE_BUCKETS, registry=r
+        )
         self.batch_seconds = Histogram(
-            "charger_batch_processing_seconds", "Fetch-to-commit time of a batch.",
-            buckets=_BATCH_BUCKETS, registry=r,
+            "charger_batch_processing_seconds",
+            "Fetch-to-commit time of a batch.",
+            buckets=_BATCH_BUCKETS,
+            registry=r,
         )
         self.redis_seconds = Histogram(
-            "charger_redis_script_seconds", "Time of the apply round trip.",
-            buckets=_BATCH_BUCKETS, registry=r,
+            "charger_redis_script_seconds",
+            "Time of the apply round trip.",
+            buckets=_BATCH_BUCKETS,
+            registry=r,
         )
-        self.errors = Counter("charger_batch_errors_total", "Batches retried after an error.",
-                              ["stage"], registry=r)
+        self.errors = Counter(
+            "charger_batch_errors_total", "Batches retried after an error.", ["stage"], registry=r
+        )
         self.last_processed = Gauge(
-            "charger_last_processed_timestamp_seconds", "When the last batch was committed.",
+            "charger_last_processed_timestamp_seconds",
+            "When the last batch was committed.",
             registry=r,
         )

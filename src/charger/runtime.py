@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from pathlib import Path
 
@@ -30,8 +31,9 @@ def default_plans_path() -> Path:
 class Runtime:
     """Everything one worker process runs, created from one Settings object."""
 
-    def __init__(self, settings: Settings, clock: Clock | None = None,
-                 metrics: Metrics | None = None) -> None:
+    def __init__(
+        self, settings: Settings, clock: Clock | None = None, metrics: Metrics | None = None
+    ) -> None:
         if not settings.kafka_bootstrap or not settings.redis_dsn():
             raise ValueError("CHARGER_KAFKA_BOOTSTRAP and CHARGER_REDIS_URL must be set")
         self.settings = settings
@@ -39,18 +41,26 @@ class Runtime:
         self.metrics = metrics or Metrics()
         self.keys = Keys(settings.redis_prefix, settings.partitions)
         self.redis: Redis = Redis.from_url(settings.redis_dsn())
-        self.store = RedisStore(self.redis, self.keys, seen_ttl_s=settings.dedupe_ttl_s,
-                                tombstone_ttl_s=settings.call_tombstone_ttl_s)
+        self.store = RedisStore(
+            self.redis,
+            self.keys,
+            seen_ttl_s=settings.dedupe_ttl_s,
+            tombstone_ttl_s=settings.call_tombstone_ttl_s,
+        )
         path = Path(settings.rate_plans_path) if settings.rate_plans_path else default_plans_path()
         self.plans = PlanBook(load_plans(path))
         self.plan_reader = RatePlanReader(settings.kafka_bootstrap, self.plans)
         self.producer = AIOKafkaProducer(
-            bootstrap_servers=settings.kafka_bootstrap, client_id=settings.client_id,
-            acks="all", linger_ms=2, max_batch_size=256 * 1024,
+            bootstrap_servers=settings.kafka_bootstrap,
+            client_id=settings.client_id,
+            acks="all",
+            linger_ms=2,
+            max_batch_size=256 * 1024,
         )
         self.relay = Relay(self.store, self.producer)
-        self.worker = BatchWorker(settings, self.store, self.relay, self.plans.current,
-                                  self.clock, self.metrics)
+        self.worker = BatchWorker(
+            settings, self.store, self.relay, self.plans.current, self.clock, self.metrics
+        )
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -67,10 +77,8 @@ class Runtime:
         await self.worker.stop()
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
-            except (asyncio.CancelledError, Exception):
-                pass
         await self.plan_reader.stop()
         await self.producer.stop()
         await self.redis.aclose()

@@ -76,14 +76,24 @@ class Run:
     async def start(self) -> None:
         await create_topics(self.bootstrap, names.TOPICS.values())
         await self.producer.start()
-        c = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=self.settings.group_id,
-                             enable_auto_commit=False)
+        c = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            group_id=self.settings.group_id,
+            enable_auto_commit=False,
+        )
         await c.start()
         try:
-            tps = [TopicPartition(t, p) for t in names.TOPICS for p in range(names.TOPICS[t].partitions)]
+            tps = [
+                TopicPartition(t, p)
+                for t in names.TOPICS
+                for p in range(names.TOPICS[t].partitions)
+            ]
             self.marks = await c.end_offsets(tps)
-            inputs = {tp: OffsetAndMetadata(off, "") for tp, off in self.marks.items()
-                      if tp.topic in names.CO_PARTITIONED}
+            inputs = {
+                tp: OffsetAndMetadata(off, "")
+                for tp, off in self.marks.items()
+                if tp.topic in names.CO_PARTITIONED
+            }
             c.assign(list(inputs))
             await c.commit(inputs)
         finally:
@@ -118,17 +128,41 @@ class Run:
             tp = TopicPartition(md.topic, md.partition)
             self.produced[tp] = max(self.produced.get(tp, 0), md.offset + 1)
 
-    async def account(self, account: str, *, credit: int = 0, plan: str = "std-usd",
-                      currency: str = "USD", credit_limit: int = 0) -> None:
-        await self.send(names.BILLING_ACCOUNTS, account, {
-            "id": f"up-{account}", "type": "account.upserted", "account": account, "time": T0,
-            "currency": currency, "rate_plan": plan, "credit_limit_micros": credit_limit,
-        })
+    async def account(
+        self,
+        account: str,
+        *,
+        credit: int = 0,
+        plan: str = "std-usd",
+        currency: str = "USD",
+        credit_limit: int = 0,
+    ) -> None:
+        await self.send(
+            names.BILLING_ACCOUNTS,
+            account,
+            {
+                "id": f"up-{account}",
+                "type": "account.upserted",
+                "account": account,
+                "time": T0,
+                "currency": currency,
+                "rate_plan": plan,
+                "credit_limit_micros": credit_limit,
+            },
+        )
         if credit:
-            await self.send(names.BILLING_ACCOUNTS, account, {
-                "id": f"cr-{account}", "type": "balance.credited", "account": account,
-                "time": T0, "amount_micros": credit, "reference": "opening",
-            })
+            await self.send(
+                names.BILLING_ACCOUNTS,
+                account,
+                {
+                    "id": f"cr-{account}",
+                    "type": "balance.credited",
+                    "account": account,
+                    "time": T0,
+                    "amount_micros": credit,
+                    "reference": "opening",
+                },
+            )
 
     # ---- outputs ----
     async def outputs(self, topic: str) -> list[Out]:
@@ -170,8 +204,11 @@ class Run:
         Counted from the offsets the broker acknowledged to our producer: the embedded
         broker's end-offset answer lags behind multi-record batches.
         """
-        c = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=self.settings.group_id,
-                             enable_auto_commit=False)
+        c = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            group_id=self.settings.group_id,
+            enable_auto_commit=False,
+        )
         await c.start()
         try:
             lag = 0
@@ -203,7 +240,9 @@ def spawn_worker(run: Run, **env: str) -> subprocess.Popen[bytes]:
     """`charger worker` as a real process (the same entry point operators run)."""
     return subprocess.Popen(
         [sys.executable, "-m", "charger", "worker", "--web-port", str(free_port()), "-l", "info"],
-        env=run.env(**env), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        env=run.env(**env),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
 
 

@@ -23,8 +23,15 @@ async def run(stack: Stack) -> AsyncIterator[Run]:
 
 
 def sms(run: Run, acct: str, eid: str, segments: int = 1) -> dict[str, object]:
-    return {"id": eid, "type": "sms.sent", "account": acct, "time": T0,
-            "message_id": f"m-{eid}", "to": "+14155550100", "segments": segments}
+    return {
+        "id": eid,
+        "type": "sms.sent",
+        "account": acct,
+        "time": T0,
+        "message_id": f"m-{eid}",
+        "to": "+14155550100",
+        "segments": segments,
+    }
 
 
 async def test_duplicate_event_charges_once_also_at_other_offsets(run: Run) -> None:
@@ -71,10 +78,24 @@ async def test_call_settles_from_duration_with_increments(run: Run) -> None:
     a = run.acct("call")
     await run.account(a, credit=5_000_000)
     cid = f"k-{run.uid}"
-    start = {"id": f"cs-{run.uid}", "type": "call.started", "account": a, "time": T0,
-             "call_id": cid, "direction": "outbound", "from": "+15550001", "to": "+442071234567"}
-    end = {"id": f"ce-{run.uid}", "type": "call.ended", "account": a, "time": at(61.2),
-           "call_id": cid, "duration_ms": 61_200}
+    start = {
+        "id": f"cs-{run.uid}",
+        "type": "call.started",
+        "account": a,
+        "time": T0,
+        "call_id": cid,
+        "direction": "outbound",
+        "from": "+15550001",
+        "to": "+442071234567",
+    }
+    end = {
+        "id": f"ce-{run.uid}",
+        "type": "call.ended",
+        "account": a,
+        "time": at(61.2),
+        "call_id": cid,
+        "duration_ms": 61_200,
+    }
     await run.send_all([(EV, a, start), (EV, a, end), (EV, a, end)])
     rt = Runtime(run.settings)
     await rt.start()

@@ -31,7 +31,9 @@ class SlotBatch:
             self.sources[source] = idx
         return idx
 
-    def add(self, opcode: str, source: str, offset: int, keys: list[str], args: list[KeyArg]) -> None:
+    def add(
+        self, opcode: str, source: str, offset: int, keys: list[str], args: list[KeyArg]
+    ) -> None:
         self.keys.extend(keys)
         self.argv.append(opcode)
         self.argv.append(self.source_index(source))

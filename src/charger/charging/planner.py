@@ -22,8 +22,8 @@ from charger.charging import ledger
 from charger.charging.ops import SlotPlan
 from charger.charging.records import AccountInfo, CallState, Inbound, Reads, fingerprint
 from charger.charging.usage import RatingError, rate_record
-from charger.events.validate import Invalid, decode
 from charger.events.timefmt import parse_time_ms
+from charger.events.validate import Invalid, decode
 from charger.rating import RatePlan
 from charger.store.keys import Keys, slot_of
 from topics import names, records
@@ -94,7 +94,12 @@ class Planner:
             slot = slot_of(account, k.slots)
             tag = ledger.SOURCE_TAGS[rec.topic]
             d = Decoded(
-                rec, body, slot, tag, fingerprint(body), k.seen(slot, tag, body["id"]),
+                rec,
+                body,
+                slot,
+                tag,
+                fingerprint(body),
+                k.seen(slot, tag, body["id"]),
                 k.account(slot, account),
             )
             p.seen_keys.append(d.seen_key)
@@ -123,7 +128,12 @@ class Planner:
                 if prior.decode() == d.fp:
                     out.results[(typ, "duplicate")] += 1
                 else:
-                    self._dlq(out, d.rec, "conflict", f"{typ} id {d.body['id']!r} seen with another payload")
+                    self._dlq(
+                        out,
+                        d.rec,
+                        "conflict",
+                        f"{typ} id {d.body['id']!r} seen with another payload",
+                    )
                 continue
             try:
                 applied = self._plan_one(out.plan, d, calls)
@@ -158,17 +168,29 @@ class Planner:
         if prev is not None and prev.currency != b["currency"]:
             raise RatingError(
                 "currency_change",
-                f"account {b['account']!r} is in {prev.currency}; it cannot move to {b['currency']}",
+                f"account {b['account']!r} is in {prev.currency}, cannot move to {b['currency']}",
             )
         ar = b.get("auto_recharge") or {}
-        self.accounts[b["account"]] = AccountInfo(b["currency"], b["rate_plan"], b["credit_limit_micros"])
+        self.accounts[b["account"]] = AccountInfo(
+            b["currency"], b["rate_plan"], b["credit_limit_micros"]
+        )
         sp.slot(d.slot).add(
-            "A", d.rec.source, d.rec.offset, [d.account_key, d.seen_key],
+            "A",
+            d.rec.source,
+            d.rec.offset,
+            [d.account_key, d.seen_key],
             [
-                d.fp, b["account"], b["currency"], b["rate_plan"], b["credit_limit_micros"],
-                1 if ar.get("enabled") else 0, ar.get("threshold_micros", 0),
-                ar.get("amount_micros", 0), b.get("notify_email", ""),
-                ledger.entry_id(d.tag, b["id"], "settings"), b["time"],
+                d.fp,
+                b["account"],
+                b["currency"],
+                b["rate_plan"],
+                b["credit_limit_micros"],
+                1 if ar.get("enabled") else 0,
+                ar.get("threshold_micros", 0),
+                ar.get("amount_micros", 0),
+                b.get("notify_email", ""),
+                ledger.entry_id(d.tag, b["id"], "settings"),
+                b["time"],
             ],
         )
         return "applied"
@@ -176,12 +198,19 @@ class Planner:
     def _move(self, sp: SlotPlan, d: Decoded, amount: int, head: bytes) -> None:
         cause = ledger.entry_id(d.tag, d.body["id"], "")
         sp.slot(d.slot).add(
-            "U", d.rec.source, d.rec.offset, [d.account_key, d.seen_key],
+            "U",
+            d.rec.source,
+            d.rec.offset,
+            [d.account_key, d.seen_key],
             [d.fp, amount, head, d.body["account"], cause, d.body["time"]],
         )
 
     def _call_started(
-        self, sp: SlotPlan, d: Decoded, info: AccountInfo, plan: RatePlan | None,
+        self,
+        sp: SlotPlan,
+        d: Decoded,
+        info: AccountInfo,
+        plan: RatePlan | None,
         calls: dict[str, CallState | None],
     ) -> str:
         b = d.body
@@ -198,17 +227,21 @@ class Planner:
             return "ignored"
         answer_ms = parse_time_ms(b["time"])
         sp.slot(d.slot).add(
-            "S", d.rec.source, d.rec.offset,
+            "S",
+            d.rec.source,
+            d.rec.offset,
             [d.account_key, d.seen_key, d.call_key, self.keys.account_calls(d.slot, b["account"])],
             [d.fp, b["call_id"], answer_ms, b["direction"], b["from"], b["to"], d.call_key],
         )
-        calls[d.call_key] = CallState(
-            "active", b["direction"], b["from"], b["to"], answer_ms
-        )
+        calls[d.call_key] = CallState("active", b["direction"], b["from"], b["to"], answer_ms)
         return "applied"
 
     def _call_ended(
-        self, sp: SlotPlan, d: Decoded, info: AccountInfo, plan: RatePlan | None,
+        self,
+        sp: SlotPlan,
+        d: Decoded,
+        info: AccountInfo,
+        plan: RatePlan | None,
         calls: dict[str, CallState | None],
     ) -> str:
         b = d.body
@@ -218,14 +251,20 @@ class Planner:
             return "ignored"
         route = b
         if state is not None:
-            route = dict(b, direction=state.direction, to=state.number_to, **{"from": state.number_from})
+            route = dict(
+                b, direction=state.direction, to=state.number_to, **{"from": state.number_from}
+            )
         if "direction" not in route or "to" not in route:
             sp.slot(d.slot).add(
-                "P", d.rec.source, d.rec.offset, [d.seen_key, d.call_key],
+                "P",
+                d.rec.source,
+                d.rec.offset,
+                [d.seen_key, d.call_key],
                 [d.fp, b["duration_ms"], b["id"], b["time"]],
             )
-            calls[d.call_key] = CallState("pending_end", duration_ms=b["duration_ms"],
-                                          end_id=b["id"], end_time=b["time"])
+            calls[d.call_key] = CallState(
+                "pending_end", duration_ms=b["duration_ms"], end_id=b["id"], end_time=b["time"]
+            )
             return "parked"
         usage = rate_record(route, info, plan)
         self._settle(sp, d, usage.amount_micros, usage.head, b["id"], b["time"])
@@ -237,7 +276,9 @@ class Planner:
     ) -> None:
         acct = d.body["account"]
         sp.slot(d.slot).add(
-            "E", d.rec.source, d.rec.offset,
+            "E",
+            d.rec.source,
+            d.rec.offset,
             [d.account_key, d.seen_key, d.call_key, self.keys.account_calls(d.slot, acct)],
             [d.fp, amount, head, acct, ledger.entry_id(d.tag, end_id, ""), time, d.call_key],
         )

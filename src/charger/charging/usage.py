@@ -38,7 +38,8 @@ class Usage:
 def _plan_for(info: AccountInfo, plan: RatePlan | None, account: str) -> RatePlan:
     if plan is None:
         raise RatingError(
-            "unknown_rate_plan", f"account {account!r} uses rate plan {info.rate_plan!r}, not loaded"
+            "unknown_rate_plan",
+            f"account {account!r} uses rate plan {info.rate_plan!r}, not loaded",
         )
     if plan.currency != info.currency:
         raise RatingError(
@@ -88,21 +89,33 @@ def rate_record(
             )
         charge = call_charge(body["duration_ms"], rate)
         return head(
-            "call", -charge.amount_micros, charge.billed_seconds, "second", rate.per_minute_micros,
-            call_id=body["call_id"], rate_plan=p.id, prefix=rate.prefix,
-            direction=body["direction"], connect_fee_micros=charge.connect_fee_micros,
+            "call",
+            -charge.amount_micros,
+            charge.billed_seconds,
+            "second",
+            rate.per_minute_micros,
+            call_id=body["call_id"],
+            rate_plan=p.id,
+            prefix=rate.prefix,
+            direction=body["direction"],
+            connect_fee_micros=charge.connect_fee_micros,
             increments=f"{rate.increments.first}/{rate.increments.next}",
             duration_ms=body["duration_ms"],
         )
     if typ == "call.attempt":
         price = p.ring_through_micros
-        return head("ring_through", -price, 1, "attempt", price, call_id=body["call_id"],
-                    rate_plan=p.id)
+        return head(
+            "ring_through", -price, 1, "attempt", price, call_id=body["call_id"], rate_plan=p.id
+        )
     segments: int = body.get("segments", 1)
     outbound = typ == "sms.sent"
     amount = sms_charge(p, outbound, segments)
     return head(
-        "sms_out" if outbound else "sms_in", -amount, segments, "segment",
+        "sms_out" if outbound else "sms_in",
+        -amount,
+        segments,
+        "segment",
         p.sms_out_micros if outbound else p.sms_in_micros,
-        message_id=body["message_id"], rate_plan=p.id,
+        message_id=body["message_id"],
+        rate_plan=p.id,
     )

@@ -54,15 +54,24 @@ class Demo:
     def __init__(self, opts: DemoOptions, bootstrap: str, redis_url: str) -> None:
         self.opts = opts
         uid = uuid.uuid4().hex[:6]
-        self.settings = Settings(kafka_bootstrap=bootstrap, redis_url=redis_url,  # type: ignore[arg-type]
-                                 redis_prefix=f"demo{uid}", group_id=f"charger-demo-{uid}")
+        self.settings = Settings(
+            kafka_bootstrap=bootstrap,
+            redis_url=redis_url,
+            redis_prefix=f"demo{uid}",
+            group_id=f"charger-demo-{uid}",
+        )
         self.keys = Keys(self.settings.redis_prefix, self.settings.partitions)
         self.redis: Redis = Redis.from_url(redis_url)
         self.producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
-        self.cfg = SimConfig(accounts=opts.accounts, seed=opts.seed,
-                             call_rate_per_s=opts.call_rate, sms_rate_per_s=opts.call_rate / 2)
-        self.accounts = [a["account"] for a in sample_accounts(self.cfg)
-                         if a["type"] == "account.upserted"]
+        self.cfg = SimConfig(
+            accounts=opts.accounts,
+            seed=opts.seed,
+            call_rate_per_s=opts.call_rate,
+            sms_rate_per_s=opts.call_rate / 2,
+        )
+        self.accounts = [
+            a["account"] for a in sample_accounts(self.cfg) if a["type"] == "account.upserted"
+        ]
         self.produced: dict[TopicPartition, int] = {}
         self.sent: dict[str, int] = {}
         self.logdir = Path(tempfile.mkdtemp(prefix="charger-demo-"))
@@ -74,15 +83,22 @@ class Demo:
         s = self.settings
         await create_topics(s.kafka_bootstrap, names.TOPICS.values())
         await self.producer.start()
-        c = AIOKafkaConsumer(bootstrap_servers=s.kafka_bootstrap, group_id=s.group_id,
-                             enable_auto_commit=False)
+        c = AIOKafkaConsumer(
+            bootstrap_servers=s.kafka_bootstrap, group_id=s.group_id, enable_auto_commit=False
+        )
         await c.start()
         try:  # the demo's group starts at the current end: earlier runs stay out of it
-            tps = [TopicPartition(t, p) for t, spec in names.TOPICS.items()
-                   for p in range(spec.partitions)]
+            tps = [
+                TopicPartition(t, p)
+                for t, spec in names.TOPICS.items()
+                for p in range(spec.partitions)
+            ]
             self.marks = await c.end_offsets(tps)
-            inputs = {tp: OffsetAndMetadata(o, "") for tp, o in self.marks.items()
-                      if tp.topic in names.CO_PARTITIONED}
+            inputs = {
+                tp: OffsetAndMetadata(o, "")
+                for tp, o in self.marks.items()
+                if tp.topic in names.CO_PARTITIONED
+            }
             c.assign(list(inputs))
             await c.commit(inputs)
         finally:
@@ -94,21 +110,39 @@ class Demo:
         doc = read_document(default_plans_path())
         plans = doc["plans"] if isinstance(doc, dict) and "plans" in doc else doc
         for plan in plans if isinstance(plans, list) else [plans]:
-            rec = {"id": f"plan-{plan['id']}", "type": "rate_plan.upserted", "time":
-                   "2026-11-22T09:00:00.000Z", "plan": plan}
-            await self.producer.send_and_wait(names.RATE_PLANS, orjson.dumps(rec),
-                                              key=str(plan["id"]).encode())
+            rec = {
+                "id": f"plan-{plan['id']}",
+                "type": "rate_plan.upserted",
+                "time": "2026-11-22T09:00:00.000Z",
+                "plan": plan,
+            }
+            await self.producer.send_and_wait(
+                names.RATE_PLANS, orjson.dumps(rec), key=str(plan["id"]).encode()
+            )
 
     def start_worker(self) -> None:
         env = dict(os.environ)
-        env.update(CHARGER_KAFKA_BOOTSTRAP=self.settings.kafka_bootstrap,
-                   CHARGER_REDIS_URL=self.settings.redis_dsn(),
-                   CHARGER_REDIS_PREFIX=self.settings.redis_prefix,
-                   CHARGER_GROUP_ID=self.settings.group_id)
+        env.update(
+            CHARGER_KAFKA_BOOTSTRAP=self.settings.kafka_bootstrap,
+            CHARGER_REDIS_URL=self.settings.redis_dsn(),
+            CHARGER_REDIS_PREFIX=self.settings.redis_prefix,
+            CHARGER_GROUP_ID=self.settings.group_id,
+        )
         log = open(self.logdir / "worker.log", "wb")  # noqa: SIM115 - owned by the process
         self.worker = subprocess.Popen(
-            [sys.executable, "-m", "charger", "worker", "--web-port", str(self.opts.web_port),
-             "-l", "info"], env=env, stdout=log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "charger",
+                "worker",
+                "--web-port",
+                str(self.opts.web_port),
+                "-l",
+                "info",
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
 
     async def _send(self, records: list[SimRecord]) -> None:
@@ -135,18 +169,27 @@ class Demo:
             if now - last_view >= 1.0:
                 events = sum(self.sent.values())
                 ledger = len(tail.tally.ledger_ids)
-                frame = Frame(elapsed, events, (events - last_events) / (now - last_view),
-                              (ledger - last_ledger) / (now - last_view), await self.rows(),
-                              tail.tally)
+                frame = Frame(
+                    elapsed,
+                    events,
+                    (events - last_events) / (now - last_view),
+                    (ledger - last_ledger) / (now - last_view),
+                    await self.rows(),
+                    tail.tally,
+                )
                 if live:
                     print(CLEAR + render(frame), flush=True)
                 else:
-                    print(f"t={elapsed:5.1f}s events={events} ledger={ledger} "
-                          f"dlq={sum(tail.tally.dlq.values())}", flush=True)
+                    print(
+                        f"t={elapsed:5.1f}s events={events} ledger={ledger} "
+                        f"dlq={sum(tail.tally.dlq.values())}",
+                        flush=True,
+                    )
                 last_view, last_events, last_ledger = now, events, ledger
             if self.worker is not None and self.worker.poll() is not None:
-                raise RuntimeError(f"worker exited with {self.worker.returncode}; "
-                                   f"see {self.logdir / 'worker.log'}")
+                raise RuntimeError(
+                    f"worker exited with {self.worker.returncode}; see {self.logdir / 'worker.log'}"
+                )
             await asyncio.sleep(0.05)
         return time.monotonic() - began
 
@@ -162,8 +205,11 @@ class Demo:
 
     async def wait_caught_up(self, timeout: float = 120.0) -> bool:
         """Until the worker committed everything we produced and every outbox is empty."""
-        c = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap,
-                             group_id=self.settings.group_id, enable_auto_commit=False)
+        c = AIOKafkaConsumer(
+            bootstrap_servers=self.settings.kafka_bootstrap,
+            group_id=self.settings.group_id,
+            enable_auto_commit=False,
+        )
         await c.start()
         try:
             deadline = time.monotonic() + timeout

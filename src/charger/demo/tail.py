@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 
@@ -66,8 +67,9 @@ class OutputTail:
         self._consumer: AIOKafkaConsumer | None = None
 
     async def start(self) -> None:
-        c = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False,
-                             max_poll_records=5000)
+        c = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap, enable_auto_commit=False, max_poll_records=5000
+        )
         await c.start()
         c.assign(list(self.start_at))
         for tp, off in self.start_at.items():
@@ -103,9 +105,7 @@ class OutputTail:
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
         if self._consumer is not None:
             await self._consumer.stop()

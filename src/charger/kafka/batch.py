@@ -43,7 +43,9 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
             self.worker.planner.accounts.clear()
 
     async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
-        self.worker.assigned_slots = {tp.partition % self.worker.store.keys.slots for tp in assigned}
+        self.worker.assigned_slots = {
+            tp.partition % self.worker.store.keys.slots for tp in assigned
+        }
         self.worker.needs_drain = True
 
 
@@ -115,7 +117,9 @@ class BatchWorker:
         async with self.lock:
             if self.consumer is None:
                 return 0
-            ordered = sorted(data.items(), key=lambda kv: (_TOPIC_ORDER.get(kv[0].topic, 9), kv[0].partition))
+            ordered = sorted(
+                data.items(), key=lambda kv: (_TOPIC_ORDER.get(kv[0].topic, 9), kv[0].partition)
+            )
             batch = [
                 Inbound(tp.topic, tp.partition, m.offset, m.key, m.value, m.timestamp)
                 for tp, msgs in ordered

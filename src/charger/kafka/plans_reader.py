@@ -1,8 +1,12 @@
-"""Rate plans: files at start, then the compacted `billing.rate-plans` topic, read whole by every worker."""
+"""Rate plans: files at start, then the compacted `billing.rate-plans` topic.
+
+Every worker reads the whole topic: each one rates for every plan.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Mapping
 from types import MappingProxyType
@@ -63,8 +67,12 @@ class RatePlanReader:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        c = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False,
-                             group_id=None, auto_offset_reset="earliest")
+        c = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            enable_auto_commit=False,
+            group_id=None,
+            auto_offset_reset="earliest",
+        )
         await c.start()
         parts = c.partitions_for_topic(names.RATE_PLANS) or set()
         tps = [TopicPartition(names.RATE_PLANS, p) for p in sorted(parts)]
@@ -82,8 +90,10 @@ class RatePlanReader:
             data = await c.getmany(timeout_ms=200)
             # Caught up once past the end offsets seen at start and a fetch comes back empty
             # (some brokers report end offsets behind batched writes).
-            if not data and not self.caught_up.is_set() and all(
-                await asyncio.gather(*(self._at(c, tp, end) for tp, end in ends.items()))
+            if (
+                not data
+                and not self.caught_up.is_set()
+                and all(await asyncio.gather(*(self._at(c, tp, end) for tp, end in ends.items())))
             ):
                 self.caught_up.set()
             for msgs in data.values():
@@ -99,9 +109,7 @@ class RatePlanReader:
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
         if self._consumer is not None:
             await self._consumer.stop()

@@ -59,11 +59,13 @@ def render(f: dict[bytes, bytes]) -> Output:
         value = ledger.complete(f[b"v"], f[b"b"])
         return Output(names.LEDGER, key, value, None, "ledger")
     if op == b"S":
-        return Output(names.TELEPHONY_COMMANDS, key, _command("account.suspended", f), None,
-                      "suspended")
+        return Output(
+            names.TELEPHONY_COMMANDS, key, _command("account.suspended", f), None, "suspended"
+        )
     if op == b"R":
-        return Output(names.TELEPHONY_COMMANDS, key, _command("account.restored", f), None,
-                      "restored")
+        return Output(
+            names.TELEPHONY_COMMANDS, key, _command("account.restored", f), None, "restored"
+        )
     if op == b"D":
         hdrs = orjson.loads(f[b"h"])
         return Output(

@@ -20,9 +20,7 @@ OutboxEntry = tuple[bytes, dict[bytes, bytes]]
 class RedisStore:
     """Reads what planning needs and applies planned batches with apply.lua."""
 
-    def __init__(
-        self, client: Redis, keys: Keys, *, seen_ttl_s: int, tombstone_ttl_s: int
-    ) -> None:
+    def __init__(self, client: Redis, keys: Keys, *, seen_ttl_s: int, tombstone_ttl_s: int) -> None:
         self.client = client
         self.keys = keys
         self.scripts = Scripts(client)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from importlib import resources
-from typing import Any
 
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
@@ -17,5 +16,5 @@ def lua_source(name: str) -> str:
 class Scripts:
     """The worker's scripts, bound to one client; EVALSHA with a reload on NOSCRIPT."""
 
-    def __init__(self, client: Redis[Any]) -> None:
+    def __init__(self, client: Redis) -> None:
         self.apply: AsyncScript = client.register_script(lua_source("apply"))
