@@ -103,40 +103,52 @@ async def test_produce_consume_commit(stack, uid: str) -> None:
     await producer.start()
     try:
         first = await producer.send_and_wait(topic, b'{"n":1}', key=b"acct-1")
-
-        async def consume_one() -> tuple[bytes, int]:
-            consumer = AIOKafkaConsumer(
-                topic,
-                bootstrap_servers=stack.bootstrap,
-                group_id=group,
-                enable_auto_commit=False,
-                auto_offset_reset="earliest",
-            )
-            await consumer.start()
-            try:
-                async with asyncio.timeout(30):
-                    while True:
-                        batch = await consumer.getmany(timeout_ms=500)
-                        records = [r for rs in batch.values() for r in rs]
-                        if records:
-                            break
-                assert len(records) == 1
-                record = records[0]
-                tp = TopicPartition(topic, record.partition)
-                await consumer.commit({tp: record.offset + 1})
-                assert await consumer.committed(tp) == record.offset + 1
-                return record.value, record.offset
-            finally:
-                await consumer.stop()
-
-        value, offset = await consume_one()
-        assert (value, offset) == (b'{"n":1}', first.offset)
-
-        # A new member of the same group resumes after the committed offset.
         second = await producer.send_and_wait(topic, b'{"n":2}', key=b"acct-1")
         assert second.partition == first.partition
-        value, offset = await consume_one()
-        assert (value, offset) == (b'{"n":2}', second.offset)
+        tp = TopicPartition(topic, first.partition)
+
+        # A group member (subscribe: join, assignment) reads the first record and commits.
+        member = AIOKafkaConsumer(
+            topic,
+            bootstrap_servers=stack.bootstrap,
+            group_id=group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            session_timeout_ms=6000,
+            heartbeat_interval_ms=500,
+        )
+        await member.start()
+        try:
+            async with asyncio.timeout(30):
+                record = None
+                while record is None:
+                    batch = await member.getmany(tp, timeout_ms=200, max_records=1)
+                    record = next(iter(batch.get(tp, [])), None)
+            assert (record.value, record.offset) == (b'{"n":1}', first.offset)
+            await member.commit({tp: record.offset + 1})
+            assert await member.committed(tp) == first.offset + 1
+        finally:
+            await member.stop()
+
+        # The group's committed offset survives the member: a reader of the same group
+        # resumes right after it.
+        reader = AIOKafkaConsumer(
+            bootstrap_servers=stack.bootstrap,
+            group_id=group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+        )
+        await reader.start()
+        try:
+            reader.assign([tp])
+            assert await reader.committed(tp) == first.offset + 1
+            async with asyncio.timeout(30):
+                records = []
+                while not records:
+                    records = (await reader.getmany(tp, timeout_ms=200)).get(tp, [])
+            assert [(r.value, r.offset) for r in records] == [(b'{"n":2}', second.offset)]
+        finally:
+            await reader.stop()
     finally:
         await producer.stop()
 
