@@ -265,5 +265,25 @@ def load_schema(record_type: str) -> dict[str, object]:
     return schema
 
 
+def stale_files(root: Path) -> list[str]:
+    """Generated files that differ from (or are missing on) disk under ``root``."""
+    out = []
+    for rel, text in rendered_files().items():
+        path = root / rel
+        if not path.exists() or path.read_text(encoding="utf-8") != text:
+            out.append(rel)
+    return out
+
+
 if __name__ == "__main__":
-    write_all(Path(__file__).resolve().parent)
+    import sys
+
+    here = Path(__file__).resolve().parent
+    if "--check" in sys.argv[1:]:
+        stale = stale_files(here)
+        if stale:
+            print("contract files out of date, run `python -m topics.schema`:", *stale)
+            sys.exit(1)
+        print(f"contract files up to date ({len(rendered_files())} files)")
+    else:
+        write_all(here)
