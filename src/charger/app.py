@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
 from typing import Any, cast
 
 import faust
@@ -55,6 +57,8 @@ def create_app(settings: Settings | None = None) -> faust.App:
         broker_heartbeat_interval=1.0,
         producer_acks=-1,
         autodiscover=False,
+        # Faust keeps nothing we need on disk; keep its directory out of the working tree.
+        datadir=os.path.join(tempfile.gettempdir(), f"{settings.group_id}-app-data"),
     )
     service = ChargingService(settings, metrics)
     app.service(cast(Any, service))

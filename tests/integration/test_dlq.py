@@ -37,13 +37,28 @@ async def run(stack: Stack) -> AsyncIterator[Run]:
 
 
 def sms(acct: str, eid: str, segments: int = 1, **extra: Any) -> dict[str, Any]:
-    return {"id": eid, "type": "sms.sent", "account": acct, "time": T0,
-            "message_id": f"m-{eid}", "to": "+14155550100", "segments": segments, **extra}
+    return {
+        "id": eid,
+        "type": "sms.sent",
+        "account": acct,
+        "time": T0,
+        "message_id": f"m-{eid}",
+        "to": "+14155550100",
+        "segments": segments,
+        **extra,
+    }
 
 
 def ended(acct: str, eid: str, duration_ms: Any, **extra: Any) -> dict[str, Any]:
-    return {"id": eid, "type": "call.ended", "account": acct, "time": at(30),
-            "call_id": f"k-{eid}", "duration_ms": duration_ms, **extra}
+    return {
+        "id": eid,
+        "type": "call.ended",
+        "account": acct,
+        "time": at(30),
+        "call_id": f"k-{eid}",
+        "duration_ms": duration_ms,
+        **extra,
+    }
 
 
 def raw(value: dict[str, Any] | bytes) -> bytes:
@@ -97,12 +112,13 @@ async def test_each_bad_record_goes_to_the_dlq_with_its_reason_and_good_ones_sti
             ((EV, a, b"\xff\xfe\x00garbage"), "malformed_json"),
             ((EV, a, b'[{"id": "x", "type": "sms.sent"}]'), "not_an_object"),
             ((EV, a, b'"just a string"'), "not_an_object"),
-            ((EV, a, {"id": f"t-{u}", "type": "call.teleported", "account": a, "time": T0}),
-             "unknown_type"),
+            (
+                (EV, a, {"id": f"t-{u}", "type": "call.teleported", "account": a, "time": T0}),
+                "unknown_type",
+            ),
             ((EV, a, {"id": f"nt-{u}", "account": a, "time": T0}), "unknown_type"),
             ((AC, a, sms(a, f"wrong-topic-{u}")), "unknown_type"),  # valid type, wrong topic
-            ((EV, a, {k: v for k, v in sms(a, f"mf-{u}").items() if k != "to"}),
-             "missing_field"),
+            ((EV, a, {k: v for k, v in sms(a, f"mf-{u}").items() if k != "to"}), "missing_field"),
             ((EV, a, ended(a, f"wt-{u}", "12")), "wrong_type"),
             ((EV, a, ended(a, f"wf-{u}", 12.0)), "wrong_type"),
             ((EV, a, ended(a, f"neg-{u}", -5)), "out_of_range"),
@@ -115,21 +131,84 @@ async def test_each_bad_record_goes_to_the_dlq_with_its_reason_and_good_ones_sti
             ((EV, a, sms(a, f"g1-{u}", segments=3)), "conflict"),  # g1's id, other payload
             ((EV, uah, ended(uah, f"cm-{u}", 30_000, **route)), "currency_mismatch"),
             ((EV, noplan, sms(noplan, f"np-{u}")), "unknown_rate_plan"),
-            ((EV, local, ended(local, f"nr-{u}", 30_000, direction="forwarded",
-                               **{"from": "+380441234567", "to": "+380501234567"})),
-             "no_rate"),
-            ((AC, a, {"id": f"cc-{u}", "type": "account.upserted", "account": a, "time": T0,
-                      "currency": "EUR", "rate_plan": "std-usd", "credit_limit_micros": 0}),
-             "currency_change"),
-            ((RR, a, {"id": f"rr-{u}", "type": "recharge.result", "account": a, "time": T0,
-                      "request_id": f"nobody-asked-{u}", "status": "succeeded",
-                      "amount_micros": 5_000_000}), "unknown_request"),
+            (
+                (
+                    EV,
+                    local,
+                    ended(
+                        local,
+                        f"nr-{u}",
+                        30_000,
+                        direction="forwarded",
+                        **{"from": "+380441234567", "to": "+380501234567"},
+                    ),
+                ),
+                "no_rate",
+            ),
+            (
+                (
+                    AC,
+                    a,
+                    {
+                        "id": f"cc-{u}",
+                        "type": "account.upserted",
+                        "account": a,
+                        "time": T0,
+                        "currency": "EUR",
+                        "rate_plan": "std-usd",
+                        "credit_limit_micros": 0,
+                    },
+                ),
+                "currency_change",
+            ),
+            (
+                (
+                    RR,
+                    a,
+                    {
+                        "id": f"rr-{u}",
+                        "type": "recharge.result",
+                        "account": a,
+                        "time": T0,
+                        "request_id": f"nobody-asked-{u}",
+                        "status": "succeeded",
+                        "amount_micros": 5_000_000,
+                    },
+                ),
+                "unknown_request",
+            ),
             # Good records after all of the above, in the same partitions.
             ((EV, a, sms(a, f"g2-{u}", segments=2)), None),
-            ((EV, a, {"id": f"g3-{u}", "type": "call.attempt", "account": a, "time": T0,
-                      "call_id": f"k-g3-{u}", "to": "+14155550100"}), None),
-            ((AC, a, {"id": f"g4-{u}", "type": "balance.credited", "account": a, "time": T0,
-                      "amount_micros": 500_000, "reference": "after-the-bad"}), None),
+            (
+                (
+                    EV,
+                    a,
+                    {
+                        "id": f"g3-{u}",
+                        "type": "call.attempt",
+                        "account": a,
+                        "time": T0,
+                        "call_id": f"k-g3-{u}",
+                        "to": "+14155550100",
+                    },
+                ),
+                None,
+            ),
+            (
+                (
+                    AC,
+                    a,
+                    {
+                        "id": f"g4-{u}",
+                        "type": "balance.credited",
+                        "account": a,
+                        "time": T0,
+                        "amount_micros": 500_000,
+                        "reference": "after-the-bad",
+                    },
+                ),
+                None,
+            ),
         ]
         items = [item for item, _ in script]
         located = await send_located(run, items)
@@ -140,21 +219,25 @@ async def test_each_bad_record_goes_to_the_dlq_with_its_reason_and_good_ones_sti
     finally:
         await rt.stop()
 
-    bad = {loc: (item, reason) for loc, (item, reason) in zip(located, script, strict=True)
-           if reason is not None}
-    good_tps = {loc[:2] for loc, (_, reason) in zip(located, script, strict=True)
-                if reason is None}
+    bad = {
+        loc: (item, reason)
+        for loc, (item, reason) in zip(located, script, strict=True)
+        if reason is not None
+    }
+    good_tps = {loc[:2] for loc, (_, reason) in zip(located, script, strict=True) if reason is None}
     # Every bad event or account record of `a` shares a partition with good ones after it.
-    assert {loc[:2] for loc, (item, _) in bad.items() if item[1] == a and item[0] != RR} \
-        <= good_tps
+    assert {loc[:2] for loc, (item, _) in bad.items() if item[1] == a and item[0] != RR} <= good_tps
 
     dlq = await run.outputs(names.DLQ)
     assert len(dlq) == len(bad) == 24
     by_source: dict[tuple[str, int, int], Any] = {}
     for d in dlq:
         h = d.headers
-        loc = (h[names.DLQ_HEADER_TOPIC].decode(), int(h[names.DLQ_HEADER_PARTITION]),
-               int(h[names.DLQ_HEADER_OFFSET]))
+        loc = (
+            h[names.DLQ_HEADER_TOPIC].decode(),
+            int(h[names.DLQ_HEADER_PARTITION]),
+            int(h[names.DLQ_HEADER_OFFSET]),
+        )
         assert loc not in by_source, f"two DLQ records for {loc}"
         by_source[loc] = d
     assert set(by_source) == set(bad)
@@ -171,10 +254,16 @@ async def test_each_bad_record_goes_to_the_dlq_with_its_reason_and_good_ones_sti
     assert await run.balance(a) == expected == 1_458_400
     ledger = await run.ledger()
     mine = [e for e in ledger if e["account"] == a]
-    assert sorted(e["id"] for e in mine) == sorted([
-        f"ac:cr-{a}:topup", f"ev:g1-{u}:sms_out", f"ev:g2-{u}:sms_out",
-        f"ev:g3-{u}:ring_through", f"ac:g4-{u}:topup", f"ev:g5-{u}:sms_out",
-    ])
+    assert sorted(e["id"] for e in mine) == sorted(
+        [
+            f"ac:cr-{a}:topup",
+            f"ev:g1-{u}:sms_out",
+            f"ev:g2-{u}:sms_out",
+            f"ev:g3-{u}:ring_through",
+            f"ac:g4-{u}:topup",
+            f"ev:g5-{u}:sms_out",
+        ]
+    )
     assert sum(e["amount_micros"] for e in mine) == expected
     assert {e["id"]: e["amount_micros"] for e in mine}[f"ev:g1-{u}:sms_out"] == -7_900
     for other in (ghost, uah, noplan, local):

@@ -1,0 +1,118 @@
+"""apply.lua contract, run against every Redis backend at hand.
+
+Always the session's Redis (embedded Valkey unless CHARGER_REDIS_URL is set); add more
+with CHARGER_TEST_REDIS_URLS (comma-separated), e.g. a Redis 7 server.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+from redis.asyncio import Redis
+
+from charger.charging.ops import SlotPlan
+from charger.kafka.relay import render
+from charger.store.keys import Keys
+from charger.store.redis_store import RedisStore
+from tests.conftest import Stack
+
+EXTRA = [u for u in os.environ.get("CHARGER_TEST_REDIS_URLS", "").split(",") if u]
+SRC = "telephony.events/0"
+
+
+@pytest.fixture(params=["session", *EXTRA])
+async def store(request: pytest.FixtureRequest, stack: Stack) -> AsyncIterator[RedisStore]:
+    url = stack.redis_url if request.param == "session" else request.param
+    client = Redis.from_url(url)
+    keys = Keys(f"lua{uuid.uuid4().hex[:8]}", 8)
+    yield RedisStore(client, keys, seen_ttl_s=600, tombstone_ttl_s=600)
+    async for key in client.scan_iter(match=f"{keys.prefix}:*"):
+        await client.delete(key)
+    await client.aclose()
+
+
+def usage(sp: SlotPlan, k: Keys, offset: int, eid: str, amount: int, acct: str = "a") -> None:
+    sp.slot(0).add(
+        "U",
+        SRC,
+        offset,
+        [k.account(0, acct), k.seen(0, "ev", eid)],
+        [f"fp-{eid}", amount, b'{"id":"' + eid.encode() + b'"', acct, f"ev:{eid}:", "T"],
+    )
+
+
+def upsert(sp: SlotPlan, k: Keys, offset: int, climit: int = 0, acct: str = "a") -> None:
+    sp.slot(0).add(
+        "A",
+        "billing.accounts/0",
+        offset,
+        [k.account(0, acct), k.seen(0, "ac", f"u{offset}")],
+        [f"fpu{offset}", acct, "USD", "std-usd", climit, 0, 0, 0, "", f"ac:u{offset}:", "T"],
+    )
+
+
+async def outputs(store: RedisStore) -> list[str]:
+    entries = (await store.outbox([0], 1000)).get(0, [])
+    return [render(f).kind for _, f in entries]
+
+
+async def test_moves_money_once_per_offset_and_per_id(store: RedisStore) -> None:
+    k = store.keys
+    sp = SlotPlan()
+    upsert(sp, k, 0)
+    usage(sp, k, 5, "credit", 1_000_000)
+    usage(sp, k, 6, "e1", -300_000)
+    highest = {SRC: 6, "billing.accounts/0": 0}
+    assert await store.apply(sp, highest, 1) == (3, 0)
+    # The same batch again (redelivery): below the watermark, nothing moves.
+    assert await store.apply(sp, highest, 2) == (0, 3)
+    # The same id at a later offset (producer resend): the seen set stops it.
+    again = SlotPlan()
+    usage(again, k, 9, "e1", -300_000)
+    assert await store.apply(again, {SRC: 9}, 3) == (0, 1)
+    assert int(await store.client.hget(k.account(0, "a"), "bal")) == 700_000
+    assert await outputs(store) == ["ledger", "ledger"]
+
+
+async def test_suspends_once_at_the_floor_and_restores_once(store: RedisStore) -> None:
+    k = store.keys
+    sp = SlotPlan()
+    upsert(sp, k, 0, climit=100)
+    usage(sp, k, 1, "c", 200)
+    for i in range(2, 7):  # 200 -> 100 -> 0 -> -100 (floor) -> -200 -> -300
+        usage(sp, k, i, f"d{i}", -100)
+    usage(sp, k, 7, "top", 1_000)
+    await store.apply(sp, {SRC: 7, "billing.accounts/0": 0}, 1)
+    kinds = await outputs(store)
+    assert kinds.count("suspended") == 1 and kinds.count("restored") == 1
+    # suspension comes right after the movement that reached -100, not before
+    assert kinds.index("suspended") == 1 + 3  # after ledger of c, d2, d3, d4
+    assert int(await store.client.hget(k.account(0, "a"), "bal")) == 700
+    assert await store.client.hget(k.account(0, "a"), "susp") == b"0"
+
+
+async def test_ledger_balance_after_is_exact_for_large_balances(store: RedisStore) -> None:
+    k = store.keys
+    sp = SlotPlan()
+    upsert(sp, k, 0)
+    usage(sp, k, 1, "big", 999_999_999_999_999)  # just under 10**15 micros
+    usage(sp, k, 2, "one", -1)
+    await store.apply(sp, {SRC: 2, "billing.accounts/0": 0}, 1)
+    entries = (await store.outbox([0], 10))[0]
+    values = [render(f).value for _, f in entries if render(f).kind == "ledger"]
+    assert values[-1].endswith(b'"balance_after_micros":999999999999998}')
+
+
+async def test_relay_ack_removes_only_acknowledged_entries(store: RedisStore) -> None:
+    k = store.keys
+    sp = SlotPlan()
+    upsert(sp, k, 0)
+    usage(sp, k, 1, "x", 10)
+    usage(sp, k, 2, "y", 10)
+    await store.apply(sp, {SRC: 2, "billing.accounts/0": 0}, 1)
+    entries = (await store.outbox([0], 10))[0]
+    await store.ack_outbox({0: [entries[0][0]]})
+    assert len((await store.outbox([0], 10))[0]) == len(entries) - 1
