@@ -34,6 +34,17 @@ class Settings(BaseSettings):
     # in hand finishes in milliseconds, so a short wait keeps failover fast.
     rebalance_timeout_ms: int = Field(2000, ge=500, le=300_000)
     session_timeout_ms: int = Field(10_000, ge=1000, le=300_000)
+    # In-call holds: each extension reserves this much talk time ahead (rounded up to the
+    # rate's increments) and happens this long before the covered time runs out.
+    hold_interval_s: int = Field(10, ge=1, le=3600)
+    hold_lead_ms: int = Field(2000, ge=0, le=600_000)
+    # A call still open after this long lost its call.ended: the session is closed and
+    # what was held is charged.
+    max_call_s: int = Field(4 * 3600, ge=60, le=7 * 24 * 3600)
+    # Ticker period (0 turns the background ticker off: tests drive it by hand) and the
+    # most sessions one slot's tick call handles.
+    tick_ms: int = Field(100, ge=0, le=10_000)
+    tick_max_sessions: int = Field(5000, ge=1, le=1_000_000)
     web_port: int = Field(6066, ge=0, le=65535)
     log_level: str = "INFO"
 

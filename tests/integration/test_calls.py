@@ -353,12 +353,8 @@ async def test_usage_past_the_floor_is_charged_and_suspends_once_until_a_top_up(
     finally:
         await rt.stop()
 
-    # A new account opens at 0, which is its floor when it has no credit limit: suspended
-    # on creation, restored by the opening credit.
-    assert [(c["type"], c["balance_micros"]) for c in opening] == [
-        ("account.suspended", 0),
-        ("account.restored", 20_000),
-    ]
+    # A new account is not suspended for opening at 0: it waits for its first movement.
+    assert opening == []
 
     # Every text is charged, the balance goes below zero: 20_000 - 5 * 7_900
     sms_out = await entries(run, a, "sms_out")

@@ -1,0 +1,112 @@
+"""Hold maths: tables with hand-computed values, and properties."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from charger.charging.session import HoldRate, affordable, billed, cost, extend, next_coverage
+
+PER_SECOND = HoldRate(600_000, 0, 1, 1)  # $0.60/min, 1/1
+SIX = HoldRate(900_000, 50_000, 60, 6)  # $0.90/min, connect $0.05, 60/6
+
+
+@pytest.mark.parametrize(
+    ("seconds", "rate", "expected"),
+    [
+        (0, SIX, 0),
+        (1, SIX, 60),
+        (60, SIX, 60),
+        (61, SIX, 66),
+        (66, SIX, 66),
+        (67, SIX, 72),
+        (0, PER_SECOND, 0),
+        (1, PER_SECOND, 1),
+        (99, PER_SECOND, 99),
+    ],
+)
+def test_billed(seconds: int, rate: HoldRate, expected: int) -> None:
+    assert billed(seconds, rate) == expected
+
+
+@pytest.mark.parametrize(
+    ("covered", "rate", "expected"),
+    [
+        (0, SIX, 50_000),
+        (60, SIX, 900_000 + 50_000),
+        (66, SIX, 990_000 + 50_000),
+        (10, PER_SECOND, 100_000),
+        (100, PER_SECOND, 1_000_000),
+    ],
+)
+def test_cost(covered: int, rate: HoldRate, expected: int) -> None:
+    assert cost(covered, rate) == expected
+
+
+@pytest.mark.parametrize(
+    ("budget", "rate", "expected"),
+    [
+        (1_000_000, PER_SECOND, 100),
+        (999_999, PER_SECOND, 99),
+        (0, PER_SECOND, 0),
+        (49_999, SIX, 0),  # not even the connect fee
+        (949_999, SIX, 0),  # the fee but not the first 60 s
+        (950_000, SIX, 60),
+        (1_039_999, SIX, 60),
+        (1_040_000, SIX, 66),
+    ],
+)
+def test_affordable(budget: int, rate: HoldRate, expected: int) -> None:
+    assert affordable(budget, rate) == expected
+
+
+def test_extend_by_a_whole_interval_when_it_fits() -> None:
+    assert extend(0, 0, 1_000_000, 10, PER_SECOND).covered == 10
+    s = extend(10, 100_000, 900_000, 10, PER_SECOND)
+    assert (s.covered, s.hold, s.exhausted) == (20, 200_000, False)
+
+
+def test_extend_holds_exactly_what_is_left() -> None:
+    # $1.00 in all: 95 s covered, 0.05 left -> 100 s, exhausted
+    s = extend(95, 950_000, 50_000, 10, PER_SECOND)
+    assert (s.covered, s.hold, s.exhausted) == (100, 1_000_000, True)
+    # nothing left: coverage stays, exhausted
+    s = extend(100, 1_000_000, 0, 10, PER_SECOND)
+    assert (s.covered, s.hold, s.exhausted) == (100, 1_000_000, True)
+
+
+def test_first_hold_of_a_sixty_second_first_increment_covers_the_increment() -> None:
+    s = extend(0, 0, 10_000_000, 10, SIX)
+    assert (s.covered, s.hold) == (60, 950_000)
+    assert next_coverage(60, 10, SIX) == 72
+
+
+rates = st.builds(
+    HoldRate,
+    st.integers(1, 10_000_000),
+    st.integers(0, 1_000_000),
+    st.sampled_from([1, 6, 30, 60]),
+    st.sampled_from([1, 6, 60]),
+)
+
+
+@given(rates, st.integers(0, 10**10))
+def test_affordable_is_the_most_that_fits(r: HoldRate, budget: int) -> None:
+    s = affordable(budget, r)
+    if s:
+        assert cost(s, r) <= budget
+        assert billed(s, r) == s
+    assert cost(next_coverage(s, 1, r), r) > budget or (s == 0 and cost(r.first, r) > budget)
+
+
+@given(rates, st.integers(0, 5000), st.integers(-(10**9), 10**10), st.integers(1, 120))
+def test_extend_never_reserves_more_than_allowed(
+    r: HoldRate, cov: int, avail: int, interval: int
+) -> None:
+    covered = billed(cov, r)
+    hold = cost(covered, r) if covered else 0
+    s = extend(covered, hold, avail, interval, r)
+    assert s.covered >= covered
+    assert s.hold - hold <= max(avail, 0) or s.hold == hold
+    assert isinstance(s.hold, int) and s.hold >= hold
