@@ -44,6 +44,9 @@ class Metrics:
         self.errors = Counter(
             "charger_batch_errors_total", "Batches retried after an error.", ["stage"], registry=r
         )
+        self.ticked = Counter(
+            "charger_sessions_ticked_total", "Due call sessions the ticker looked at.", registry=r
+        )
         self.last_processed = Gauge(
             "charger_last_processed_timestamp_seconds",
             "When the last batch was committed.",

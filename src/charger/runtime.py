@@ -10,6 +10,7 @@ from pathlib import Path
 from aiokafka import AIOKafkaProducer
 from redis.asyncio import Redis
 
+from charger.charging.ops import ScriptConfig
 from charger.clock import Clock, SystemClock
 from charger.kafka.batch import BatchWorker
 from charger.kafka.plans_reader import PlanBook, RatePlanReader
@@ -21,6 +22,16 @@ from charger.store.keys import Keys
 from charger.store.redis_store import RedisStore
 
 log = logging.getLogger("charger.runtime")
+
+
+def script_config(s: Settings) -> ScriptConfig:
+    return ScriptConfig(
+        seen_ttl_s=s.dedupe_ttl_s,
+        tombstone_ttl_s=s.call_tombstone_ttl_s,
+        hold_interval_s=s.hold_interval_s,
+        hold_lead_ms=s.hold_lead_ms,
+        max_call_ms=s.max_call_s * 1000,
+    )
 
 
 def default_plans_path() -> Path:
@@ -41,12 +52,7 @@ class Runtime:
         self.metrics = metrics or Metrics()
         self.keys = Keys(settings.redis_prefix, settings.partitions)
         self.redis: Redis = Redis.from_url(settings.redis_dsn())
-        self.store = RedisStore(
-            self.redis,
-            self.keys,
-            seen_ttl_s=settings.dedupe_ttl_s,
-            tombstone_ttl_s=settings.call_tombstone_ttl_s,
-        )
+        self.store = RedisStore(self.redis, self.keys, script_config(settings))
         path = Path(settings.rate_plans_path) if settings.rate_plans_path else default_plans_path()
         self.plans = PlanBook(load_plans(path))
         self.plan_reader = RatePlanReader(settings.kafka_bootstrap, self.plans)
@@ -62,6 +68,7 @@ class Runtime:
             settings, self.store, self.relay, self.plans.current, self.clock, self.metrics
         )
         self._task: asyncio.Task[None] | None = None
+        self._ticker: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         await self.redis.ping()
@@ -70,10 +77,26 @@ class Runtime:
         await asyncio.wait_for(self.plan_reader.caught_up.wait(), timeout=30)
         await self.worker.start()
         self._task = asyncio.create_task(self.worker.run())
+        if self.settings.tick_ms > 0:
+            self._ticker = asyncio.create_task(self._tick_forever())
         log.info("charging path started", extra={"plans": len(self.plans.current())})
+
+    async def _tick_forever(self) -> None:
+        period = self.settings.tick_ms / 1000
+        while True:
+            await asyncio.sleep(period)
+            try:
+                await self.worker.tick()
+            except Exception:
+                log.exception("tick failed; retrying next period")
+                self.metrics.errors.labels("tick").inc()
 
     async def stop(self) -> None:
         """Finish the batch in hand, flush outputs, close connections."""
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
         await self.worker.stop()
         if self._task is not None:
             self._task.cancel()

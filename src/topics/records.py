@@ -171,6 +171,11 @@ RECORDS: dict[str, RecordType] = {
             names.TELEPHONY_COMMANDS,
             "Disconnect a call now.",
             {"call_id": s("Call id.", 128), "reason": s("Why.")},
+            {
+                "cutoff_at": Field(
+                    "time", "The instant the call's credit ran out; `time` is when it was sent."
+                )
+            },
         ),
         RecordType(
             "account.suspended",
@@ -265,6 +270,13 @@ RECORDS: dict[str, RecordType] = {
             names.NOTIFICATIONS,
             "A call was cut off for lack of credit.",
             {"call_id": s(max_length=128), "reason": s()},
+            {"email": s()},
+        ),
+        RecordType(
+            "session_expired",
+            names.NOTIFICATIONS,
+            "A call's end never arrived; its session was closed and what it held was charged.",
+            {"call_id": s(max_length=128), "charged_micros": balance("Amount charged")},
             {"email": s()},
         ),
     )

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
-from charger.charging.ops import SlotPlan
+from charger.charging.ops import ScriptConfig, SlotPlan
 from charger.kafka.relay import render
 from charger.store.keys import Keys
 from charger.store.redis_store import RedisStore
@@ -28,7 +28,7 @@ async def store(request: pytest.FixtureRequest, stack: Stack) -> AsyncIterator[R
     url = stack.redis_url if request.param == "session" else request.param
     client = Redis.from_url(url)
     keys = Keys(f"lua{uuid.uuid4().hex[:8]}", 8)
-    yield RedisStore(client, keys, seen_ttl_s=600, tombstone_ttl_s=600)
+    yield RedisStore(client, keys, ScriptConfig(600, 600, 10, 2000, 3_600_000))
     async for key in client.scan_iter(match=f"{keys.prefix}:*"):
         await client.delete(key)
     await client.aclose()
@@ -56,7 +56,7 @@ def upsert(sp: SlotPlan, k: Keys, offset: int, climit: int = 0, acct: str = "a")
 
 async def outputs(store: RedisStore) -> list[str]:
     entries = (await store.outbox([0], 1000)).get(0, [])
-    return [render(f).kind for _, f in entries]
+    return [o.kind for _, f in entries for o in render(f)]
 
 
 async def test_moves_money_once_per_offset_and_per_id(store: RedisStore) -> None:
@@ -90,6 +90,7 @@ async def test_suspends_once_at_the_floor_and_restores_once(store: RedisStore) -
     assert kinds.count("suspended") == 1 and kinds.count("restored") == 1
     # suspension comes right after the movement that reached -100, not before
     assert kinds.index("suspended") == 1 + 3  # after ledger of c, d2, d3, d4
+    assert kinds[kinds.index("suspended") + 1] == "notification"  # balance_exhausted
     assert int(await store.client.hget(k.account(0, "a"), "bal")) == 700
     assert await store.client.hget(k.account(0, "a"), "susp") == b"0"
 
@@ -102,7 +103,7 @@ async def test_ledger_balance_after_is_exact_for_large_balances(store: RedisStor
     usage(sp, k, 2, "one", -1)
     await store.apply(sp, {SRC: 2, "billing.accounts/0": 0}, 1)
     entries = (await store.outbox([0], 10))[0]
-    values = [render(f).value for _, f in entries if render(f).kind == "ledger"]
+    values = [o.value for _, f in entries for o in render(f) if o.kind == "ledger"]
     assert values[-1].endswith(b'"balance_after_micros":999999999999998}')
 
 

@@ -113,6 +113,7 @@ SAMPLES: dict[str, dict[str, Any]] = {
         _rec("low_balance", balance_micros=4_000_000, threshold_micros=5_000_000),
         _rec("balance_exhausted", balance_micros=0),
         _rec("call_cut_off", call_id="c-1", reason="balance exhausted"),
+        _rec("session_expired", call_id="c-1", charged_micros=600_000),
     )
 }
 

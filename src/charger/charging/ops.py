@@ -14,6 +14,17 @@ from charger.store.keys import Keys
 KeyArg = str | bytes | int
 
 
+@dataclass(frozen=True, slots=True)
+class ScriptConfig:
+    """Deployment settings apply.lua reads from its header."""
+
+    seen_ttl_s: int
+    tombstone_ttl_s: int
+    hold_interval_s: int
+    hold_lead_ms: int
+    max_call_ms: int
+
+
 @dataclass(slots=True)
 class SlotBatch:
     """Everything one apply.lua call does in one slot."""
@@ -41,8 +52,14 @@ class SlotBatch:
         self.argv.extend(args)
         self.ops += 1
 
+    def add_tick(self, max_sessions: int) -> None:
+        """Look at the slot's sessions that are due: extend holds, cut, expire."""
+        self.argv.append("T")
+        self.argv.append(max_sessions)
+        self.ops += 1
+
     def script_args(
-        self, k: Keys, now_ms: int, seen_ttl_s: int, tomb_ttl_s: int, highest: dict[str, int]
+        self, k: Keys, now_ms: int, cfg: ScriptConfig, highest: dict[str, int]
     ) -> tuple[list[str], list[KeyArg]]:
         """KEYS and ARGV for the call; `highest` is the batch's top offset per source."""
         keys = [
@@ -52,7 +69,15 @@ class SlotBatch:
             k.sessions(self.slot),
             *self.keys,
         ]
-        head: list[KeyArg] = [now_ms, seen_ttl_s, tomb_ttl_s, len(self.sources)]
+        head: list[KeyArg] = [
+            now_ms,
+            cfg.seen_ttl_s,
+            cfg.tombstone_ttl_s,
+            cfg.hold_interval_s,
+            cfg.hold_lead_ms,
+            cfg.max_call_ms,
+            len(self.sources),
+        ]
         for source in self.sources:  # dicts keep insertion order == index order
             head.append(source)
             head.append(highest[source])

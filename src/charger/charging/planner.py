@@ -21,7 +21,7 @@ import orjson
 from charger.charging import ledger
 from charger.charging.ops import SlotPlan
 from charger.charging.records import AccountInfo, CallState, Inbound, Reads, fingerprint
-from charger.charging.usage import RatingError, rate_record
+from charger.charging.usage import RatingError, plan_for, rate_record
 from charger.events.timefmt import parse_time_ms
 from charger.events.validate import Invalid, decode
 from charger.rating import RatePlan
@@ -225,13 +225,32 @@ class Planner:
         if state is not None:
             self._remember(sp, d)  # duplicate start, or a start after the call settled
             return "ignored"
+        p = plan_for(info, plan, b["account"])
+        rate = p.voice_rate(b["direction"], b["to"])
+        if rate is None:
+            raise RatingError(
+                "no_rate", f"plan {p.id!r} has no {b['direction']} rate for {b['to']!r}"
+            )
         answer_ms = parse_time_ms(b["time"])
         sp.slot(d.slot).add(
             "S",
             d.rec.source,
             d.rec.offset,
             [d.account_key, d.seen_key, d.call_key, self.keys.account_calls(d.slot, b["account"])],
-            [d.fp, b["call_id"], answer_ms, b["direction"], b["from"], b["to"], d.call_key],
+            [
+                d.fp,
+                b["call_id"],
+                answer_ms,
+                b["direction"],
+                b["from"],
+                b["to"],
+                d.call_key,
+                b["account"],
+                rate.per_minute_micros,
+                rate.connect_fee_micros,
+                rate.increments.first,
+                rate.increments.next,
+            ],
         )
         calls[d.call_key] = CallState("active", b["direction"], b["from"], b["to"], answer_ms)
         return "applied"
@@ -246,7 +265,7 @@ class Planner:
     ) -> str:
         b = d.body
         state = calls.get(d.call_key)
-        if state is not None and state.state != "active":
+        if state is not None and state.state not in ("active", "cut", "expired"):
             self._remember(sp, d)  # already settled or parked: a second end moves nothing
             return "ignored"
         route = b
@@ -266,7 +285,9 @@ class Planner:
                 "pending_end", duration_ms=b["duration_ms"], end_id=b["id"], end_time=b["time"]
             )
             return "parked"
-        usage = rate_record(route, info, plan)
+        # A session closed by its TTL already charged what it held: charge the rest only.
+        charged = state.charged if state is not None and state.state == "expired" else 0
+        usage = rate_record(route, info, plan, already_charged=charged)
         self._settle(sp, d, usage.amount_micros, usage.head, b["id"], b["time"])
         calls[d.call_key] = CallState("ended")
         return "applied"

@@ -46,6 +46,7 @@ class CallState:
     duration_ms: int = 0
     end_id: str = ""
     end_time: str = ""
+    charged: int = 0  # what a session that expired already charged
 
     @classmethod
     def from_hash(cls, h: dict[bytes, bytes]) -> CallState | None:
@@ -61,6 +62,7 @@ class CallState:
             duration_ms=int(g(b"dur", b"0")),
             end_id=g(b"end_id", b"").decode(),
             end_time=g(b"end_time", b"").decode(),
+            charged=int(g(b"charged", b"0")),
         )
 
 

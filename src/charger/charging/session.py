@@ -32,8 +32,12 @@ class HoldRate:
 
     @classmethod
     def of(cls, rate: VoiceRate) -> HoldRate:
-        return cls(rate.per_minute_micros, rate.connect_fee_micros, rate.increments.first,
-                   rate.increments.next)
+        return cls(
+            rate.per_minute_micros,
+            rate.connect_fee_micros,
+            rate.increments.first,
+            rate.increments.next,
+        )
 
     @property
     def zero_rated(self) -> bool:
@@ -81,8 +85,7 @@ class Step:
     exhausted: bool  # coverage could not grow by a whole interval: cutoff at its end
 
 
-def extend(covered: int, hold: int, available_above_floor: int, interval: int,
-           r: HoldRate) -> Step:
+def extend(covered: int, hold: int, available_above_floor: int, interval: int, r: HoldRate) -> Step:
     """Grow a call's hold by one interval, or by what is left when that does not fit.
 
     `available_above_floor` is the account's balance minus all holds plus its credit

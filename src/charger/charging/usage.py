@@ -35,7 +35,8 @@ class Usage:
     head: bytes
 
 
-def _plan_for(info: AccountInfo, plan: RatePlan | None, account: str) -> RatePlan:
+def plan_for(info: AccountInfo, plan: RatePlan | None, account: str) -> RatePlan:
+    """The account's plan, or the reason it cannot be used."""
     if plan is None:
         raise RatingError(
             "unknown_rate_plan",
@@ -50,9 +51,17 @@ def _plan_for(info: AccountInfo, plan: RatePlan | None, account: str) -> RatePla
 
 
 def rate_record(
-    body: dict[str, Any], info: AccountInfo, plan: RatePlan | None, call_type: str | None = None
+    body: dict[str, Any],
+    info: AccountInfo,
+    plan: RatePlan | None,
+    call_type: str | None = None,
+    already_charged: int = 0,
 ) -> Usage:
-    """Price `body` (a call.ended with its route, an attempt, an SMS or a top-up)."""
+    """Price `body` (a call.ended with its route, an attempt, an SMS or a top-up).
+
+    `already_charged` is what an expired session of this call charged: the end charges
+    only the difference.
+    """
     typ = call_type or body["type"]
     account: str = body["account"]
     topic = _SOURCE_OF[typ]
@@ -80,7 +89,7 @@ def rate_record(
     if typ == "balance.credited":
         amt: int = body["amount_micros"]
         return head("topup", amt, 1, "payment", amt, reference=body["reference"])
-    p = _plan_for(info, plan, account)
+    p = plan_for(info, plan, account)
     if typ == "call.ended":
         rate = p.voice_rate(body["direction"], body["to"])
         if rate is None:
@@ -88,12 +97,16 @@ def rate_record(
                 "no_rate", f"plan {p.id!r} has no {body['direction']} rate for {body['to']!r}"
             )
         charge = call_charge(body["duration_ms"], rate)
+        extra: dict[str, Any] = {}
+        if already_charged:
+            extra["already_charged_micros"] = already_charged
         return head(
             "call",
-            -charge.amount_micros,
+            -charge.amount_micros + already_charged,
             charge.billed_seconds,
             "second",
             rate.per_minute_micros,
+            **extra,
             call_id=body["call_id"],
             rate_plan=p.id,
             prefix=rate.prefix,

@@ -11,12 +11,14 @@ import logging
 import os
 import signal
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 
+from charger.charging.ops import SlotPlan
 from charger.charging.planner import Outcome, Planner
 from charger.charging.records import Inbound
 from charger.clock import Clock
@@ -162,6 +164,22 @@ class BatchWorker:
         published = await self.relay.drain(outcome.plan.slots)
         self._count(outcome, published)
         return outcome
+
+    async def tick(self) -> Counter[str]:
+        """Extend holds of due sessions, cut exhausted calls, expire lost ones."""
+        async with self.lock:
+            slots = sorted(self.assigned_slots)
+            if not slots or self.consumer is None:
+                return Counter()
+            plan = SlotPlan()
+            for slot in slots:
+                plan.slot(slot).add_tick(self.settings.tick_max_sessions)
+            looked, _cuts = await self.store.apply(plan, {}, self.clock.now_ms())
+            self.metrics.ticked.inc(looked)
+            published = await self.relay.drain(slots)
+            for kind, n in published.items():
+                self.metrics.outputs.labels(kind).inc(n)
+            return published
 
     async def _drain_assigned(self) -> None:
         async with self.lock:

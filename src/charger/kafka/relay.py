@@ -12,13 +12,14 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import orjson
 
 from charger.charging import ledger
-from charger.store.redis_store import OutboxEntry, RedisStore
+from charger.events.timefmt import format_time_ms
+from charger.store.redis_store import RedisStore
 from topics import names
 
 
@@ -37,47 +38,120 @@ class Output:
     kind: str
 
 
-def _command(typ: str, f: dict[bytes, bytes]) -> bytes:
-    cause = f[b"c"].decode()
-    return orjson.dumps(
-        {
-            "id": f"{cause}{typ}",
-            "type": typ,
-            "account": f[b"k"].decode(),
-            "time": f[b"t"].decode(),
-            "reason": "balance_exhausted" if typ == "account.suspended" else "balance_above_floor",
-            "balance_micros": int(f[b"b"]),
+def _time(f: dict[bytes, bytes]) -> str:
+    """The entry's time: an RFC 3339 string (`t`) or epoch milliseconds (`m`)."""
+    t = f.get(b"t")
+    return t.decode() if t is not None else format_time_ms(int(f[b"m"]))
+
+
+def _json(doc: dict[str, Any]) -> bytes:
+    return orjson.dumps(doc)
+
+
+def _floor(typ: str, f: dict[bytes, bytes]) -> list[Output]:
+    """account.suspended / account.restored, and the exhaustion notice with a suspension."""
+    account, cause, time = f[b"k"].decode(), f[b"c"].decode(), _time(f)
+    balance = int(f[b"b"])
+    suspended = typ == "account.suspended"
+    reason = "balance_exhausted" if suspended else "balance_above_floor"
+    cmd = {
+        "id": f"{cause}{typ}",
+        "type": typ,
+        "account": account,
+        "time": time,
+        "reason": reason,
+        "balance_micros": balance,
+    }
+    out = [Output(names.TELEPHONY_COMMANDS, f[b"k"], _json(cmd), None, typ.split(".")[1])]
+    if suspended:
+        note: dict[str, Any] = {
+            "id": f"{cause}balance_exhausted",
+            "type": "balance_exhausted",
+            "account": account,
+            "time": time,
+            "balance_micros": balance,
         }
-    )
+        if f.get(b"e"):
+            note["email"] = f[b"e"].decode()
+        out.append(Output(names.NOTIFICATIONS, f[b"k"], _json(note), None, "notification"))
+    return out
 
 
-def render(f: dict[bytes, bytes]) -> Output:
-    """Turn one compact outbox entry into the Kafka record it stands for."""
+def _cutoff(f: dict[bytes, bytes]) -> list[Output]:
+    account, call_id = f[b"k"].decode(), f[b"c"].decode()
+    base = {"account": account, "time": _time(f), "call_id": call_id, "reason": "balance_exhausted"}
+    cmd = {
+        "id": f"cutoff:{account}:{call_id}",
+        "type": "call.cutoff",
+        **base,
+        "cutoff_at": format_time_ms(int(f[b"x"])),
+    }
+    note: dict[str, Any] = {
+        "id": f"cutoff:{account}:{call_id}:notice",
+        "type": "call_cut_off",
+        **base,
+    }
+    if f.get(b"e"):
+        note["email"] = f[b"e"].decode()
+    return [
+        Output(names.TELEPHONY_COMMANDS, f[b"k"], _json(cmd), None, "cutoff"),
+        Output(names.NOTIFICATIONS, f[b"k"], _json(note), None, "notification"),
+    ]
+
+
+def _expired(f: dict[bytes, bytes]) -> list[Output]:
+    account, call_id, time = f[b"k"].decode(), f[b"c"].decode(), _time(f)
+    amount = int(f[b"a"])
+    entry = {
+        "id": f"ttl:{account}:{call_id}:session_expired",
+        "type": "ledger.entry",
+        "account": account,
+        "time": time,
+        "kind": "session_expired",
+        "amount_micros": amount,
+        "currency": f[b"u"].decode(),
+        "source_event_id": f"ttl:{call_id}",
+        "source_topic": "charger.sessions",
+        "quantity": int(f[b"q"]),
+        "unit": "second",
+        "unit_price_micros": int(f[b"r"]),
+        "call_id": call_id,
+        "balance_after_micros": int(f[b"b"]),
+    }
+    note = {
+        "id": f"ttl:{account}:{call_id}:notice",
+        "type": "session_expired",
+        "account": account,
+        "time": time,
+        "call_id": call_id,
+        "charged_micros": -amount,
+    }
+    return [
+        Output(names.LEDGER, f[b"k"], _json(entry), None, "ledger"),
+        Output(names.NOTIFICATIONS, f[b"k"], _json(note), None, "notification"),
+    ]
+
+
+def render(f: dict[bytes, bytes]) -> list[Output]:
+    """Turn one compact outbox entry into the Kafka records it stands for."""
     op = f[b"o"]
     key = f.get(b"k") or None
     if op == b"L":
-        value = ledger.complete(f[b"v"], f[b"b"])
-        return Output(names.LEDGER, key, value, None, "ledger")
+        return [Output(names.LEDGER, key, ledger.complete(f[b"v"], f[b"b"]), None, "ledger")]
     if op == b"S":
-        return Output(
-            names.TELEPHONY_COMMANDS, key, _command("account.suspended", f), None, "suspended"
-        )
+        return _floor("account.suspended", f)
     if op == b"R":
-        return Output(
-            names.TELEPHONY_COMMANDS, key, _command("account.restored", f), None, "restored"
-        )
+        return _floor("account.restored", f)
+    if op == b"C":
+        return _cutoff(f)
+    if op == b"X":
+        return _expired(f)
     if op == b"D":
         hdrs = orjson.loads(f[b"h"])
-        return Output(
-            names.DLQ, key, f[b"v"], [(k, str(v).encode()) for k, v in hdrs.items()], "dlq"
-        )
+        return [
+            Output(names.DLQ, key, f[b"v"], [(k, str(v).encode()) for k, v in hdrs.items()], "dlq")
+        ]
     raise ValueError(f"unknown outbox entry {op!r}")
-
-
-@dataclass
-class RelayStats:
-    published: Counter[str] = field(default_factory=Counter)
-    ledger_values: list[bytes] = field(default_factory=list)
 
 
 class Relay:
@@ -100,7 +174,7 @@ class Relay:
             done: dict[int, list[bytes]] = {}
             for slot, entries in batches.items():
                 done[slot] = [eid for eid, _ in entries]
-                for out in map(render, (f for _, f in entries)):
+                for out in (o for _, f in entries for o in render(f)):
                     fut = await self.producer.send(
                         out.topic, value=out.value, key=out.key, headers=out.headers
                     )
@@ -110,7 +184,3 @@ class Relay:
             await self.store.ack_outbox(done)
             pending = {s for s, entries in batches.items() if len(entries) >= self.chunk}
         return counts
-
-
-def entries_of(batches: dict[int, list[OutboxEntry]]) -> int:
-    return sum(len(v) for v in batches.values())

@@ -7,29 +7,42 @@
 -- Exactly-once: an op whose source offset is at or below the slot's watermark for its
 -- source partition was applied before (redelivery) and is skipped; an op whose event id
 -- is already in the seen set is a producer resend and is skipped. Every output (ledger
--- entry, command, DLQ record) is appended to the slot's outbox stream in this same call,
--- so a crash after this script loses nothing: the relay publishes what is in the outbox.
+-- entry, command, notification, DLQ record) is appended to the slot's outbox stream in
+-- this same call, so a crash after it loses nothing: the relay publishes the outbox.
+--
+-- In-call holds: a call reserves the cost of the talk time it covers, one debit interval
+-- ahead, in whole billing increments (charging/session.py is the reference of this maths).
+-- Available balance = balance - held. When the next interval does not fit above the floor
+-- (-credit limit), the call holds what is left and is due at the exact instant its
+-- coverage ends; the tick op ('T') cuts every active call of the account at that instant.
+-- The sessions zset scores each active call by when the ticker must look at it next.
 --
 -- KEYS: 1 watermark hash, 2 outbox stream, 3 accounts set, 4 sessions zset,
---       then the keys of each op in order (count fixed per opcode, see OPS below).
--- ARGV: 1 now (ms), 2 seen ttl (s), 3 tombstone ttl (s), 4 number of sources S,
+--       then the keys of each op in order (count fixed per opcode, see below).
+--       The tick op reaches call and account keys named inside the sessions zset and call
+--       hashes: all of them carry this slot's hash tag.
+-- ARGV: 1 now (ms), 2 seen ttl (s), 3 tombstone ttl (s), 4 hold interval (s),
+--       5 hold lead (ms), 6 max call length (ms), 7 number of sources S,
 --       then S pairs (source "topic/partition", highest offset in batch),
---       then ops: opcode, source index (1-based), offset, args...
+--       then ops: opcode, [source index (1-based), offset,] args...
 
 local wm_key = KEYS[1]
 local outbox_key = KEYS[2]
 local accounts_key = KEYS[3]
 local sessions_key = KEYS[4]
 
-local now_ms = ARGV[1]
+local now_ms = tonumber(ARGV[1])
 local seen_ttl_s = tonumber(ARGV[2])
 local tomb_ttl_s = tonumber(ARGV[3])
-local n_sources = tonumber(ARGV[4])
+local interval_s = tonumber(ARGV[4])
+local lead_ms = tonumber(ARGV[5])
+local max_call_ms = tonumber(ARGV[6])
+local n_sources = tonumber(ARGV[7])
 
 local sources = {}
 local marks = {}   -- last applied offset per source index
 local highest = {} -- highest offset per source index in this batch
-local a = 5
+local a = 8
 for s = 1, n_sources do
   sources[s] = ARGV[a]
   highest[s] = tonumber(ARGV[a + 1])
@@ -41,18 +54,62 @@ local function int(x)
   return string.format('%d', x)
 end
 
+-- ---- integer maths on doubles, exact below 2^53 ----
+local function idiv(x, y) -- floor(x / y), x >= 0, y >= 1
+  local q = math.floor(x / y)
+  local r = x - q * y
+  if r < 0 then q = q - 1 elseif r >= y then q = q + 1 end
+  return q
+end
+
+local function cdiv(x, y)
+  return idiv(x + y - 1, y)
+end
+
+-- ---- hold maths (seconds of billed talk time, micro-units) ----
+local function billed(secs, i1, i2)
+  if secs <= 0 then return 0 end
+  if secs <= i1 then return i1 end
+  return i1 + cdiv(secs - i1, i2) * i2
+end
+
+local function cost(covered, ppm, cf)
+  return cdiv(covered * ppm, 60) + cf
+end
+
+local function affordable(budget, ppm, cf, i1, i2)
+  local usage = budget - cf
+  if usage < 0 then return 0 end
+  local secs = idiv(usage * 60, ppm)
+  if secs < i1 then return 0 end
+  return i1 + idiv(secs - i1, i2) * i2
+end
+
+-- New (covered, hold, exhausted) for a call, given what may still be reserved.
+local function extend(covered, hold, room, ppm, cf, i1, i2)
+  local want = billed(covered + interval_s, i1, i2)
+  local want_cost = cost(want, ppm, cf)
+  if want_cost - hold <= room then return want, want_cost, false end
+  local best = affordable(hold + math.max(room, 0), ppm, cf, i1, i2)
+  if best > covered then return best, cost(best, ppm, cf), true end
+  return covered, hold, true
+end
+
+-- ---- outputs ----
 -- Suspend when available balance (balance - holds) is at or below the floor (-credit
--- limit); restore when it is above again. Each transition writes one command to the outbox.
-local function check_floor(acct_key, acct_id, cause, time, bal)
-  local f = redis.call('HMGET', acct_key, 'held', 'climit', 'susp')
+-- limit); restore when it is above again. tf is 't' (an RFC 3339 string) or 'm' (ms).
+local function check_floor(acct_key, acct_id, cause, tf, tv, bal)
+  local f = redis.call('HMGET', acct_key, 'held', 'climit', 'susp', 'email')
   local avail = bal - tonumber(f[1] or '0')
   local floor = -tonumber(f[2] or '0')
   if avail <= floor and f[3] ~= '1' then
     redis.call('HSET', acct_key, 'susp', '1')
-    redis.call('XADD', outbox_key, '*', 'o', 'S', 'k', acct_id, 'b', int(avail), 'c', cause, 't', time)
+    redis.call('XADD', outbox_key, '*', 'o', 'S', 'k', acct_id, 'b', int(avail), 'c', cause,
+      tf, tv, 'e', f[4] or '')
   elseif avail > floor and f[3] == '1' then
     redis.call('HSET', acct_key, 'susp', '0')
-    redis.call('XADD', outbox_key, '*', 'o', 'R', 'k', acct_id, 'b', int(avail), 'c', cause, 't', time)
+    redis.call('XADD', outbox_key, '*', 'o', 'R', 'k', acct_id, 'b', int(avail), 'c', cause,
+      tf, tv)
   end
 end
 
@@ -60,11 +117,103 @@ end
 local function move(acct_key, acct_id, amount, head, cause, time)
   local bal = redis.call('HINCRBY', acct_key, 'bal', amount)
   redis.call('XADD', outbox_key, '*', 'o', 'L', 'k', acct_id, 'v', head, 'b', int(bal))
-  check_floor(acct_key, acct_id, cause, time, bal)
+  check_floor(acct_key, acct_id, cause, 't', time, bal)
 end
 
 local function first_time(seen_key, fp)
   return redis.call('SET', seen_key, fp, 'NX', 'EX', seen_ttl_s)
+end
+
+-- ---- sessions ----
+local SESSION = {'state', 'acct', 'akey', 'acs', 't0', 'cov', 'hold', 'ppm', 'cf', 'i1', 'i2',
+  'zr', 'call_id'}
+
+local function load_session(call_key)
+  local v = redis.call('HMGET', call_key, unpack(SESSION))
+  local s = {}
+  for i, name in ipairs(SESSION) do s[name] = v[i] end
+  if s.state then
+    for _, name in ipairs({'t0', 'cov', 'hold', 'ppm', 'cf', 'i1', 'i2'}) do
+      s[name] = tonumber(s[name] or '0')
+    end
+  end
+  return s
+end
+
+-- Reserve one more interval (or what is left) and reschedule; returns new coverage, exhausted.
+local function grow(call_key, s)
+  local f = redis.call('HMGET', s.akey, 'bal', 'held', 'climit')
+  local room = tonumber(f[1] or '0') - tonumber(f[2] or '0') + tonumber(f[3] or '0')
+  local covered, hold, exhausted = extend(s.cov, s.hold, room, s.ppm, s.cf, s.i1, s.i2)
+  if hold ~= s.hold then
+    redis.call('HINCRBY', s.akey, 'held', hold - s.hold)
+  end
+  redis.call('HSET', call_key, 'cov', int(covered), 'hold', int(hold))
+  local ends = s.t0 + covered * 1000
+  local due = exhausted and ends or (ends - lead_ms)
+  -- never later than the session's TTL, so a lost end is noticed on time
+  redis.call('ZADD', sessions_key, math.min(due, s.t0 + max_call_ms), call_key)
+  return covered, exhausted
+end
+
+-- The account ran out at `instant`: cut every active, charged call of it, suspend once.
+local function cut_account(s, instant)
+  local calls = redis.call('SMEMBERS', s.acs)
+  local email = redis.call('HGET', s.akey, 'email') or ''
+  for _, ck in ipairs(calls) do
+    local c = redis.call('HMGET', ck, 'state', 'zr', 'call_id', 't0')
+    if c[1] == 'active' and c[2] ~= '1' then
+      redis.call('HSET', ck, 'state', 'cut', 'cut_at', int(instant))
+      redis.call('ZADD', sessions_key, tonumber(c[4]) + max_call_ms, ck)
+      redis.call('XADD', outbox_key, '*', 'o', 'C', 'k', s.acct, 'c', c[3], 'x', int(instant),
+        'm', int(now_ms), 'e', email)
+    end
+  end
+  local f = redis.call('HMGET', s.akey, 'bal', 'held', 'susp')
+  if f[3] ~= '1' then
+    redis.call('HSET', s.akey, 'susp', '1')
+    redis.call('XADD', outbox_key, '*', 'o', 'S', 'k', s.acct,
+      'b', int(tonumber(f[1]) - tonumber(f[2])), 'c', 'cut:' .. s.call_id .. ':', 'm', int(now_ms),
+      'e', email)
+  end
+end
+
+-- A call older than the longest possible call lost its end: charge what it held.
+local function expire(call_key, s)
+  local hold = s.hold
+  if hold > 0 then redis.call('HINCRBY', s.akey, 'held', -hold) end
+  local bal = redis.call('HINCRBY', s.akey, 'bal', -hold)
+  redis.call('HSET', call_key, 'state', 'expired', 'charged', int(hold), 'hold', '0')
+  redis.call('EXPIRE', call_key, tomb_ttl_s)
+  redis.call('ZREM', sessions_key, call_key)
+  redis.call('SREM', s.acs, call_key)
+  local cur = redis.call('HGET', s.akey, 'cur') or ''
+  redis.call('XADD', outbox_key, '*', 'o', 'X', 'k', s.acct, 'c', s.call_id, 'a', int(-hold),
+    'b', int(bal), 'm', int(now_ms), 'q', int(s.cov), 'r', int(s.ppm), 'u', cur)
+  check_floor(s.akey, s.acct, 'expired:' .. s.call_id .. ':', 'm', int(now_ms), bal)
+end
+
+local function tick(max_sessions)
+  local due = redis.call('ZRANGEBYSCORE', sessions_key, '-inf', now_ms, 'LIMIT', 0, max_sessions)
+  local cuts = 0
+  for _, ck in ipairs(due) do
+    local s = load_session(ck)
+    if s.state ~= 'active' and s.state ~= 'cut' then
+      redis.call('ZREM', sessions_key, ck)
+    elseif now_ms >= s.t0 + max_call_ms then
+      expire(ck, s)
+    elseif s.state == 'cut' or s.zr == '1' then
+      redis.call('ZADD', sessions_key, s.t0 + max_call_ms, ck)
+    else
+      local covered, exhausted = grow(ck, s)
+      local ends = s.t0 + covered * 1000
+      if exhausted and covered == s.cov and now_ms >= ends then
+        cut_account(s, ends)
+        cuts = cuts + 1
+      end
+    end
+  end
+  return #due, cuts
 end
 
 local applied, skipped = 0, 0
@@ -72,106 +221,125 @@ local k = 5
 local n = #ARGV
 while a <= n do
   local op = ARGV[a]
-  local src = tonumber(ARGV[a + 1])
-  local fresh = tonumber(ARGV[a + 2]) > marks[src]
-  local p = a + 3
-  if op == 'U' then
-    -- usage or credit: KEYS acct, seen; ARGV fp, amount, ledger head, account, cause, time
-    if fresh and first_time(KEYS[k + 1], ARGV[p]) then
-      move(KEYS[k], ARGV[p + 3], ARGV[p + 1], ARGV[p + 2], ARGV[p + 4], ARGV[p + 5])
-      applied = applied + 1
-    else
-      skipped = skipped + 1
-    end
-    k = k + 2
-    a = p + 6
-  elseif op == 'E' then
-    -- settle a call: KEYS acct, seen, call, account calls;
-    -- ARGV fp, amount, ledger head, account, cause, time, session member
-    local call_key = KEYS[k + 2]
-    if fresh and first_time(KEYS[k + 1], ARGV[p]) and redis.call('HGET', call_key, 'state') ~= 'ended' then
-      move(KEYS[k], ARGV[p + 3], ARGV[p + 1], ARGV[p + 2], ARGV[p + 4], ARGV[p + 5])
-      redis.call('HSET', call_key, 'state', 'ended', 'amount', ARGV[p + 1])
-      redis.call('EXPIRE', call_key, tomb_ttl_s)
-      redis.call('SREM', KEYS[k + 3], ARGV[p + 6])
-      redis.call('ZREM', sessions_key, ARGV[p + 6])
-      applied = applied + 1
-    else
-      skipped = skipped + 1
-    end
-    k = k + 4
-    a = p + 7
-  elseif op == 'S' then
-    -- open a call session: KEYS acct, seen, call, account calls;
-    -- ARGV fp, call id, answer ms, direction, from, to, session member
-    local call_key = KEYS[k + 2]
-    if fresh and first_time(KEYS[k + 1], ARGV[p]) and redis.call('EXISTS', call_key) == 0 then
-      redis.call('HSET', call_key, 'state', 'active', 'call_id', ARGV[p + 1], 't0', ARGV[p + 2],
-        'dir', ARGV[p + 3], 'from', ARGV[p + 4], 'to', ARGV[p + 5])
-      redis.call('SADD', KEYS[k + 3], ARGV[p + 1])
-      redis.call('ZADD', sessions_key, ARGV[p + 2], ARGV[p + 6])
-      applied = applied + 1
-    else
-      skipped = skipped + 1
-    end
-    k = k + 4
-    a = p + 7
-  elseif op == 'P' then
-    -- an end with no start and no route yet: park it until the start arrives.
-    -- KEYS seen, call; ARGV fp, duration ms, end event id, end time
-    local call_key = KEYS[k + 1]
-    if fresh and first_time(KEYS[k], ARGV[p]) and redis.call('EXISTS', call_key) == 0 then
-      redis.call('HSET', call_key, 'state', 'pending_end', 'dur', ARGV[p + 1],
-        'end_id', ARGV[p + 2], 'end_time', ARGV[p + 3])
-      redis.call('EXPIRE', call_key, tomb_ttl_s)
-      applied = applied + 1
-    else
-      skipped = skipped + 1
-    end
-    k = k + 2
-    a = p + 4
-  elseif op == 'A' then
-    -- upsert settings: KEYS acct, seen; ARGV fp, account, currency, plan, credit limit,
-    -- auto-recharge on, threshold, amount, e-mail, cause, time
-    local acct_key = KEYS[k]
-    if fresh and first_time(KEYS[k + 1], ARGV[p]) then
-      local created = redis.call('HSETNX', acct_key, 'bal', '0') == 1
-      if created then
-        redis.call('HSET', acct_key, 'held', '0', 'susp', '0', 'open', '0', 'created', now_ms)
-        redis.call('SADD', accounts_key, ARGV[p + 1])
-      end
-      redis.call('HSET', acct_key, 'cur', ARGV[p + 2], 'plan', ARGV[p + 3], 'climit', ARGV[p + 4],
-        'ar_on', ARGV[p + 5], 'ar_thr', ARGV[p + 6], 'ar_amt', ARGV[p + 7], 'email', ARGV[p + 8])
-      -- A new account waits for its first movement; a changed credit limit may move the floor.
-      if not created then
-        check_floor(acct_key, ARGV[p + 1], ARGV[p + 9], ARGV[p + 10],
-          tonumber(redis.call('HGET', acct_key, 'bal')))
-      end
-      applied = applied + 1
-    else
-      skipped = skipped + 1
-    end
-    k = k + 2
-    a = p + 11
-  elseif op == 'K' then
-    -- remember an event that moves nothing (a late start of a settled call): KEYS seen; ARGV fp
-    if fresh then
-      first_time(KEYS[k], ARGV[p])
-    end
-    skipped = skipped + 1
-    k = k + 1
-    a = p + 1
-  elseif op == 'D' then
-    -- refused record to the DLQ: no keys; ARGV kafka key, original bytes, headers (JSON)
-    if fresh then
-      redis.call('XADD', outbox_key, '*', 'o', 'D', 'k', ARGV[p], 'v', ARGV[p + 1], 'h', ARGV[p + 2])
-      applied = applied + 1
-    else
-      skipped = skipped + 1
-    end
-    a = p + 3
+  if op == 'T' then
+    -- tick the slot's due sessions: ARGV max sessions
+    local looked, cuts = tick(tonumber(ARGV[a + 1]))
+    applied = applied + looked
+    skipped = skipped + cuts
+    a = a + 2
   else
-    return redis.error_reply('apply.lua: unknown opcode ' .. tostring(op))
+    local src = tonumber(ARGV[a + 1])
+    local fresh = tonumber(ARGV[a + 2]) > marks[src]
+    local p = a + 3
+    if op == 'U' then
+      -- usage or credit: KEYS acct, seen; ARGV fp, amount, ledger head, account, cause, time
+      if fresh and first_time(KEYS[k + 1], ARGV[p]) then
+        move(KEYS[k], ARGV[p + 3], ARGV[p + 1], ARGV[p + 2], ARGV[p + 4], ARGV[p + 5])
+        applied = applied + 1
+      else
+        skipped = skipped + 1
+      end
+      k = k + 2
+      a = p + 6
+    elseif op == 'E' then
+      -- settle a call: release its hold, charge the final cost. KEYS acct, seen, call,
+      -- account calls; ARGV fp, amount, ledger head, account, cause, time, session member
+      local call_key = KEYS[k + 2]
+      if fresh and first_time(KEYS[k + 1], ARGV[p]) and redis.call('HGET', call_key, 'state') ~= 'ended' then
+        local held_here = tonumber(redis.call('HGET', call_key, 'hold') or '0')
+        if held_here > 0 then redis.call('HINCRBY', KEYS[k], 'held', -held_here) end
+        move(KEYS[k], ARGV[p + 3], ARGV[p + 1], ARGV[p + 2], ARGV[p + 4], ARGV[p + 5])
+        redis.call('HSET', call_key, 'state', 'ended', 'amount', ARGV[p + 1], 'hold', '0')
+        redis.call('EXPIRE', call_key, tomb_ttl_s)
+        redis.call('SREM', KEYS[k + 3], ARGV[p + 6])
+        redis.call('ZREM', sessions_key, ARGV[p + 6])
+        applied = applied + 1
+      else
+        skipped = skipped + 1
+      end
+      k = k + 4
+      a = p + 7
+    elseif op == 'S' then
+      -- open a call session and place its first hold. KEYS acct, seen, call, account calls;
+      -- ARGV fp, call id, answer ms, direction, from, to, session member, account,
+      -- price per minute, connect fee, first increment, next increment
+      local call_key = KEYS[k + 2]
+      if fresh and first_time(KEYS[k + 1], ARGV[p]) and redis.call('EXISTS', call_key) == 0 then
+        local ppm, cf = tonumber(ARGV[p + 8]), tonumber(ARGV[p + 9])
+        local zr = (ppm == 0 and cf == 0) and '1' or '0'
+        redis.call('HSET', call_key, 'state', 'active', 'call_id', ARGV[p + 1], 't0', ARGV[p + 2],
+          'dir', ARGV[p + 3], 'from', ARGV[p + 4], 'to', ARGV[p + 5], 'acct', ARGV[p + 7],
+          'akey', KEYS[k], 'acs', KEYS[k + 3], 'ppm', ARGV[p + 8], 'cf', ARGV[p + 9],
+          'i1', ARGV[p + 10], 'i2', ARGV[p + 11], 'cov', '0', 'hold', '0', 'zr', zr)
+        redis.call('SADD', KEYS[k + 3], call_key)
+        if zr == '1' then
+          redis.call('ZADD', sessions_key, tonumber(ARGV[p + 2]) + max_call_ms, call_key)
+        else
+          grow(call_key, load_session(call_key))
+        end
+        applied = applied + 1
+      else
+        skipped = skipped + 1
+      end
+      k = k + 4
+      a = p + 12
+    elseif op == 'P' then
+      -- an end with no start and no route yet: park it until the start arrives.
+      -- KEYS seen, call; ARGV fp, duration ms, end event id, end time
+      local call_key = KEYS[k + 1]
+      if fresh and first_time(KEYS[k], ARGV[p]) and redis.call('EXISTS', call_key) == 0 then
+        redis.call('HSET', call_key, 'state', 'pending_end', 'dur', ARGV[p + 1],
+          'end_id', ARGV[p + 2], 'end_time', ARGV[p + 3])
+        redis.call('EXPIRE', call_key, tomb_ttl_s)
+        applied = applied + 1
+      else
+        skipped = skipped + 1
+      end
+      k = k + 2
+      a = p + 4
+    elseif op == 'A' then
+      -- upsert settings: KEYS acct, seen; ARGV fp, account, currency, plan, credit limit,
+      -- auto-recharge on, threshold, amount, e-mail, cause, time
+      local acct_key = KEYS[k]
+      if fresh and first_time(KEYS[k + 1], ARGV[p]) then
+        local created = redis.call('HSETNX', acct_key, 'bal', '0') == 1
+        if created then
+          redis.call('HSET', acct_key, 'held', '0', 'susp', '0', 'open', '0', 'created', int(now_ms))
+          redis.call('SADD', accounts_key, ARGV[p + 1])
+        end
+        redis.call('HSET', acct_key, 'cur', ARGV[p + 2], 'plan', ARGV[p + 3], 'climit', ARGV[p + 4],
+          'ar_on', ARGV[p + 5], 'ar_thr', ARGV[p + 6], 'ar_amt', ARGV[p + 7], 'email', ARGV[p + 8])
+        -- A new account waits for its first movement; a changed credit limit may move the floor.
+        if not created then
+          check_floor(acct_key, ARGV[p + 1], ARGV[p + 9], 't', ARGV[p + 10],
+            tonumber(redis.call('HGET', acct_key, 'bal')))
+        end
+        applied = applied + 1
+      else
+        skipped = skipped + 1
+      end
+      k = k + 2
+      a = p + 11
+    elseif op == 'K' then
+      -- remember an event that moves nothing (a late start of a settled call): KEYS seen
+      if fresh then
+        first_time(KEYS[k], ARGV[p])
+      end
+      skipped = skipped + 1
+      k = k + 1
+      a = p + 1
+    elseif op == 'D' then
+      -- refused record to the DLQ: no keys; ARGV kafka key, original bytes, headers (JSON)
+      if fresh then
+        redis.call('XADD', outbox_key, '*', 'o', 'D', 'k', ARGV[p], 'v', ARGV[p + 1], 'h', ARGV[p + 2])
+        applied = applied + 1
+      else
+        skipped = skipped + 1
+      end
+      a = p + 3
+    else
+      return redis.error_reply('apply.lua: unknown opcode ' .. tostring(op))
+    end
   end
 end
 

@@ -43,7 +43,7 @@ class Keys:
         return f"{self.tag(slot)}:accounts"
 
     def sessions(self, slot: int) -> str:
-        """Sorted set of active calls "account/call_id", scored by answer time (ms)."""
+        """Sorted set of active call session keys, scored by when the ticker is due (ms)."""
         return f"{self.tag(slot)}:sessions"
 
     # --- per account ---
@@ -52,7 +52,7 @@ class Keys:
         return f"{self.tag(slot)}:a:{account}"
 
     def account_calls(self, slot: int, account: str) -> str:
-        """Set of the account's active call ids."""
+        """Set of the account's active call session keys."""
         return f"{self.tag(slot)}:ac:{account}"
 
     def call(self, slot: int, account: str, call_id: str) -> str:

@@ -7,7 +7,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from charger.charging.ops import SlotPlan
+from charger.charging.ops import ScriptConfig, SlotPlan
 from charger.charging.planner import Prepared
 from charger.charging.records import AccountInfo, CallState, Reads
 from charger.store import keys as F
@@ -20,12 +20,11 @@ OutboxEntry = tuple[bytes, dict[bytes, bytes]]
 class RedisStore:
     """Reads what planning needs and applies planned batches with apply.lua."""
 
-    def __init__(self, client: Redis, keys: Keys, *, seen_ttl_s: int, tombstone_ttl_s: int) -> None:
+    def __init__(self, client: Redis, keys: Keys, cfg: ScriptConfig) -> None:
         self.client = client
         self.keys = keys
         self.scripts = Scripts(client)
-        self.seen_ttl_s = seen_ttl_s
-        self.tombstone_ttl_s = tombstone_ttl_s
+        self.cfg = cfg
 
     async def read(self, p: Prepared) -> Reads:
         """Seen ids, uncached accounts and call sessions of a batch, in one pipeline."""
@@ -62,9 +61,7 @@ class RedisStore:
             return 0, 0
         pipe = self.client.pipeline(transaction=False)
         for sb in plan.slots.values():
-            keys, argv = sb.script_args(
-                self.keys, now_ms, self.seen_ttl_s, self.tombstone_ttl_s, highest
-            )
+            keys, argv = sb.script_args(self.keys, now_ms, self.cfg, highest)
             await self.scripts.apply(keys=keys, args=argv, client=pipe)
         res: list[list[int]] = await pipe.execute()
         return sum(r[0] for r in res), sum(r[1] for r in res)
