@@ -21,9 +21,6 @@ def demo_command(argv: Sequence[str]) -> int:
     p.add_argument("--web-port", type=int, default=6066, help="worker's /metrics port")
     p.add_argument("--accounts", type=int, default=50)
     p.add_argument("--call-rate", type=float, default=8.0, help="answered calls per second")
-    p.add_argument("--speed", type=float, default=1.0, help="simulated seconds per second")
     p.add_argument("--seed", type=int, default=7)
     a = p.parse_args(argv)
-    return main(
-        DemoOptions(a.seconds, a.summary_json, a.web_port, a.accounts, a.call_rate, a.speed, a.seed)
-    )
+    return main(DemoOptions(a.seconds, a.summary_json, a.web_port, a.accounts, a.call_rate, a.seed))

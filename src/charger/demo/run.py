@@ -44,7 +44,6 @@ class DemoOptions:
     web_port: int = 6066
     accounts: int = 50
     call_rate: float = 8.0
-    speed: float = 1.0
     seed: int = 7
 
 
@@ -63,9 +62,11 @@ class Demo:
         self.keys = Keys(self.settings.redis_prefix, self.settings.partitions)
         self.redis: Redis = Redis.from_url(redis_url)
         self.producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+        # The switch's clock is the wall clock: holds and cutoffs run in real time.
         self.cfg = SimConfig(
             accounts=opts.accounts,
             seed=opts.seed,
+            start_ms=time.time_ns() // 1_000_000,
             call_rate_per_s=opts.call_rate,
             sms_rate_per_s=opts.call_rate / 2,
         )
@@ -155,14 +156,14 @@ class Demo:
 
     # ---- run ----
     async def play(self, tail: OutputTail, live: bool) -> float:
-        switch = Switch(self.cfg)
+        switch = Switch(self.cfg, start_ms=time.time_ns() // 1_000_000)
         began = time.monotonic()
         last_view, last_ledger, last_events = began, 0, 0
         while True:
             elapsed = time.monotonic() - began
             if self.opts.seconds and elapsed >= self.opts.seconds:
                 break
-            batch = switch.advance(switch.start_ms + int(elapsed * self.opts.speed * 1000))
+            batch = switch.advance(switch.start_ms + int(elapsed * 1000))
             if batch:
                 await self._send(batch)
             now = time.monotonic()
@@ -265,6 +266,10 @@ class Demo:
             "suspended_accounts": len(t.suspended),
             "suspended_now": sum(r.suspended for r in rows),
             "restored_accounts": len(t.restored),
+            "calls_cut_off": t.commands["call.cutoff"],
+            "cutoff_lateness_ms_p99": percentile(t.cutoff_lateness_ms, 99),
+            "cutoff_lateness_ms_max": max(t.cutoff_lateness_ms, default=None),
+            "notifications": dict(t.notifications),
             "caught_up": caught_up,
             "reconciled": caught_up and not mismatched and len(rows) == len(self.accounts),
             "unreconciled_accounts": mismatched,
@@ -275,6 +280,14 @@ class Demo:
         await self.redis.aclose()
 
 
+def percentile(values: list[int], pct: int) -> int | None:
+    """Nearest-rank percentile; None when there is nothing to rank."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(0, -(-pct * len(ordered) // 100) - 1)]
+
+
 async def run_demo(opts: DemoOptions, bootstrap: str, redis_url: str) -> dict[str, Any]:
     demo = Demo(opts, bootstrap, redis_url)
     live = sys.stdout.isatty() and not opts.summary_json
@@ -283,6 +296,11 @@ async def run_demo(opts: DemoOptions, bootstrap: str, redis_url: str) -> dict[st
         demo.start_worker()
         tail = OutputTail(bootstrap, demo.marks)
         await tail.start()
+        # The switch starts once the worker has taken the accounts on: from then on every
+        # call is held and cut in real time.
+        if not await demo.wait_caught_up(timeout=120):
+            raise RuntimeError(f"worker did not start; see {demo.logdir / 'worker.log'}")
+        print("worker ready, switch starting", flush=True)
         seconds = 0.0
         with contextlib.suppress(asyncio.CancelledError, KeyboardInterrupt):
             seconds = await demo.play(tail, live)

@@ -10,9 +10,10 @@ from dataclasses import dataclass, field
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from charger.events.timefmt import parse_time_ms
 from topics import names
 
-WATCHED = (names.LEDGER, names.DLQ, names.TELEPHONY_COMMANDS)
+WATCHED = (names.LEDGER, names.DLQ, names.TELEPHONY_COMMANDS, names.NOTIFICATIONS)
 
 
 @dataclass
@@ -30,15 +31,25 @@ class Tally:
     suspended: set[str] = field(default_factory=set)
     restored: set[str] = field(default_factory=set)
     records: int = 0
+    cutoff_lateness_ms: list[int] = field(default_factory=list)
+    notifications: Counter[str] = field(default_factory=Counter)
 
-    def add(self, topic: str, value: bytes, headers: dict[str, bytes]) -> None:
+    def add(
+        self, topic: str, value: bytes, headers: dict[str, bytes], timestamp_ms: int = 0
+    ) -> None:
         self.records += 1
         if topic == names.DLQ:
             self.dlq[headers.get(names.DLQ_HEADER_ERROR, b"?").decode()] += 1
             return
         doc = orjson.loads(value)
+        if topic == names.NOTIFICATIONS:
+            self.notifications[doc["type"]] += 1
+            return
         if topic == names.TELEPHONY_COMMANDS:
             self.commands[doc["type"]] += 1
+            if doc["type"] == "call.cutoff" and timestamp_ms:
+                # published (record timestamp) minus the instant the credit ran out
+                self.cutoff_lateness_ms.append(timestamp_ms - parse_time_ms(doc["cutoff_at"]))
             if doc["type"] == "account.suspended":
                 self.suspended.add(doc["account"])
             elif doc["type"] == "account.restored":
@@ -87,7 +98,7 @@ class OutputTail:
             self.idle.clear()
             for tp, msgs in data.items():
                 for m in msgs:
-                    self.tally.add(tp.topic, m.value, dict(m.headers or ()))
+                    self.tally.add(tp.topic, m.value, dict(m.headers or ()), m.timestamp)
 
     async def settle(self, timeout: float = 30.0) -> None:
         """Wait until the tail has read everything published so far."""
