@@ -45,6 +45,7 @@ def _topics(argv: Sequence[str]) -> int:
 LAZY_TOOLS = {
     "demo": ("charger.demo", "embedded stack + worker + simulated switch, with a live view"),
     "simulate": ("charger.simulate.cli", "play a realistic telephony switch into Kafka"),
+    "bench": ("charger.bench", "throughput, latency and tick benchmarks (make bench)"),
 }
 
 
