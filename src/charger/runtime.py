@@ -31,6 +31,8 @@ def script_config(s: Settings) -> ScriptConfig:
         hold_interval_s=s.hold_interval_s,
         hold_lead_ms=s.hold_lead_ms,
         max_call_ms=s.max_call_s * 1000,
+        recharge_timeout_ms=s.recharge_timeout_s * 1000,
+        recharge_backoff_ms=s.recharge_backoff_s * 1000,
     )
 
 

@@ -45,6 +45,12 @@ class Settings(BaseSettings):
     # most sessions one slot's tick call handles.
     tick_ms: int = Field(100, ge=0, le=10_000)
     tick_max_sessions: int = Field(5000, ge=1, le=1_000_000)
+    # Auto-recharge: how long a request may stay unanswered, and the pause after a decline.
+    recharge_timeout_s: int = Field(600, ge=1, le=7 * 24 * 3600)
+    recharge_backoff_s: int = Field(3600, ge=0, le=30 * 24 * 3600)
+    # Deployment policy for account settings (micro-units of the account's currency).
+    recharge_min_threshold_micros: int = Field(10_000_000, ge=0)
+    recharge_min_amount_micros: int = Field(50_000_000, ge=0)
     web_port: int = Field(6066, ge=0, le=65535)
     log_level: str = "INFO"
 

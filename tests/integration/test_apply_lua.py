@@ -28,7 +28,7 @@ async def store(request: pytest.FixtureRequest, stack: Stack) -> AsyncIterator[R
     url = stack.redis_url if request.param == "session" else request.param
     client = Redis.from_url(url)
     keys = Keys(f"lua{uuid.uuid4().hex[:8]}", 8)
-    yield RedisStore(client, keys, ScriptConfig(600, 600, 10, 2000, 3_600_000))
+    yield RedisStore(client, keys, ScriptConfig(600, 600, 10, 2000, 3_600_000, 600_000, 3_600_000))
     async for key in client.scan_iter(match=f"{keys.prefix}:*"):
         await client.delete(key)
     await client.aclose()

@@ -23,6 +23,8 @@ class ScriptConfig:
     hold_interval_s: int
     hold_lead_ms: int
     max_call_ms: int
+    recharge_timeout_ms: int
+    recharge_backoff_ms: int
 
 
 @dataclass(slots=True)
@@ -67,6 +69,7 @@ class SlotBatch:
             k.outbox(self.slot),
             k.accounts(self.slot),
             k.sessions(self.slot),
+            k.recharges(self.slot),
             *self.keys,
         ]
         head: list[KeyArg] = [
@@ -76,6 +79,8 @@ class SlotBatch:
             cfg.hold_interval_s,
             cfg.hold_lead_ms,
             cfg.max_call_ms,
+            cfg.recharge_timeout_ms,
+            cfg.recharge_backoff_ms,
             len(self.sources),
         ]
         for source in self.sources:  # dicts keep insertion order == index order

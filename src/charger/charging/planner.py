@@ -20,12 +20,19 @@ import orjson
 
 from charger.charging import ledger
 from charger.charging.ops import SlotPlan
-from charger.charging.records import AccountInfo, CallState, Inbound, Reads, fingerprint
+from charger.charging.records import (
+    AccountInfo,
+    CallState,
+    Inbound,
+    Reads,
+    RechargePolicy,
+    fingerprint,
+)
 from charger.charging.usage import RatingError, plan_for, rate_record
 from charger.events.timefmt import parse_time_ms
 from charger.events.validate import Invalid, decode
 from charger.rating import RatePlan
-from charger.store.keys import Keys, slot_of
+from charger.store.keys import Keys, request_state, slot_of
 from topics import names, records
 
 INPUT_TYPES = {
@@ -54,6 +61,7 @@ class Prepared:
     seen_keys: list[str] = field(default_factory=list)
     account_keys: dict[str, str] = field(default_factory=dict)  # redis key -> account id
     call_keys: list[str] = field(default_factory=list)
+    request_fields: list[tuple[str, str]] = field(default_factory=list)  # (account key, field)
 
 
 @dataclass(slots=True)
@@ -73,9 +81,12 @@ class Planner:
         keys: Keys,
         plans: Callable[[], Mapping[str, RatePlan]],
         accounts_cache: dict[str, AccountInfo] | None = None,
+        policy: RechargePolicy | None = None,
     ) -> None:
         self.keys = keys
         self.plans = plans
+        self.policy = policy or RechargePolicy()
+        self._requests: dict[tuple[str, str], str | None] = {}
         # Settings of accounts this worker has read or written; only the owner of an
         # account's partition writes them, so the cache stays true while we own it.
         self.accounts: dict[str, AccountInfo] = accounts_cache if accounts_cache is not None else {}
@@ -108,6 +119,8 @@ class Planner:
             if body["type"] in ("call.started", "call.ended"):
                 d.call_key = k.call(slot, account, body["call_id"])
                 p.call_keys.append(d.call_key)
+            elif body["type"] == "recharge.result":
+                p.request_fields.append((d.account_key, request_state(body["request_id"])))
             p.decoded.append(d)
         return p
 
@@ -121,6 +134,7 @@ class Planner:
             self._dlq(out, rec, bad.reason, bad.detail)
         seen = dict(reads.seen)  # grows as the batch goes: in-batch duplicates
         calls = dict(reads.calls)
+        self._requests = dict(reads.requests)
         for d in p.decoded:
             typ = d.body["type"]
             prior = seen.get(d.seen_key)
@@ -157,13 +171,62 @@ class Planner:
         if typ == "call.ended":
             return self._call_ended(sp, d, info, plan, calls)
         if typ == "recharge.result":
-            raise RatingError("unknown_request", f"no recharge request {body['request_id']!r}")
+            return self._recharge_result(sp, d, info)
         usage = rate_record(body, info, plan)
         self._move(sp, d, usage.amount_micros, usage.head)
         return "applied"
 
+    def _recharge_result(self, sp: SlotPlan, d: Decoded, info: AccountInfo) -> str:
+        b = d.body
+        where = (d.account_key, request_state(b["request_id"]))
+        state = self._requests.get(where)
+        if state is None:
+            raise RatingError(
+                "unknown_request",
+                f"account {b['account']!r} has no recharge request {b['request_id']!r}",
+            )
+        if state not in ("pending", "timed_out"):
+            self._remember(sp, d)  # the request already has its result: a resend
+            return "ignored"
+        usage = rate_record(b, info, None)
+        sp.slot(d.slot).add(
+            "G",
+            d.rec.source,
+            d.rec.offset,
+            [d.account_key, d.seen_key],
+            [
+                d.fp,
+                b["request_id"],
+                b["status"],
+                usage.amount_micros,
+                usage.head,
+                b["account"],
+                ledger.entry_id(d.tag, b["id"], ""),
+                b["time"],
+                b.get("reason", ""),
+            ],
+        )
+        self._requests[where] = b["status"]
+        return "applied"
+
+    def _check_policy(self, b: dict[str, Any]) -> None:
+        ar = b.get("auto_recharge")
+        if not ar or not ar["enabled"]:
+            return
+        pol, thr, amt = self.policy, ar["threshold_micros"], ar["amount_micros"]
+        problem = ""
+        if thr < pol.min_threshold_micros:
+            problem = f"threshold_micros {thr} is below the minimum {pol.min_threshold_micros}"
+        elif amt < pol.min_amount_micros:
+            problem = f"amount_micros {amt} is below the minimum {pol.min_amount_micros}"
+        elif amt <= thr:
+            problem = f"amount_micros {amt} must be above threshold_micros {thr}"
+        if problem:
+            raise RatingError("invalid_auto_recharge", f"account {b['account']!r}: {problem}")
+
     def _upsert(self, sp: SlotPlan, d: Decoded) -> str:
         b = d.body
+        self._check_policy(b)
         prev = self.accounts.get(b["account"])
         if prev is not None and prev.currency != b["currency"]:
             raise RatingError(

@@ -73,6 +73,16 @@ class Reads:
     seen: dict[str, bytes | None] = field(default_factory=dict)
     accounts: dict[str, AccountInfo | None] = field(default_factory=dict)
     calls: dict[str, CallState | None] = field(default_factory=dict)
+    # recharge request state by (account key, field)
+    requests: dict[tuple[str, str], str | None] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class RechargePolicy:
+    """Deployment policy for auto-recharge settings, in micro-units of the account currency."""
+
+    min_threshold_micros: int = 10_000_000
+    min_amount_micros: int = 50_000_000
 
 
 def fingerprint(body: dict[str, Any]) -> str:

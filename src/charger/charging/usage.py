@@ -16,6 +16,7 @@ _SOURCE_OF = {
     "sms.sent": names.TELEPHONY_EVENTS,
     "sms.received": names.TELEPHONY_EVENTS,
     "balance.credited": names.BILLING_ACCOUNTS,
+    "recharge.result": names.RECHARGE_RESULTS,
 }
 
 
@@ -89,6 +90,9 @@ def rate_record(
     if typ == "balance.credited":
         amt: int = body["amount_micros"]
         return head("topup", amt, 1, "payment", amt, reference=body["reference"])
+    if typ == "recharge.result":
+        amt = body["amount_micros"]
+        return head("recharge", amt, 1, "payment", amt, reference=body["request_id"])
     p = plan_for(info, plan, account)
     if typ == "call.ended":
         rate = p.voice_rate(body["direction"], body["to"])

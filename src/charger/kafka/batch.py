@@ -20,7 +20,7 @@ from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 
 from charger.charging.ops import SlotPlan
 from charger.charging.planner import Outcome, Planner
-from charger.charging.records import Inbound
+from charger.charging.records import Inbound, RechargePolicy
 from charger.clock import Clock
 from charger.kafka.relay import Relay
 from charger.metrics import Metrics
@@ -68,7 +68,13 @@ class BatchWorker:
         self.relay = relay
         self.clock = clock
         self.metrics = metrics
-        self.planner = Planner(store.keys, plans)
+        self.planner = Planner(
+            store.keys,
+            plans,
+            policy=RechargePolicy(
+                settings.recharge_min_threshold_micros, settings.recharge_min_amount_micros
+            ),
+        )
         self.lock = asyncio.Lock()
         self.assigned_slots: set[int] = set()
         self.needs_drain = True

@@ -132,6 +132,51 @@ def _expired(f: dict[bytes, bytes]) -> list[Output]:
     ]
 
 
+def _request(f: dict[bytes, bytes]) -> list[Output]:
+    rid = f[b"i"].decode()
+    doc = {
+        "id": rid,
+        "type": "recharge.requested",
+        "account": f[b"k"].decode(),
+        "time": _time(f),
+        "request_id": rid,
+        "amount_micros": int(f[b"a"]),
+        "balance_micros": int(f[b"b"]),
+        "threshold_micros": int(f[b"h"]),
+        "currency": f[b"u"].decode(),
+    }
+    return [Output(names.RECHARGE_REQUESTS, f[b"k"], _json(doc), None, "recharge_request")]
+
+
+def _declined(f: dict[bytes, bytes]) -> list[Output]:
+    """A declined recharge: the failure e-mail and a low-balance notice."""
+    account, rid, time = f[b"k"].decode(), f[b"i"].decode(), _time(f)
+    email = f.get(b"e", b"").decode()
+    failed = {
+        "id": f"{rid}:failed",
+        "type": "recharge_failed",
+        "account": account,
+        "time": time,
+        "email": email,
+        "reason": f[b"r"].decode() or "declined",
+        "request_id": rid,
+    }
+    low: dict[str, Any] = {
+        "id": f"{rid}:low_balance",
+        "type": "low_balance",
+        "account": account,
+        "time": time,
+        "balance_micros": int(f[b"b"]),
+        "threshold_micros": int(f[b"h"]),
+    }
+    if email:
+        low["email"] = email
+    return [
+        Output(names.NOTIFICATIONS, f[b"k"], _json(failed), None, "recharge_failed"),
+        Output(names.NOTIFICATIONS, f[b"k"], _json(low), None, "notification"),
+    ]
+
+
 def render(f: dict[bytes, bytes]) -> list[Output]:
     """Turn one compact outbox entry into the Kafka records it stands for."""
     op = f[b"o"]
@@ -146,6 +191,12 @@ def render(f: dict[bytes, bytes]) -> list[Output]:
         return _cutoff(f)
     if op == b"X":
         return _expired(f)
+    if op == b"Q":
+        return _request(f)
+    if op == b"F":
+        return _declined(f)
+    if op == b"T":
+        return []  # a request timed out: counted, nothing to publish
     if op == b"D":
         hdrs = orjson.loads(f[b"h"])
         return [

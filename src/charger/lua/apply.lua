@@ -17,12 +17,19 @@
 -- coverage ends; the tick op ('T') cuts every active call of the account at that instant.
 -- The sessions zset scores each active call by when the ticker must look at it next.
 --
+-- Auto-recharge: when a movement or a hold takes the available balance below an account's
+-- threshold, one request is written (deterministic id from the account's request counter);
+-- no second one while it is in flight; it ends with a result or a timeout; a failure
+-- backs off. Request states live in the account hash as fields "rq:<request id>".
+--
 -- KEYS: 1 watermark hash, 2 outbox stream, 3 accounts set, 4 sessions zset,
+--       5 recharges zset (account keys by in-flight request deadline),
 --       then the keys of each op in order (count fixed per opcode, see below).
 --       The tick op reaches call and account keys named inside the sessions zset and call
 --       hashes: all of them carry this slot's hash tag.
 -- ARGV: 1 now (ms), 2 seen ttl (s), 3 tombstone ttl (s), 4 hold interval (s),
---       5 hold lead (ms), 6 max call length (ms), 7 number of sources S,
+--       5 hold lead (ms), 6 max call length (ms), 7 recharge timeout (ms),
+--       8 recharge backoff after a failure (ms), 9 number of sources S,
 --       then S pairs (source "topic/partition", highest offset in batch),
 --       then ops: opcode, [source index (1-based), offset,] args...
 
@@ -30,6 +37,7 @@ local wm_key = KEYS[1]
 local outbox_key = KEYS[2]
 local accounts_key = KEYS[3]
 local sessions_key = KEYS[4]
+local recharges_key = KEYS[5]
 
 local now_ms = tonumber(ARGV[1])
 local seen_ttl_s = tonumber(ARGV[2])
@@ -37,12 +45,14 @@ local tomb_ttl_s = tonumber(ARGV[3])
 local interval_s = tonumber(ARGV[4])
 local lead_ms = tonumber(ARGV[5])
 local max_call_ms = tonumber(ARGV[6])
-local n_sources = tonumber(ARGV[7])
+local rq_timeout_ms = tonumber(ARGV[7])
+local rq_backoff_ms = tonumber(ARGV[8])
+local n_sources = tonumber(ARGV[9])
 
 local sources = {}
 local marks = {}   -- last applied offset per source index
 local highest = {} -- highest offset per source index in this batch
-local a = 8
+local a = 10
 for s = 1, n_sources do
   sources[s] = ARGV[a]
   highest[s] = tonumber(ARGV[a + 1])
@@ -113,11 +123,37 @@ local function check_floor(acct_key, acct_id, cause, tf, tv, bal)
   end
 end
 
+-- One recharge request when the available balance is below the threshold, none in flight
+-- and no backoff running.
+local function check_recharge(acct_key, acct_id)
+  local f = redis.call('HMGET', acct_key, 'ar_on', 'bal', 'held', 'ar_thr', 'ar_amt', 'rq',
+    'rq_after', 'cur')
+  if f[1] ~= '1' or (f[6] and f[6] ~= '') then return end
+  local avail = tonumber(f[2] or '0') - tonumber(f[3] or '0')
+  if avail >= tonumber(f[4] or '0') then return end
+  if f[7] and now_ms < tonumber(f[7]) then return end
+  local rid = 'rq-' .. acct_id .. '-' .. int(redis.call('HINCRBY', acct_key, 'rq_seq', 1))
+  redis.call('HSET', acct_key, 'rq', rid, 'rq:' .. rid, 'pending')
+  redis.call('ZADD', recharges_key, now_ms + rq_timeout_ms, acct_key)
+  redis.call('XADD', outbox_key, '*', 'o', 'Q', 'k', acct_id, 'i', rid, 'a', f[5], 'b', int(avail),
+    'h', f[4], 'u', f[8] or '', 'm', int(now_ms))
+end
+
 -- Move money and write its ledger entry (the relay appends balance_after to the head).
 local function move(acct_key, acct_id, amount, head, cause, time)
   local bal = redis.call('HINCRBY', acct_key, 'bal', amount)
   redis.call('XADD', outbox_key, '*', 'o', 'L', 'k', acct_id, 'v', head, 'b', int(bal))
   check_floor(acct_key, acct_id, cause, 't', time, bal)
+  check_recharge(acct_key, acct_id)
+end
+
+-- The request in flight ended (result or timeout): the account may ask again.
+local function end_request(acct_key, rid, state)
+  redis.call('HSET', acct_key, 'rq:' .. rid, state)
+  if redis.call('HGET', acct_key, 'rq') == rid then
+    redis.call('HSET', acct_key, 'rq', '')
+    redis.call('ZREM', recharges_key, acct_key)
+  end
 end
 
 local function first_time(seen_key, fp)
@@ -147,6 +183,7 @@ local function grow(call_key, s)
   local covered, hold, exhausted = extend(s.cov, s.hold, room, s.ppm, s.cf, s.i1, s.i2)
   if hold ~= s.hold then
     redis.call('HINCRBY', s.akey, 'held', hold - s.hold)
+    check_recharge(s.akey, s.acct)
   end
   redis.call('HSET', call_key, 'cov', int(covered), 'hold', int(hold))
   local ends = s.t0 + covered * 1000
@@ -193,7 +230,21 @@ local function expire(call_key, s)
   check_floor(s.akey, s.acct, 'expired:' .. s.call_id .. ':', 'm', int(now_ms), bal)
 end
 
+local function time_out_requests(max_accounts)
+  local late = redis.call('ZRANGEBYSCORE', recharges_key, '-inf', now_ms, 'LIMIT', 0, max_accounts)
+  for _, acct_key in ipairs(late) do
+    local f = redis.call('HMGET', acct_key, 'rq', 'id')
+    redis.call('ZREM', recharges_key, acct_key)
+    if f[1] and f[1] ~= '' then
+      end_request(acct_key, f[1], 'timed_out')
+      redis.call('XADD', outbox_key, '*', 'o', 'T', 'k', f[2], 'i', f[1], 'm', int(now_ms))
+      check_recharge(acct_key, f[2])
+    end
+  end
+end
+
 local function tick(max_sessions)
+  time_out_requests(max_sessions)
   local due = redis.call('ZRANGEBYSCORE', sessions_key, '-inf', now_ms, 'LIMIT', 0, max_sessions)
   local cuts = 0
   for _, ck in ipairs(due) do
@@ -217,7 +268,7 @@ local function tick(max_sessions)
 end
 
 local applied, skipped = 0, 0
-local k = 5
+local k = 6
 local n = #ARGV
 while a <= n do
   local op = ARGV[a]
@@ -304,7 +355,8 @@ while a <= n do
       if fresh and first_time(KEYS[k + 1], ARGV[p]) then
         local created = redis.call('HSETNX', acct_key, 'bal', '0') == 1
         if created then
-          redis.call('HSET', acct_key, 'held', '0', 'susp', '0', 'open', '0', 'created', int(now_ms))
+          redis.call('HSET', acct_key, 'id', ARGV[p + 1], 'held', '0', 'susp', '0', 'open', '0',
+            'created', int(now_ms))
           redis.call('SADD', accounts_key, ARGV[p + 1])
         end
         redis.call('HSET', acct_key, 'cur', ARGV[p + 2], 'plan', ARGV[p + 3], 'climit', ARGV[p + 4],
@@ -313,6 +365,7 @@ while a <= n do
         if not created then
           check_floor(acct_key, ARGV[p + 1], ARGV[p + 9], 't', ARGV[p + 10],
             tonumber(redis.call('HGET', acct_key, 'bal')))
+          check_recharge(acct_key, ARGV[p + 1])
         end
         applied = applied + 1
       else
@@ -320,6 +373,29 @@ while a <= n do
       end
       k = k + 2
       a = p + 11
+    elseif op == 'G' then
+      -- a recharge result: KEYS acct, seen; ARGV fp, request id, status, amount,
+      -- ledger head, account, cause, time, reason
+      local acct_key, rid = KEYS[k], ARGV[p + 1]
+      local state = redis.call('HGET', acct_key, 'rq:' .. rid)
+      if fresh and first_time(KEYS[k + 1], ARGV[p]) and (state == 'pending' or state == 'timed_out') then
+        if ARGV[p + 2] == 'succeeded' then
+          end_request(acct_key, rid, 'succeeded')
+          move(acct_key, ARGV[p + 5], ARGV[p + 3], ARGV[p + 4], ARGV[p + 6], ARGV[p + 7])
+        else
+          end_request(acct_key, rid, 'failed')
+          redis.call('HSET', acct_key, 'rq_after', int(now_ms + rq_backoff_ms))
+          local f = redis.call('HMGET', acct_key, 'bal', 'held', 'ar_thr', 'email')
+          redis.call('XADD', outbox_key, '*', 'o', 'F', 'k', ARGV[p + 5], 'i', rid,
+            'r', ARGV[p + 8], 'b', int(tonumber(f[1]) - tonumber(f[2])), 'h', f[3] or '0',
+            'e', f[4] or '', 't', ARGV[p + 7])
+        end
+        applied = applied + 1
+      else
+        skipped = skipped + 1
+      end
+      k = k + 2
+      a = p + 9
     elseif op == 'K' then
       -- remember an event that moves nothing (a late start of a settled call): KEYS seen
       if fresh then

@@ -46,6 +46,10 @@ class Keys:
         """Sorted set of active call session keys, scored by when the ticker is due (ms)."""
         return f"{self.tag(slot)}:sessions"
 
+    def recharges(self, slot: int) -> str:
+        """Sorted set of account keys with a recharge request in flight, by its deadline."""
+        return f"{self.tag(slot)}:recharges"
+
     # --- per account ---
     def account(self, slot: int, account: str) -> str:
         """Hash: balance, holds, settings and state of one account."""
@@ -79,4 +83,10 @@ AR_ENABLED = "ar_on"
 AR_THRESHOLD = "ar_thr"
 AR_AMOUNT = "ar_amt"
 NOTIFY_EMAIL = "email"
-OPENING = "open"  # balance when the account was first created (always 0 today)
+OPENING = "open"
+RECHARGE_IN_FLIGHT = "rq"  # id of the request in flight, "" when none
+
+
+def request_state(request_id: str) -> str:
+    """Account hash field holding a recharge request's state (pending, succeeded, ...)."""
+    return f"rq:{request_id}"  # balance when the account was first created (always 0 today)

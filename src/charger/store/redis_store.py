@@ -29,7 +29,7 @@ class RedisStore:
     async def read(self, p: Prepared) -> Reads:
         """Seen ids, uncached accounts and call sessions of a batch, in one pipeline."""
         reads = Reads()
-        if not (p.seen_keys or p.account_keys or p.call_keys):
+        if not (p.seen_keys or p.account_keys or p.call_keys or p.request_fields):
             return reads
         pipe = self.client.pipeline(transaction=False)
         for key in p.seen_keys:
@@ -39,6 +39,8 @@ class RedisStore:
             pipe.hmget(key, [F.CURRENCY, F.RATE_PLAN, F.CREDIT_LIMIT])
         for key in p.call_keys:
             pipe.hgetall(key)
+        for key, fld in p.request_fields:
+            pipe.hget(key, fld)
         res: list[Any] = await pipe.execute()
         i = 0
         for key in p.seen_keys:
@@ -52,6 +54,9 @@ class RedisStore:
             i += 1
         for key in p.call_keys:
             reads.calls[key] = CallState.from_hash(res[i])
+            i += 1
+        for where in p.request_fields:
+            reads.requests[where] = None if res[i] is None else res[i].decode()
             i += 1
         return reads
 
