@@ -133,7 +133,7 @@ async def test_a_thousand_charges_crossing_the_threshold_make_one_request(
 async def test_a_decline_mails_and_backs_off_before_asking_again(
     run: Run, clocked: tuple[Runtime, ManualClock]
 ) -> None:
-    rt, clock = clocked
+    _rt, clock = clocked
     a = run.acct("declined")
     await opened(run, a, 10_005_000)
     await run.send(EV, a, sms(a, f"s1-{run.uid}"))
