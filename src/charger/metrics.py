@@ -1,11 +1,74 @@
-"""Prometheus metrics of the worker, on a registry the app owns (no global state)."""
+"""Prometheus metrics of the worker, on a registry the app owns (no global state).
+
+Every metric charger exports is defined here. Names follow the Prometheus conventions:
+prefix ``charger_``, base units (seconds; money in units of the account's currency, the
+ledger's micro-units divided by 10^6), ``_total`` on counters, and no account, call or
+number ids in labels. Three kinds of recording:
+
+- the batch loop counts what it consumed and processed (``polled``, ``error``);
+- the relay reports every outbox entry the broker acknowledged (``relayed``): ledger
+  entries and money moved, event-to-ledger latency, cutoffs and their lateness,
+  suspensions, restores and recharges;
+- a ``Sampler`` reads gauges every few seconds: consumer lag, outbox backlog, active
+  calls and holds.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+import platform
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from importlib import metadata
+from typing import TYPE_CHECKING, Any
+
+import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+from redis.exceptions import RedisError
+
+from charger.events.timefmt import parse_time_ms
+from charger.events.validate import REASONS
+from topics import names
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+    from charger.kafka.relay import Output
+    from charger.store.keys import Keys
+
+log = logging.getLogger("charger.relay")
 
 _BATCH_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 _SIZE_BUCKETS = (1, 10, 50, 100, 250, 500, 1000, 2000, 5000, 10000)
+_LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+_LATENESS_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
+
+MICROS = 1_000_000
+
+# Reasons the planner adds to the validator's (see README: bad input).
+PLAN_REASONS = (
+    "unknown_account",
+    "conflict",
+    "unknown_rate_plan",
+    "currency_mismatch",
+    "no_rate",
+    "currency_change",
+    "unknown_request",
+)
+RECHARGE_STATUSES = ("succeeded", "failed", "timed_out")
+ERROR_STAGES = ("batch", "tick", "sample")
+
+
+def build_version() -> str:
+    try:
+        return metadata.version("charger")
+    except metadata.PackageNotFoundError:
+        return "unknown"
 
 
 class Metrics:
@@ -14,6 +77,13 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
+        # ---- the batch loop ----
+        self.consumed = Counter(
+            "charger_records_consumed",
+            "Records fetched from the input topics, by topic.",
+            ["topic"],
+            registry=r,
+        )
         self.events = Counter(
             "charger_events_total",
             "Records processed, by type and result.",
@@ -44,6 +114,12 @@ class Metrics:
         self.errors = Counter(
             "charger_batch_errors_total", "Batches retried after an error.", ["stage"], registry=r
         )
+        self.redis_errors = Counter(
+            "charger_redis_errors_total",
+            "Redis commands or scripts that failed, by stage.",
+            ["stage"],
+            registry=r,
+        )
         self.ticked = Counter(
             "charger_sessions_ticked_total", "Due call sessions the ticker looked at.", registry=r
         )
@@ -52,3 +128,318 @@ class Metrics:
             "When the last batch was committed.",
             registry=r,
         )
+        self.last_poll = Gauge(
+            "charger_last_poll_timestamp_seconds",
+            "When the batch loop last fetched (with or without records).",
+            registry=r,
+        )
+        # ---- what the relay published ----
+        self.ledger_entries = Counter(
+            "charger_ledger_entries",
+            "Ledger entries published, by kind and currency.",
+            ["kind", "currency"],
+            registry=r,
+        )
+        self.ledger_amount = Counter(
+            "charger_ledger_amount",
+            "Money moved by published ledger entries, in currency units, by kind, currency "
+            "and direction (debit: amount < 0, credit: amount > 0).",
+            ["kind", "currency", "direction"],
+            registry=r,
+        )
+        self.event_to_ledger = Histogram(
+            "charger_event_to_ledger_seconds",
+            "From the time of the causing event to the ledger entry acknowledged by the broker.",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.cutoffs = Counter(
+            "charger_cutoffs", "call.cutoff commands published to the switch.", registry=r
+        )
+        self.cutoff_lateness = Histogram(
+            "charger_cutoff_lateness_seconds",
+            "How long after the instant the balance ran out a cutoff was published.",
+            buckets=_LATENESS_BUCKETS,
+            registry=r,
+        )
+        self.suspensions = Counter(
+            "charger_account_suspensions", "account.suspended commands published.", registry=r
+        )
+        self.restores = Counter(
+            "charger_account_restores", "account.restored commands published.", registry=r
+        )
+        self.recharge_requests = Counter(
+            "charger_recharge_requests", "Auto-recharge requests published.", registry=r
+        )
+        self.recharge_results = Counter(
+            "charger_recharge_results",
+            "Auto-recharge outcomes, by status (succeeded, failed, timed_out).",
+            ["status"],
+            registry=r,
+        )
+        # ---- sampled ----
+        self.consumer_lag = Gauge(
+            "charger_consumer_lag",
+            "Records behind the partition's high watermark, per assigned input partition.",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.assigned_partitions = Gauge(
+            "charger_assigned_partitions",
+            "Input partitions assigned to this worker.",
+            registry=r,
+        )
+        self.outbox_backlog = Gauge(
+            "charger_outbox_backlog",
+            "Outbox entries not yet relayed, in the key slots this worker owns.",
+            registry=r,
+        )
+        self.active_calls = Gauge(
+            "charger_active_calls",
+            "Open call sessions in the key slots this worker owns.",
+            registry=r,
+        )
+        self.holds = Gauge(
+            "charger_holds",
+            "Credit held by active calls, in currency units, by currency.",
+            ["currency"],
+            registry=r,
+        )
+        self.build_info = Gauge(
+            "charger_build_info",
+            "Always 1; the labels name the running build.",
+            ["version", "python"],
+            registry=r,
+        )
+        self.build_info.labels(build_version(), platform.python_version()).set(1)
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        GCCollector(registry=r)
+        # Known label values start at 0, so rates and alerts have series before the
+        # first occurrence.
+        for reason in (*REASONS, *PLAN_REASONS):
+            self.dlq.labels(reason)
+        for status in RECHARGE_STATUSES:
+            self.recharge_results.labels(status)
+        for stage in ERROR_STAGES:
+            self.errors.labels(stage)
+            self.redis_errors.labels(stage)
+        for topic in names.CO_PARTITIONED:
+            self.consumed.labels(topic)
+        self.polled_at = 0.0  # time.monotonic() of the last fetch; 0 before the first
+
+    # ---- the batch loop ----
+    def polled(self, data: Mapping[Any, Sequence[Any]]) -> None:
+        """The batch loop fetched `data` (aiokafka `getmany`: partition -> records)."""
+        self.polled_at = time.monotonic()
+        self.last_poll.set(time.time())
+        for tp, msgs in data.items():
+            self.consumed.labels(tp.topic).inc(len(msgs))
+
+    def error(self, stage: str, exc: BaseException) -> None:
+        """A batch, tick or sample failed with `exc` and will be retried."""
+        if stage != "sample":
+            self.errors.labels(stage).inc()
+        if isinstance(exc, RedisError):
+            self.redis_errors.labels(stage).inc()
+
+    # ---- the relay ----
+    def relayed(
+        self, entries: Iterable[tuple[Mapping[bytes, bytes], Sequence[Output]]], now: float
+    ) -> None:
+        """Outbox entries and their outputs, acknowledged by the broker at `now` (epoch s)."""
+        for f, outs in entries:
+            try:
+                self._relayed_one(f, outs, now)
+            except Exception:  # a metric must never stop the relay
+                log.warning("could not record a relayed entry", exc_info=True)
+
+    def _relayed_one(self, f: Mapping[bytes, bytes], outs: Sequence[Output], now: float) -> None:
+        op = f.get(b"o")
+        if op == b"C":
+            self.cutoffs.inc()
+            late = now - int(f[b"x"]) / 1000
+            self.cutoff_lateness.observe(max(late, 0.0))
+            log.info(
+                "call cut off",
+                extra={
+                    "account": _text(f.get(b"k")),
+                    "call_id": _text(f.get(b"c")),
+                    "lateness_s": round(late, 3),
+                },
+            )
+        elif op == b"S":
+            self.suspensions.inc()
+            log.info("account suspended", extra={"account": _text(f.get(b"k"))})
+        elif op == b"R":
+            self.restores.inc()
+            log.info("account restored", extra={"account": _text(f.get(b"k"))})
+        elif op == b"Q":
+            self.recharge_requests.inc()
+        elif op == b"F":
+            self.recharge_results.labels("failed").inc()
+        elif op == b"T":
+            self.recharge_results.labels("timed_out").inc()
+        for out in outs:
+            if out.topic == names.LEDGER:
+                self._ledger(out.value, now)
+            elif out.topic == names.DLQ:
+                _log_refused(out)
+
+    def _ledger(self, value: bytes, now: float) -> None:
+        try:
+            doc = orjson.loads(value)
+            kind, currency, amount = doc["kind"], doc["currency"], int(doc["amount_micros"])
+            at_ms = parse_time_ms(doc["time"])
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            log.warning("unreadable ledger entry", extra={"bytes": len(value)})
+            return
+        self.ledger_entries.labels(kind, currency).inc()
+        if amount:
+            direction = "credit" if amount > 0 else "debit"
+            self.ledger_amount.labels(kind, currency, direction).inc(abs(amount) / MICROS)
+        if kind == "recharge":
+            self.recharge_results.labels("succeeded").inc()
+        self.event_to_ledger.observe(max(now - at_ms / 1000, 0.0))
+
+    # ---- sampled ----
+    def set_lag(self, lags: Mapping[tuple[str, int], int]) -> None:
+        """Replace the lag series with those of the partitions assigned now."""
+        self.consumer_lag.clear()
+        for (topic, partition), lag in lags.items():
+            self.consumer_lag.labels(topic, str(partition)).set(max(lag, 0))
+
+
+def _text(v: bytes | None) -> str:
+    return v.decode(errors="replace") if v else ""
+
+
+def _log_refused(out: Output) -> None:
+    """One log line per refused record, with what identifies it (never its whole body)."""
+    hdrs = dict(out.headers or ())
+    event_id = ""
+    with contextlib.suppress(orjson.JSONDecodeError):
+        doc = orjson.loads(out.value)
+        if isinstance(doc, dict) and isinstance(doc.get("id"), str):
+            event_id = doc["id"][:200]
+    log.warning(
+        "record refused",
+        extra={
+            "reason": _text(hdrs.get(names.DLQ_HEADER_ERROR)),
+            "event_id": event_id,
+            "account": _text(out.key)[:200],
+            "topic": _text(hdrs.get(names.DLQ_HEADER_TOPIC)),
+            "partition": _text(hdrs.get(names.DLQ_HEADER_PARTITION)),
+            "offset": _text(hdrs.get(names.DLQ_HEADER_OFFSET)),
+            "detail": _text(hdrs.get(names.DLQ_HEADER_DETAIL))[:300],
+        },
+    )
+
+
+class Sampler:
+    """Reads the gauges that no event updates: lag, backlog, active calls, holds.
+
+    Lag comes from the consumer's own state (no broker round trip) every `lag_period`
+    seconds; the Redis gauges take three pipelined round trips every `redis_period`
+    seconds over the slots this worker owns, reading at most `max_sessions` call sessions
+    per slot (holds are then a lower bound).
+    """
+
+    def __init__(
+        self,
+        metrics: Metrics,
+        redis: Redis,
+        keys: Keys,
+        *,
+        lag_period: float = 1.0,
+        redis_period: float = 5.0,
+        max_sessions: int = 5000,
+    ) -> None:
+        self.metrics = metrics
+        self.redis = redis
+        self.keys = keys
+        self.lag_period = lag_period
+        self.redis_period = redis_period
+        self.max_sessions = max_sessions
+        self._currency: dict[bytes, str] = {}  # account key -> currency (never changes)
+        self._currencies_seen: set[str] = set()
+        self._redis_due = 0.0
+
+    async def run(self, consumer: Any, slots: Any) -> None:
+        """Sample until cancelled; `consumer()` and `slots()` give the current ones."""
+        while True:
+            try:
+                await self.sample_lag(consumer())
+                now = time.monotonic()
+                if now >= self._redis_due:
+                    self._redis_due = now + self.redis_period
+                    await asyncio.wait_for(self.sample_redis(sorted(slots())), self.redis_period)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("sampling metrics failed", exc_info=True)
+                self.metrics.error("sample", exc)
+            await asyncio.sleep(self.lag_period)
+
+    async def sample_lag(self, consumer: Any) -> None:
+        if consumer is None:
+            self.metrics.set_lag({})
+            self.metrics.assigned_partitions.set(0)
+            return
+        assigned = list(consumer.assignment())
+        lags: dict[tuple[str, int], int] = {}
+        for tp in assigned:
+            try:
+                high = consumer.highwater(tp)
+                if high is None:
+                    continue  # nothing fetched from it yet
+                lags[(tp.topic, tp.partition)] = high - await consumer.position(tp)
+            except Exception:  # revoked meanwhile: left out of this sample
+                continue
+        self.metrics.set_lag(lags)
+        self.metrics.assigned_partitions.set(len(assigned))
+
+    async def sample_redis(self, slots: Sequence[int]) -> None:
+        m = self.metrics
+        if not slots:
+            m.outbox_backlog.set(0)
+            m.active_calls.set(0)
+            for cur in self._currencies_seen:
+                m.holds.labels(cur).set(0)
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        for slot in slots:
+            pipe.xlen(self.keys.outbox(slot))
+            pipe.zcard(self.keys.sessions(slot))
+            pipe.zrange(self.keys.sessions(slot), 0, self.max_sessions - 1)
+        res: list[Any] = await pipe.execute()
+        m.outbox_backlog.set(sum(res[0::3]))
+        m.active_calls.set(sum(res[1::3]))
+        calls: list[bytes] = [ck for chunk in res[2::3] for ck in chunk]
+        held: dict[bytes, int] = {}
+        if calls:
+            pipe = self.redis.pipeline(transaction=False)
+            for ck in calls:
+                pipe.hmget(ck, ["hold", "akey", "state"])
+            for hold, akey, state in await pipe.execute():
+                if hold and akey and state == b"active":
+                    held[akey] = held.get(akey, 0) + int(hold)
+        unknown = [a for a in held if a not in self._currency]
+        if unknown:
+            pipe = self.redis.pipeline(transaction=False)
+            for akey in unknown:
+                pipe.hget(akey, "cur")
+            if len(self._currency) > 200_000:
+                self._currency.clear()
+            for akey, cur in zip(unknown, await pipe.execute(), strict=True):
+                if cur:
+                    self._currency[akey] = cur.decode()
+        totals = dict.fromkeys(self._currencies_seen, 0)
+        for akey, amount in held.items():
+            cur = self._currency.get(akey)
+            if cur is not None:
+                totals[cur] = totals.get(cur, 0) + amount
+        for cur, amount in totals.items():
+            self._currencies_seen.add(cur)
+            m.holds.labels(cur).set(amount / MICROS)
+

@@ -65,7 +65,7 @@ class Runtime:
             linger_ms=2,
             max_batch_size=256 * 1024,
         )
-        self.relay = Relay(self.store, self.producer)
+        self.relay = Relay(self.store, self.producer, metrics=self.metrics)
         self.worker = BatchWorker(
             settings, self.store, self.relay, self.plans.current, self.clock, self.metrics
         )
@@ -89,9 +89,13 @@ class Runtime:
             await asyncio.sleep(period)
             try:
                 await self.worker.tick()
-            except Exception:
+            except Exception as exc:
                 log.exception("tick failed; retrying next period")
-                self.metrics.errors.labels("tick").inc()
+                self.metrics.error("tick", exc)
+
+    def running(self) -> bool:
+        """True while the batch loop is alive (started and not ended or crashed)."""
+        return self._task is not None and not self._task.done()
 
     async def stop(self) -> None:
         """Finish the batch in hand, flush outputs, close connections."""

@@ -25,13 +25,21 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 from redis.asyncio import Redis
 
+from charger.demo.payments import Payments
 from charger.demo.tail import OutputTail
 from charger.demo.view import CLEAR, AccountRow, Frame, render
 from charger.embedded import create_topics, embedded_stack
 from charger.rating.loader import read_document
 from charger.runtime import default_plans_path
 from charger.settings import Settings
-from charger.simulate import SimConfig, SimRecord, Switch, account_records, sample_accounts
+from charger.simulate import (
+    SimConfig,
+    SimRecord,
+    Switch,
+    account_profiles,
+    account_records,
+    sample_accounts,
+)
 from charger.store import keys as F
 from charger.store.keys import Keys
 from topics import names
@@ -73,6 +81,19 @@ class Demo:
         self.accounts = [
             a["account"] for a in sample_accounts(self.cfg) if a["type"] == "account.upserted"
         ]
+        # One auto-recharging customer's card is declined: the one that will ask first.
+        recharging = [
+            p for p in account_profiles(self.cfg) if p.auto_recharge and p.auto_recharge["enabled"]
+        ]
+        declined = (
+            min(
+                recharging,
+                key=lambda p: p.opening_micros - int(p.auto_recharge["threshold_micros"]),  # type: ignore[index]
+            ).id
+            if recharging
+            else ""
+        )
+        self.payments = Payments(declined)
         self.produced: dict[TopicPartition, int] = {}
         self.sent: dict[str, int] = {}
         self.logdir = Path(tempfile.mkdtemp(prefix="charger-demo-"))
@@ -164,6 +185,7 @@ class Demo:
             if self.opts.seconds and elapsed >= self.opts.seconds:
                 break
             batch = switch.advance(switch.start_ms + int(elapsed * 1000))
+            batch += self.payments.step(tail.tally, time.time_ns() // 1_000_000)
             if batch:
                 await self._send(batch)
             now = time.monotonic()
@@ -267,6 +289,10 @@ class Demo:
             "suspended_now": sum(r.suspended for r in rows),
             "restored_accounts": len(t.restored),
             "calls_cut_off": t.commands["call.cutoff"],
+            "recharges_requested": len(t.requests),
+            "recharges_succeeded": t.kinds["recharge"],
+            "recharges_failed": t.notifications["recharge_failed"],
+            "declined_account": self.payments.declined_account,
             "cutoff_lateness_ms_p99": percentile(t.cutoff_lateness_ms, 99),
             "cutoff_lateness_ms_max": max(t.cutoff_lateness_ms, default=None),
             "notifications": dict(t.notifications),

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -13,7 +14,13 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from charger.events.timefmt import parse_time_ms
 from topics import names
 
-WATCHED = (names.LEDGER, names.DLQ, names.TELEPHONY_COMMANDS, names.NOTIFICATIONS)
+WATCHED = (
+    names.LEDGER,
+    names.DLQ,
+    names.TELEPHONY_COMMANDS,
+    names.NOTIFICATIONS,
+    names.RECHARGE_REQUESTS,
+)
 
 
 @dataclass
@@ -33,6 +40,7 @@ class Tally:
     records: int = 0
     cutoff_lateness_ms: list[int] = field(default_factory=list)
     notifications: Counter[str] = field(default_factory=Counter)
+    requests: list[dict[str, Any]] = field(default_factory=list)  # recharge requests seen
 
     def add(
         self, topic: str, value: bytes, headers: dict[str, bytes], timestamp_ms: int = 0
@@ -42,6 +50,9 @@ class Tally:
             self.dlq[headers.get(names.DLQ_HEADER_ERROR, b"?").decode()] += 1
             return
         doc = orjson.loads(value)
+        if topic == names.RECHARGE_REQUESTS:
+            self.requests.append(doc)
+            return
         if topic == names.NOTIFICATIONS:
             self.notifications[doc["type"]] += 1
             return

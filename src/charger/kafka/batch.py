@@ -120,6 +120,7 @@ class BatchWorker:
         data = await self.consumer.getmany(
             timeout_ms=self.settings.batch_timeout_ms, max_records=self.settings.batch_max_records
         )
+        self.metrics.polled(data)
         if not data:
             return 0
         async with self.lock:
@@ -137,10 +138,10 @@ class BatchWorker:
             try:
                 await self.process(batch)
                 await self.consumer.commit({tp: msgs[-1].offset + 1 for tp, msgs in data.items()})
-            except Exception:
+            except Exception as exc:
                 # Redis or broker trouble: rewind and retry; the watermark keeps it exactly once.
                 log.exception("batch failed; retrying from its first offset")
-                self.metrics.errors.labels("batch").inc()
+                self.metrics.error("batch", exc)
                 self.planner.accounts.clear()
                 self.needs_drain = True
                 for tp, msgs in data.items():

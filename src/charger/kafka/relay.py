@@ -10,6 +10,7 @@ dedupe by id.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ import orjson
 
 from charger.charging import ledger
 from charger.events.timefmt import format_time_ms
+from charger.metrics import Metrics
 from charger.store.redis_store import RedisStore
 from topics import names
 
@@ -208,10 +210,17 @@ def render(f: dict[bytes, bytes]) -> list[Output]:
 class Relay:
     """Publishes slot outboxes to Kafka in order and deletes what the broker acknowledged."""
 
-    def __init__(self, store: RedisStore, producer: Producer, chunk: int = 5000) -> None:
+    def __init__(
+        self,
+        store: RedisStore,
+        producer: Producer,
+        chunk: int = 5000,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.store = store
         self.producer = producer
         self.chunk = chunk
+        self.metrics = metrics
 
     async def drain(self, slots: Iterable[int]) -> Counter[str]:
         """Publish everything pending in `slots`; returns counts by output kind."""
@@ -223,15 +232,21 @@ class Relay:
                 break
             futures: list[asyncio.Future[Any]] = []
             done: dict[int, list[bytes]] = {}
+            sent: list[tuple[dict[bytes, bytes], list[Output]]] = []
             for slot, entries in batches.items():
                 done[slot] = [eid for eid, _ in entries]
-                for out in (o for _, f in entries for o in render(f)):
-                    fut = await self.producer.send(
-                        out.topic, value=out.value, key=out.key, headers=out.headers
-                    )
-                    futures.append(fut)
-                    counts[out.kind] += 1
+                for _, f in entries:
+                    outs = render(f)
+                    sent.append((f, outs))
+                    for out in outs:
+                        fut = await self.producer.send(
+                            out.topic, value=out.value, key=out.key, headers=out.headers
+                        )
+                        futures.append(fut)
+                        counts[out.kind] += 1
             await asyncio.gather(*futures)
+            if self.metrics is not None:
+                self.metrics.relayed(sent, time.time())
             await self.store.ack_outbox(done)
             pending = {s for s, entries in batches.items() if len(entries) >= self.chunk}
         return counts
