@@ -1,22 +1,47 @@
-"""The Faust application: process lifecycle, CLI, web server; the charging path runs inside it."""
+"""The Faust application: process lifecycle, CLI, web server; the charging path runs inside it.
+
+The web server answers:
+
+- ``/metrics``: every metric of `charger.metrics`, in the Prometheus text format;
+- ``/health`` (liveness): 200 while the batch loop is alive and fetching — a fetch that
+  finds nothing counts, so an idle worker is healthy — and during startup; 503 once the
+  loop has died or has not come back from a batch for `STALL_S` seconds;
+- ``/ready`` (readiness): 200 when input partitions are assigned and Redis and the broker
+  answer; 503 with the failing checks otherwise.
+
+Logs are JSON lines on stdout (`charger.logs`); the worker runs quiet so nothing else is
+printed there. On SIGTERM Faust stops its services: the charging service finishes and
+commits the batch in hand, flushes the producer and exits.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
+import sys
 import tempfile
-from typing import Any, cast
+import time
+from typing import Any, NoReturn, cast
 
 import faust
 from faust.web import Request, Response, View
 from mode import Service
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from charger.metrics import Metrics
+from charger.logs import logging_config
+from charger.metrics import Metrics, Sampler
 from charger.runtime import Runtime
 from charger.settings import Settings
 
 log = logging.getLogger("charger.app")
+
+# Liveness: how long the batch loop may go without fetching, and how long startup may take.
+STALL_S = 60.0
+STARTUP_S = 180.0
+# Readiness: how long each dependency may take to answer.
+CHECK_TIMEOUT_S = 3.0
 
 
 class ChargingService(Service):
@@ -27,18 +52,88 @@ class ChargingService(Service):
         self.settings = settings
         self.metrics = metrics
         self.runtime: Runtime | None = None
+        self.started_at = time.monotonic()
+        self._started = False
+        self._sampler: asyncio.Task[None] | None = None
 
     async def on_start(self) -> None:
-        self.runtime = Runtime(self.settings, metrics=self.metrics)
-        await self.runtime.start()
+        self.started_at = time.monotonic()
+        s = self.settings
+        log.info(
+            "charging service starting",
+            extra={
+                "group_id": s.group_id,
+                "partitions": s.partitions,
+                "redis_prefix": s.redis_prefix,
+                "kafka_bootstrap": s.kafka_bootstrap,
+                "web_port": s.web_port,
+            },
+        )
+        rt = self.runtime = Runtime(s, metrics=self.metrics)
+        await rt.start()
+        self._started = True
+        sampler = Sampler(self.metrics, rt.redis, rt.keys)
+        self._sampler = asyncio.create_task(
+            sampler.run(lambda: rt.worker.consumer, lambda: rt.worker.assigned_slots)
+        )
 
     async def on_stop(self) -> None:
+        if self._sampler is not None:
+            self._sampler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sampler
         if self.runtime is not None:
+            log.info("charging service stopping: finishing the batch in hand")
             await self.runtime.stop()
+            log.info("charging service stopped", extra={"batches": self.runtime.worker.batches})
 
-    def ready(self) -> bool:
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        """Liveness: is the batch loop alive and making progress (or idle)?"""
+        now = time.monotonic()
         rt = self.runtime
-        return bool(rt is not None and rt.worker.consumer is not None and rt.worker.assigned_slots)
+        if rt is None or not self._started:
+            up = now - self.started_at
+            return up < STARTUP_S, {"status": "starting", "uptime_s": round(up, 1)}
+        if not rt.running():
+            return False, {"status": "dead", "detail": "the batch loop has ended"}
+        since = max(self.metrics.polled_at, self.started_at)
+        age = now - since
+        body = {"status": "ok", "last_poll_age_s": round(age, 3), "batches": rt.worker.batches}
+        if age > STALL_S:
+            body["status"] = "stalled"
+            return False, body
+        return True, body
+
+    async def ready(self) -> tuple[bool, dict[str, Any]]:
+        """Readiness: partitions assigned, Redis and the broker reachable."""
+        rt = self.runtime
+        if rt is None or not self._started:
+            return False, {"ready": False, "checks": {"started": False}}
+        consumer = rt.worker.consumer
+        assigned = len(consumer.assignment()) if consumer is not None else 0
+        checks: dict[str, Any] = {"assigned_partitions": assigned}
+        checks["redis"] = await _check(rt.redis.ping())
+        checks["broker"] = await _check(rt.producer.client.fetch_all_metadata())
+        ok = assigned > 0 and checks["redis"] == "ok" and checks["broker"] == "ok"
+        return ok, {"ready": ok, "checks": checks}
+
+
+async def _check(call: Any) -> str:
+    try:
+        await asyncio.wait_for(call, CHECK_TIMEOUT_S)
+    except Exception as exc:
+        return f"error: {type(exc).__name__}"
+    return "ok"
+
+
+class ChargerApp(faust.App):
+    """The Faust app; its worker prints nothing but the JSON logs on stdout."""
+
+    def main(self) -> NoReturn:
+        args = sys.argv[1:]
+        if not {"-q", "--quiet", "--no-quiet"}.intersection(args):
+            sys.argv.insert(1, "--quiet")  # no banner or spinner between the log lines
+        super().main()
 
 
 def create_app(settings: Settings | None = None) -> faust.App:
@@ -46,7 +141,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
     settings = settings or Settings()
     metrics = Metrics()
     bootstrap = settings.kafka_bootstrap or "localhost:9092"
-    app = faust.App(
+    app = ChargerApp(
         f"{settings.group_id}-app",
         broker=f"kafka://{bootstrap}",
         store="memory://",
@@ -59,6 +154,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
         autodiscover=False,
         # Faust keeps nothing we need on disk; keep its directory out of the working tree.
         datadir=os.path.join(tempfile.gettempdir(), f"{settings.group_id}-app-data"),
+        logging_config=logging_config(settings.log_level),
     )
     service = ChargingService(settings, metrics)
     app.service(cast(Any, service))
@@ -72,13 +168,13 @@ def create_app(settings: Settings | None = None) -> faust.App:
     @app.page("/health")
     class HealthView(View):
         async def get(self, request: Request) -> Response:
-            ok = service.runtime is not None
-            return self.json({"status": "ok" if ok else "starting"}, status=200 if ok else 503)
+            ok, body = service.health()
+            return self.json(body, status=200 if ok else 503)
 
     @app.page("/ready")
     class ReadyView(View):
         async def get(self, request: Request) -> Response:
-            ok = service.ready()
-            return self.json({"ready": ok}, status=200 if ok else 503)
+            ok, body = await service.ready()
+            return self.json(body, status=200 if ok else 503)
 
     return app

@@ -7,7 +7,6 @@ a fresh Redis key prefix with the accounts loaded.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import subprocess
@@ -321,8 +320,3 @@ async def _follow_faust(
     if doc is None or doc["first"] is None:
         raise TimeoutError("the faust agent processed nothing")
     return doc
-
-
-@contextlib.contextmanager
-def nothing() -> Any:
-    yield

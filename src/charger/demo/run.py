@@ -82,17 +82,12 @@ class Demo:
             a["account"] for a in sample_accounts(self.cfg) if a["type"] == "account.upserted"
         ]
         # One auto-recharging customer's card is declined: the one that will ask first.
-        recharging = [
-            p for p in account_profiles(self.cfg) if p.auto_recharge and p.auto_recharge["enabled"]
-        ]
-        declined = (
-            min(
-                recharging,
-                key=lambda p: p.opening_micros - int(p.auto_recharge["threshold_micros"]),  # type: ignore[index]
-            ).id
-            if recharging
-            else ""
-        )
+        headroom = {
+            p.id: p.opening_micros - int(p.auto_recharge["threshold_micros"])
+            for p in account_profiles(self.cfg)
+            if p.auto_recharge and p.auto_recharge["enabled"]
+        }
+        declined = min(headroom, key=headroom.__getitem__) if headroom else ""
         self.payments = Payments(declined)
         self.produced: dict[TopicPartition, int] = {}
         self.sent: dict[str, int] = {}
