@@ -109,3 +109,19 @@ async def test_call_settles_from_duration_with_increments(run: Run) -> None:
     assert calls[0]["quantity"] == 66
     assert calls[0]["amount_micros"] == -(990_000 + 50_000)
     assert calls[0]["balance_after_micros"] == await run.balance(a)
+
+
+async def test_scripts_reload_after_script_flush(run: Run) -> None:
+    a = run.acct("flush")
+    await run.account(a, credit=10_000_000)
+    rt = Runtime(run.settings)
+    await rt.start()
+    try:
+        await run.wait_idle()
+        await run.redis.script_flush()  # as after a failover to a replica without the scripts
+        await run.send(EV, a, sms(run, a, f"f1-{run.uid}", 1))
+        await run.wait_idle()
+    finally:
+        await rt.stop()
+    assert await run.balance(a) == 10_000_000 - 7900
+    assert rt.metrics.errors.labels("batch")._value.get() == 0
