@@ -16,7 +16,13 @@ RUN pip install . \
 # Faust keeps its small local state in the working directory.
 WORKDIR /data
 USER charger
+# /metrics, /health and /ready (the CMD's --web-port).
 EXPOSE 6066
+# JSON logs on stdout. On SIGTERM the worker finishes and commits the batch in hand,
+# flushes its outputs and exits 0.
+STOPSIGNAL SIGTERM
+HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=6 \
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:6066/health', timeout=3)"]
 
 ENTRYPOINT ["charger"]
 CMD ["worker", "--web-port", "6066"]

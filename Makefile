@@ -19,10 +19,31 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $@
 
+# Alert rules: promtool checks and unit-tests them, and an integration test runs a real
+# Prometheus. Debian's `prometheus` package has both binaries; `make test` installs it when
+# missing and it can (apt-get, as root: CI), and otherwise says so and skips — except on CI.
+ALERT_RULES := deploy/prometheus/alerts.yml
+ALERT_TESTS := deploy/prometheus/tests/alerts_test.yml
+
 test: setup
 	$(BIN)/ruff check src tests
 	$(BIN)/mypy src
 	$(BIN)/python -m topics.schema --check
+	@if ! command -v promtool >/dev/null 2>&1; then \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    echo "installing Prometheus and promtool (Debian package: prometheus)"; \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive \
+	      apt-get install -y -q --no-install-recommends prometheus; \
+	  else \
+	    echo "promtool not found and not installable here (needs apt-get as root):" \
+	      "alert rule checks and the Prometheus integration test are skipped"; \
+	  fi; \
+	fi
+	@if command -v promtool >/dev/null 2>&1; then \
+	  promtool check rules $(ALERT_RULES) && promtool test rules $(ALERT_TESTS); \
+	elif [ -n "$$CI" ]; then \
+	  echo "promtool is required on CI" >&2; exit 1; \
+	fi
 	$(BIN)/pytest -q
 
 demo: setup

@@ -28,7 +28,8 @@ from typing import Any, NoReturn, cast
 import faust
 from faust.web import Request, Response, View
 from mode import Service
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import disable_created_metrics, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 from charger.logs import logging_config
 from charger.metrics import Metrics, Sampler
@@ -53,7 +54,7 @@ class ChargingService(Service):
         self.metrics = metrics
         self.runtime: Runtime | None = None
         self.started_at = time.monotonic()
-        self._started = False
+        self._charging = False
         self._sampler: asyncio.Task[None] | None = None
 
     async def on_start(self) -> None:
@@ -66,12 +67,11 @@ class ChargingService(Service):
                 "partitions": s.partitions,
                 "redis_prefix": s.redis_prefix,
                 "kafka_bootstrap": s.kafka_bootstrap,
-                "web_port": s.web_port,
             },
         )
         rt = self.runtime = Runtime(s, metrics=self.metrics)
         await rt.start()
-        self._started = True
+        self._charging = True
         sampler = Sampler(self.metrics, rt.redis, rt.keys)
         self._sampler = asyncio.create_task(
             sampler.run(lambda: rt.worker.consumer, lambda: rt.worker.assigned_slots)
@@ -91,7 +91,7 @@ class ChargingService(Service):
         """Liveness: is the batch loop alive and making progress (or idle)?"""
         now = time.monotonic()
         rt = self.runtime
-        if rt is None or not self._started:
+        if rt is None or not self._charging:
             up = now - self.started_at
             return up < STARTUP_S, {"status": "starting", "uptime_s": round(up, 1)}
         if not rt.running():
@@ -107,13 +107,14 @@ class ChargingService(Service):
     async def ready(self) -> tuple[bool, dict[str, Any]]:
         """Readiness: partitions assigned, Redis and the broker reachable."""
         rt = self.runtime
-        if rt is None or not self._started:
+        if rt is None or not self._charging:
             return False, {"ready": False, "checks": {"started": False}}
         consumer = rt.worker.consumer
         assigned = len(consumer.assignment()) if consumer is not None else 0
         checks: dict[str, Any] = {"assigned_partitions": assigned}
-        checks["redis"] = await _check(rt.redis.ping())
-        checks["broker"] = await _check(rt.producer.client.fetch_all_metadata())
+        checks["redis"], checks["broker"] = await asyncio.gather(
+            _check(rt.redis.ping()), _check(rt.producer.client.fetch_all_metadata())
+        )
         ok = assigned > 0 and checks["redis"] == "ok" and checks["broker"] == "ok"
         return ok, {"ready": ok, "checks": checks}
 
@@ -124,6 +125,13 @@ async def _check(call: Any) -> str:
     except Exception as exc:
         return f"error: {type(exc).__name__}"
     return "ok"
+
+
+class ChargerWorker(faust.Worker):
+    """The Faust worker without its terminal spinner: logging is `charger.logs`' alone."""
+
+    def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+        self.spinner = None  # it would write escape codes to stdout and lower the root level
 
 
 class ChargerApp(faust.App):
@@ -139,6 +147,8 @@ class ChargerApp(faust.App):
 def create_app(settings: Settings | None = None) -> faust.App:
     """Build the app; nothing connects until the worker starts."""
     settings = settings or Settings()
+    # no `_created` twin of every counter and histogram
+    disable_created_metrics()  # type: ignore[no-untyped-call]
     metrics = Metrics()
     bootstrap = settings.kafka_bootstrap or "localhost:9092"
     app = ChargerApp(
@@ -155,6 +165,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
         # Faust keeps nothing we need on disk; keep its directory out of the working tree.
         datadir=os.path.join(tempfile.gettempdir(), f"{settings.group_id}-app-data"),
         logging_config=logging_config(settings.log_level),
+        Worker=ChargerWorker,
     )
     service = ChargingService(settings, metrics)
     app.service(cast(Any, service))
@@ -163,7 +174,8 @@ def create_app(settings: Settings | None = None) -> faust.App:
     class MetricsView(View):
         async def get(self, request: Request) -> Response:
             body = generate_latest(metrics.registry)
-            return self.bytes(body, content_type=CONTENT_TYPE_LATEST)
+            # aiohttp refuses a charset inside content_type: pass the whole header.
+            return self.bytes(body, headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4})
 
     @app.page("/health")
     class HealthView(View):

@@ -436,10 +436,9 @@ class Sampler:
                     self._currency[akey] = cur.decode()
         totals = dict.fromkeys(self._currencies_seen, 0)
         for akey, amount in held.items():
-            cur = self._currency.get(akey)
-            if cur is not None:
-                totals[cur] = totals.get(cur, 0) + amount
-        for cur, amount in totals.items():
-            self._currencies_seen.add(cur)
-            m.holds.labels(cur).set(amount / MICROS)
-
+            currency = self._currency.get(akey)
+            if currency is not None:
+                totals[currency] = totals.get(currency, 0) + amount
+        for currency, amount in totals.items():
+            self._currencies_seen.add(currency)
+            m.holds.labels(currency).set(amount / MICROS)

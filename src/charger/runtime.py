@@ -100,7 +100,8 @@ class Runtime:
     async def stop(self) -> None:
         """Finish the batch in hand, flush outputs, close connections."""
         if self._ticker is not None:
-            self._ticker.cancel()
+            async with self.worker.lock:  # never in the middle of a tick's apply or relay
+                self._ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._ticker
         await self.worker.stop()
