@@ -243,12 +243,15 @@ class Run:
 
 
 def spawn_worker(run: Run, **env: str) -> subprocess.Popen[bytes]:
-    """`charger worker` as a real process (the same entry point operators run)."""
+    """`charger worker` as a real process (the same entry point operators run).
+
+    Its JSON logs (stdout) and anything on stderr come out of `stdout`: drain it.
+    """
     return subprocess.Popen(
         [sys.executable, "-m", "charger", "worker", "--web-port", str(free_port()), "-l", "info"],
         env=run.env(**env),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
 
 

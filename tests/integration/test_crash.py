@@ -40,7 +40,7 @@ async def run(stack: Stack) -> AsyncIterator[Run]:
 
 
 class Worker:
-    """A spawned `charger worker` whose stderr is drained (a full pipe would stall it)."""
+    """A spawned `charger worker` whose output is drained (a full pipe would stall it)."""
 
     def __init__(self, run: Run, **env: str) -> None:
         self.proc = spawn_worker(run, **env)
@@ -49,8 +49,8 @@ class Worker:
         self._reader.start()
 
     def _drain(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
             self.err += line
 
     def tail(self) -> str:
