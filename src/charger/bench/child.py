@@ -7,8 +7,13 @@ the last target offset returned (the relay publishes a batch's outputs before it
 so every ledger entry is out by then), writes its figures to the spec's `stats` file and
 keeps running until SIGTERM.
 
-SPEC: {"targets": {"topic/partition": end offset}, "stats": path,
-       "pids": {"broker": pid, "redis": pid}, "profile": path or ""}
+When several of these processes share a consumer group, each waits behind a gate: it
+reports its assignment to the `ready` file and fetches nothing until the `gate` file
+exists, so the timed run starts with the group formed. Its targets are then those of the
+partitions it was assigned.
+
+SPEC: {"targets": {"topic/partition": end offset}, "stats": path, "ready": path,
+       "gate": path, "pids": {"broker": pid, "redis": pid}, "profile": path or ""}
 """
 
 from __future__ import annotations
@@ -32,7 +37,9 @@ class Probe:
     """Wraps the worker's consumer to time the run without touching the charging path."""
 
     def __init__(self, targets: dict[str, int], pids: dict[str, int], profile: str) -> None:
+        self.all_targets = targets
         self.targets = targets
+        self.open = asyncio.Event()
         self.pids = pids
         self.committed: dict[str, int] = {}
         self.first: float | None = None
@@ -56,6 +63,9 @@ class Probe:
         getmany, commit = consumer.getmany, consumer.commit
 
         async def timed_getmany(*args: Any, **kwargs: Any) -> Any:
+            if not self.open.is_set():
+                await asyncio.sleep(0.02)  # behind the gate: fetch nothing yet
+                return {}
             issued = time.monotonic()
             data = await getmany(*args, **kwargs)
             if data and self.end is None:
@@ -86,6 +96,22 @@ class Probe:
         consumer.getmany = timed_getmany
         consumer.commit = timed_commit
 
+    def opened(self, assigned: set[str]) -> None:
+        """The gate opened: the targets are those of the partitions this process owns."""
+        self.targets = {k: v for k, v in self.all_targets.items() if k in assigned}
+        self.open.set()
+
+
+async def gatekeeper(probe: Probe, consumer: Any, ready: Path, gate: Path) -> None:
+    """Report the assignment until the gate file appears, then open the probe's gate."""
+    while True:
+        assigned = sorted(f"{tp.topic}/{tp.partition}" for tp in consumer.assignment())
+        write_json(ready, {"assigned": assigned})
+        if gate.exists():
+            probe.opened(set(assigned))
+            return
+        await asyncio.sleep(0.05)
+
 
 async def run(spec: dict[str, Any]) -> None:
     settings = Settings()
@@ -100,6 +126,9 @@ async def run(spec: dict[str, Any]) -> None:
     # The batch loop task is scheduled but has not run yet: wrap before its first fetch.
     probe.install(rt.worker.consumer)
     joined = time.monotonic()
+    keeper = asyncio.create_task(
+        gatekeeper(probe, rt.worker.consumer, Path(spec["ready"]), Path(spec["gate"]))
+    )
     try:
         waiter = asyncio.create_task(probe.done.wait())
         stopper = asyncio.create_task(stop.wait())
@@ -107,8 +136,8 @@ async def run(spec: dict[str, Any]) -> None:
         waiter.cancel()
         stopper.cancel()
         if probe.end is not None and probe.first is not None:
-            backlog = 0
-            for slot in range(rt.keys.slots):
+            backlog = 0  # of the slots this process owns: the others may still be busy
+            for slot in sorted(rt.worker.assigned_slots):
                 backlog += await rt.redis.xlen(rt.keys.outbox(slot))
             if probe.profiler is not None:
                 probe.profiler.dump_stats(spec["profile"])
@@ -116,6 +145,9 @@ async def run(spec: dict[str, Any]) -> None:
                 Path(spec["stats"]),
                 {
                     "seconds": probe.end - probe.first,
+                    "first": probe.first,
+                    "end": probe.end,
+                    "partitions": sorted(probe.targets),
                     "startup_seconds": joined - started,
                     "records": probe.records,
                     "fetches": probe.fetches,
@@ -127,6 +159,7 @@ async def run(spec: dict[str, Any]) -> None:
             )
         await stop.wait()
     finally:
+        keeper.cancel()
         await rt.stop()
 
 

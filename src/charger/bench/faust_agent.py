@@ -8,15 +8,13 @@ No dedupe, no holds, no outbox: this is the simple version, not an equivalent on
 Run as ``python -m charger.bench.faust_agent SPEC.json``; it writes its progress to the
 spec's `stats` file twice a second and runs until SIGTERM.
 
-SPEC: {"bootstrap", "redis_url", "prefix", "app_id", "ledger_topic", "stats",
+SPEC: {"bootstrap", "redis_url", "prefix", "app_id", "ledger_topic", "stats", "datadir",
        "accounts": {account: [currency, plan]}}
 """
 
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -40,9 +38,19 @@ class Progress:
         self.bad = 0
         self.first: float | None = None
         self.last: float | None = None
+        # Where the agent's time went: awaiting Redis, awaiting the send, the rest.
+        self.redis_s = 0.0
+        self.send_s = 0.0
 
     def doc(self) -> dict[str, Any]:
-        return {"count": self.count, "bad": self.bad, "first": self.first, "last": self.last}
+        return {
+            "count": self.count,
+            "bad": self.bad,
+            "first": self.first,
+            "last": self.last,
+            "redis_s": round(self.redis_s, 3),
+            "send_s": round(self.send_s, 3),
+        }
 
 
 def amount_of(doc: dict[str, Any], plan: Any) -> int:
@@ -72,7 +80,7 @@ def build(spec: dict[str, Any]) -> faust.App:
         broker_session_timeout=10.0,
         broker_heartbeat_interval=1.0,
         consumer_auto_offset_reset="earliest",
-        datadir=os.path.join(tempfile.gettempdir(), f"{spec['app_id']}-data"),
+        datadir=spec["datadir"],
     )
     events = app.topic(names.TELEPHONY_EVENTS, key_serializer="raw", value_serializer="raw")
     ledger = app.topic(spec["ledger_topic"], key_serializer="raw", value_serializer="raw")
@@ -99,7 +107,10 @@ def build(spec: dict[str, Any]) -> faust.App:
                 progress.bad += 1
                 progress.last = time.monotonic()
                 continue
+            t0 = time.monotonic()
             balance = await debit(keys=[f"{prefix}:a:{account}"], args=[amount])
+            t1 = time.monotonic()
+            progress.redis_s += t1 - t0
             entry = {
                 "id": f"faust:{doc['id']}",
                 "account": account,
@@ -112,6 +123,7 @@ def build(spec: dict[str, Any]) -> faust.App:
             }
             await ledger.send(key=key, value=orjson.dumps(entry))
             progress.last = time.monotonic()
+            progress.send_s += progress.last - t1
 
     app.agent(events, name="charge")(charge)
 

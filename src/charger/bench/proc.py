@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,11 @@ import orjson
 from redis.asyncio import Redis
 
 _TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def say(msg: str) -> None:
+    """A progress line on stdout."""
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
 def cpu_seconds(pid: int) -> float | None:
@@ -48,6 +54,12 @@ async def redis_used_memory(client: Redis) -> int:
 async def redis_commands(client: Redis) -> int:
     info: dict[str, Any] = await client.info("stats")
     return int(info["total_commands_processed"])
+
+
+async def redis_command_calls(client: Redis, names: tuple[str, ...]) -> int:
+    """Calls of the named commands so far (commands a script runs count under their name)."""
+    info: dict[str, Any] = await client.info("commandstats")
+    return sum(int(info.get(f"cmdstat_{n}", {}).get("calls", 0)) for n in names)
 
 
 def write_json(path: Path, doc: dict[str, Any]) -> None:

@@ -45,6 +45,7 @@ class Workload:
     account_offsets: list[tuple[int, int]] = field(default_factory=list)
     starts: dict[TopicPartition, int] = field(default_factory=dict)  # first offset we wrote
     ends: dict[TopicPartition, int] = field(default_factory=dict)  # next offset after ours
+    span_s: float = 0.0  # simulated time the switch played
 
     def mix(self) -> dict[str, int]:
         """Counts of the measured events by kind and by kind:type."""
@@ -85,7 +86,8 @@ def generate(n_events: int, n_extra: int, seed: int = 7, start_ms: int | None = 
         accounts.append(
             SimRecord(names.BILLING_ACCOUNTS, d["account"].encode(), orjson.dumps(d), "good")
         )
-    return Workload(cfg, accounts, out[:n_events], out[n_events : n_events + n_extra], plans)
+    events, extra = out[:n_events], out[n_events : n_events + n_extra]
+    return Workload(cfg, accounts, events, extra, plans, span_s=(at - cfg.start_ms) / 1000)
 
 
 def producer(bootstrap: str, linger_ms: int = 5) -> AIOKafkaProducer:

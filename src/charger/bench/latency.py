@@ -1,0 +1,196 @@
+"""Produce-to-ledger latency of the real `charger worker` process at a fixed open-loop rate.
+
+Events are produced on a schedule (rate per second, whatever the worker does) with their
+send time as the record timestamp; the worker's ledger records carry the time the relay
+published them. Entries are matched to events by `source_event_id`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from redis.asyncio import Redis
+
+from charger.bench.proc import cpu_seconds, peak_rss_mb
+from charger.bench.report import latency_summary
+from charger.bench.runs import Env, prepare_charger, settings_env, spawn, stop_process
+from charger.bench.workload import Workload, producer
+from charger.embedded import free_port
+from charger.store.keys import Keys
+from topics import names
+
+
+def _event_id(value: bytes) -> str | None:
+    try:
+        doc = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return None
+    eid = doc.get("id") if isinstance(doc, dict) else None
+    return eid if isinstance(eid, str) else None
+
+
+class LedgerTail:
+    """Reads the ledger from (about) its end and keeps publish times of the entries we want."""
+
+    def __init__(self, bootstrap: str, wanted: dict[str, int]) -> None:
+        self.consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+        self.wanted = wanted
+        self.published: dict[str, int] = {}
+        self.records = 0
+        self.last_data = time.monotonic()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        c = self.consumer
+        await c.start()
+        parts = c.partitions_for_topic(names.LEDGER) or set()
+        tps = [TopicPartition(names.LEDGER, p) for p in sorted(parts)]
+        c.assign(tps)
+        # The reported end may lag: starting there only means reading a few older entries.
+        for tp, off in (await c.end_offsets(tps)).items():
+            c.seek(tp, off)
+        self._task = asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        while True:
+            data = await self.consumer.getmany(timeout_ms=100, max_records=5000)
+            if data:
+                self.last_data = time.monotonic()
+            for msgs in data.values():
+                for m in msgs:
+                    self.records += 1
+                    eid = orjson.loads(m.value).get("source_event_id")
+                    if eid in self.wanted and eid not in self.published:
+                        self.published[eid] = m.timestamp
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.consumer.stop()
+
+
+async def _wait_ready(port: int, proc: Any, timeout: float = 90) -> float:
+    began = time.monotonic()
+    async with aiohttp.ClientSession() as http:
+        while time.monotonic() - began < timeout:
+            if proc.poll() is not None:
+                raise RuntimeError(f"charger worker exited with {proc.returncode}")
+            with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError):
+                async with http.get(
+                    f"http://127.0.0.1:{port}/ready", timeout=aiohttp.ClientTimeout(total=1)
+                ) as resp:
+                    if resp.status == 200:
+                        return time.monotonic() - began
+            await asyncio.sleep(0.2)
+    raise TimeoutError("charger worker not ready")
+
+
+async def run_latency(
+    env: Env, w: Workload, rate: int, seconds: float, batch_max_records: int, batch_timeout_ms: int
+) -> dict[str, Any]:
+    prefix, group = env.new("latency")
+    s = env.settings(
+        prefix, group, batch_max_records=batch_max_records, batch_timeout_ms=batch_timeout_ms
+    )
+    await prepare_charger(env, w, s, events_at="")  # every input from its end
+    records = w.extra[: int(rate * seconds)]
+    ids = [_event_id(r.value) for r in records]
+    sent: dict[str, int] = {}
+    port = free_port()
+    proc = spawn(
+        ["-m", "charger", "worker", "--web-port", str(port), "-l", "warn"],
+        settings_env(s),
+        env.workdir / f"{group}.log",
+    )
+    tail = LedgerTail(env.bootstrap, sent)
+    prod = producer(env.bootstrap, linger_ms=1)
+    redis = Redis.from_url(env.redis_url)
+    try:
+        ready_s = await _wait_ready(port, proc)
+        await tail.start()
+        await prod.start()
+        cpu0, began = cpu_seconds(proc.pid), time.monotonic()
+        others0 = {"bench": time.process_time(), **env.cpu()}
+        futures = []
+        i = 0
+        while i < len(records):
+            due = min(len(records), int((time.monotonic() - began) * rate) + 1)
+            for j in range(i, due):
+                ts = time.time_ns() // 1_000_000
+                eid = ids[j]
+                if eid is not None and eid not in sent:
+                    sent[eid] = ts
+                r = records[j]
+                futures.append(await prod.send(r.topic, r.value, key=r.key, timestamp_ms=ts))
+            i = due
+            await asyncio.sleep(0.002)
+        acked = await asyncio.gather(*futures)
+        produce_s = time.monotonic() - began
+        cpu1 = cpu_seconds(proc.pid)
+        others = {
+            k: round((v - others0[k]) / produce_s, 3)
+            for k, v in {"bench": time.process_time(), **env.cpu()}.items()
+        }
+        ends: dict[TopicPartition, int] = {}
+        for md in acked:
+            tp = TopicPartition(md.topic, md.partition)
+            ends[tp] = max(ends.get(tp, 0), md.offset + 1)
+        caught_up = await _wait_caught_up(env, s.group_id, ends, redis, Keys(prefix, s.partitions))
+        # Then read on until the ledger has been quiet for a moment.
+        while time.monotonic() - tail.last_data < 1.0:
+            await asyncio.sleep(0.1)
+        rss = peak_rss_mb(proc.pid)
+    finally:
+        await tail.stop()
+        await prod.stop()
+        await redis.aclose()
+        stop_process(proc)
+        # The Faust app keeps its data directory under the group's name: ours to remove.
+        shutil.rmtree(Path(tempfile.gettempdir()) / f"{group}-app-data", ignore_errors=True)
+    lat = [float(tail.published[e] - sent[e]) for e in tail.published]
+    worker_cpu = None if cpu0 is None or cpu1 is None else round((cpu1 - cpu0) / produce_s, 3)
+    return {
+        "latency_ms": latency_summary(lat),
+        "rate_per_s": rate,
+        "events": len(records),
+        "produce_seconds": round(produce_s, 2),
+        "achieved_rate_per_s": round(len(records) / produce_s, 1),
+        "ledger_entries_matched": len(lat),
+        "caught_up": caught_up,
+        "worker": "charger worker (Faust app + charging service), own process",
+        "worker_ready_seconds": round(ready_s, 1),
+        "worker_cpu_share": worker_cpu,
+        "other_cpu_share": others,
+        "worker_rss_mb": rss,
+    }
+
+
+async def _wait_caught_up(
+    env: Env, group: str, ends: dict[TopicPartition, int], redis: Redis, keys: Keys
+) -> bool:
+    c = AIOKafkaConsumer(bootstrap_servers=env.bootstrap, group_id=group, enable_auto_commit=False)
+    await c.start()
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            behind = 0
+            for tp, end in ends.items():
+                behind += max(0, end - ((await c.committed(tp)) or 0))
+            backlog = sum([await redis.xlen(keys.outbox(s)) for s in range(keys.slots)])
+            if behind == 0 and backlog == 0:
+                return True
+            await asyncio.sleep(0.2)
+        return False
+    finally:
+        await c.stop()
