@@ -96,6 +96,9 @@ class BatchWorker:
             session_timeout_ms=s.session_timeout_ms,
             heartbeat_interval_ms=min(1_000, s.session_timeout_ms // 3),
             rebalance_timeout_ms=s.rebalance_timeout_ms,
+            # A fetch returns as soon as data is there or after the batch timeout: the
+            # library default (500 ms) would sit on the first records of a quiet moment.
+            fetch_max_wait_ms=s.batch_timeout_ms,
         )
         self.consumer.subscribe(list(names.CO_PARTITIONED), listener=_Rebalance(self))
         await self.consumer.start()
