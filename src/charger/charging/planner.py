@@ -58,7 +58,8 @@ class Decoded:
 class Prepared:
     decoded: list[Decoded] = field(default_factory=list)
     refused: list[tuple[Inbound, Invalid]] = field(default_factory=list)
-    seen_keys: list[str] = field(default_factory=list)
+    # seen-id keys by slot: one MGET per slot reads them (keys of a slot share a hash tag)
+    seen_keys: dict[int, list[str]] = field(default_factory=dict)
     account_keys: dict[str, str] = field(default_factory=dict)  # redis key -> account id
     call_keys: list[str] = field(default_factory=list)
     request_fields: list[tuple[str, str]] = field(default_factory=list)  # (account key, field)
@@ -113,7 +114,7 @@ class Planner:
                 k.seen(slot, tag, body["id"]),
                 k.account(slot, account),
             )
-            p.seen_keys.append(d.seen_key)
+            p.seen_keys.setdefault(slot, []).append(d.seen_key)
             if account not in self.accounts:
                 p.account_keys[d.account_key] = account
             if body["type"] in ("call.started", "call.ended"):

@@ -32,8 +32,8 @@ class RedisStore:
         if not (p.seen_keys or p.account_keys or p.call_keys or p.request_fields):
             return reads
         pipe = self.client.pipeline(transaction=False)
-        for key in p.seen_keys:
-            pipe.get(key)
+        for keys in p.seen_keys.values():
+            pipe.mget(keys)
         acct_keys = list(p.account_keys)
         for key in acct_keys:
             pipe.hmget(key, [F.CURRENCY, F.RATE_PLAN, F.CREDIT_LIMIT])
@@ -43,8 +43,8 @@ class RedisStore:
             pipe.hget(key, fld)
         res: list[Any] = await pipe.execute()
         i = 0
-        for key in p.seen_keys:
-            reads.seen[key] = res[i]
+        for keys in p.seen_keys.values():
+            reads.seen.update(zip(keys, res[i], strict=True))
             i += 1
         for key in acct_keys:
             cur, plan, climit = res[i]
