@@ -13,7 +13,6 @@ import signal
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
@@ -207,12 +206,3 @@ class BatchWorker:
             m.events.labels("refused", "dlq").inc(n)
         for kind, n in published.items():
             m.outputs.labels(kind).inc(n)
-
-
-def describe(outcome: Outcome) -> dict[str, Any]:
-    """A loggable summary of a planned batch."""
-    return {
-        "results": {f"{t}/{r}": n for (t, r), n in outcome.results.items()},
-        "dlq": dict(outcome.dlq),
-        "slots": sorted(outcome.plan.slots),
-    }
