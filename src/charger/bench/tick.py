@@ -161,7 +161,6 @@ async def run_tick(
                     "outbound",
                     p.number,
                     to,
-                    ckey,
                     p.id,
                     rate.per_minute_micros,
                     rate.connect_fee_micros,

@@ -308,7 +308,6 @@ class Planner:
                 b["direction"],
                 b["from"],
                 b["to"],
-                d.call_key,
                 b["account"],
                 rate.per_minute_micros,
                 rate.connect_fee_micros,
@@ -365,7 +364,7 @@ class Planner:
             d.rec.source,
             d.rec.offset,
             [d.account_key, d.seen_key, d.call_key, self.keys.account_calls(d.slot, acct)],
-            [d.fp, amount, head, acct, ledger.entry_id(d.tag, end_id, ""), time, d.call_key],
+            [d.fp, amount, head, acct, ledger.entry_id(d.tag, end_id, ""), time],
         )
 
     def _remember(self, sp: SlotPlan, d: Decoded) -> None:

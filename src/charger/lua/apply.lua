@@ -108,15 +108,26 @@ end
 -- ---- outputs ----
 -- Suspend when available balance (balance - holds) is at or below the floor (-credit
 -- limit); restore when it is above again. tf is 't' (an RFC 3339 string) or 'm' (ms).
-local function check_floor(acct_key, acct_id, cause, tf, tv, bal)
-  local f = redis.call('HMGET', acct_key, 'held', 'climit', 'susp', 'email')
-  local avail = bal - tonumber(f[1] or '0')
-  local floor = -tonumber(f[2] or '0')
-  if avail <= floor and f[3] ~= '1' then
+-- What the floor and recharge checks read of an account, in one HMGET after a movement.
+local ACCOUNT = {'bal', 'held', 'climit', 'susp', 'email', 'ar_on', 'ar_thr', 'ar_amt', 'rq',
+  'rq_after', 'cur'}
+
+local function account_state(acct_key)
+  local v = redis.call('HMGET', acct_key, unpack(ACCOUNT))
+  local st = {}
+  for i, name in ipairs(ACCOUNT) do st[name] = v[i] end
+  st.avail = tonumber(st.bal or '0') - tonumber(st.held or '0')
+  return st
+end
+
+local function check_floor(acct_key, acct_id, cause, tf, tv, st)
+  local avail = st.avail
+  local floor = -tonumber(st.climit or '0')
+  if avail <= floor and st.susp ~= '1' then
     redis.call('HSET', acct_key, 'susp', '1')
     redis.call('XADD', outbox_key, '*', 'o', 'S', 'k', acct_id, 'b', int(avail), 'c', cause,
-      tf, tv, 'e', f[4] or '')
-  elseif avail > floor and f[3] == '1' then
+      tf, tv, 'e', st.email or '')
+  elseif avail > floor and st.susp == '1' then
     redis.call('HSET', acct_key, 'susp', '0')
     redis.call('XADD', outbox_key, '*', 'o', 'R', 'k', acct_id, 'b', int(avail), 'c', cause,
       tf, tv)
@@ -125,26 +136,25 @@ end
 
 -- One recharge request when the available balance is below the threshold, none in flight
 -- and no backoff running.
-local function check_recharge(acct_key, acct_id)
-  local f = redis.call('HMGET', acct_key, 'ar_on', 'bal', 'held', 'ar_thr', 'ar_amt', 'rq',
-    'rq_after', 'cur')
-  if f[1] ~= '1' or (f[6] and f[6] ~= '') then return end
-  local avail = tonumber(f[2] or '0') - tonumber(f[3] or '0')
-  if avail >= tonumber(f[4] or '0') then return end
-  if f[7] and now_ms < tonumber(f[7]) then return end
+local function check_recharge(acct_key, acct_id, st)
+  if st.ar_on ~= '1' or (st.rq and st.rq ~= '') then return end
+  local avail = st.avail
+  if avail >= tonumber(st.ar_thr or '0') then return end
+  if st.rq_after and now_ms < tonumber(st.rq_after) then return end
   local rid = 'rq-' .. acct_id .. '-' .. int(redis.call('HINCRBY', acct_key, 'rq_seq', 1))
   redis.call('HSET', acct_key, 'rq', rid, 'rq:' .. rid, 'pending')
   redis.call('ZADD', recharges_key, now_ms + rq_timeout_ms, acct_key)
-  redis.call('XADD', outbox_key, '*', 'o', 'Q', 'k', acct_id, 'i', rid, 'a', f[5], 'b', int(avail),
-    'h', f[4], 'u', f[8] or '', 'm', int(now_ms))
+  redis.call('XADD', outbox_key, '*', 'o', 'Q', 'k', acct_id, 'i', rid, 'a', st.ar_amt,
+    'b', int(avail), 'h', st.ar_thr, 'u', st.cur or '', 'm', int(now_ms))
 end
 
 -- Move money and write its ledger entry (the relay appends balance_after to the head).
 local function move(acct_key, acct_id, amount, head, cause, time)
   local bal = redis.call('HINCRBY', acct_key, 'bal', amount)
   redis.call('XADD', outbox_key, '*', 'o', 'L', 'k', acct_id, 'v', head, 'b', int(bal))
-  check_floor(acct_key, acct_id, cause, 't', time, bal)
-  check_recharge(acct_key, acct_id)
+  local st = account_state(acct_key)
+  check_floor(acct_key, acct_id, cause, 't', time, st)
+  check_recharge(acct_key, acct_id, st)
 end
 
 -- The request in flight ended (result or timeout): the account may ask again.
@@ -183,7 +193,7 @@ local function grow(call_key, s)
   local covered, hold, exhausted = extend(s.cov, s.hold, room, s.ppm, s.cf, s.i1, s.i2)
   if hold ~= s.hold then
     redis.call('HINCRBY', s.akey, 'held', hold - s.hold)
-    check_recharge(s.akey, s.acct)
+    check_recharge(s.akey, s.acct, account_state(s.akey))
   end
   redis.call('HSET', call_key, 'cov', int(covered), 'hold', int(hold))
   local ends = s.t0 + covered * 1000
@@ -224,10 +234,10 @@ local function expire(call_key, s)
   redis.call('EXPIRE', call_key, tomb_ttl_s)
   redis.call('ZREM', sessions_key, call_key)
   redis.call('SREM', s.acs, call_key)
-  local cur = redis.call('HGET', s.akey, 'cur') or ''
+  local st = account_state(s.akey)
   redis.call('XADD', outbox_key, '*', 'o', 'X', 'k', s.acct, 'c', s.call_id, 'a', int(-hold),
-    'b', int(bal), 'm', int(now_ms), 'q', int(s.cov), 'r', int(s.ppm), 'u', cur)
-  check_floor(s.akey, s.acct, 'expired:' .. s.call_id .. ':', 'm', int(now_ms), bal)
+    'b', int(bal), 'm', int(now_ms), 'q', int(s.cov), 'r', int(s.ppm), 'u', st.cur or '')
+  check_floor(s.akey, s.acct, 'expired:' .. s.call_id .. ':', 'm', int(now_ms), st)
 end
 
 local function time_out_requests(max_accounts)
@@ -238,7 +248,7 @@ local function time_out_requests(max_accounts)
     if f[1] and f[1] ~= '' then
       end_request(acct_key, f[1], 'timed_out')
       redis.call('XADD', outbox_key, '*', 'o', 'T', 'k', f[2], 'i', f[1], 'm', int(now_ms))
-      check_recharge(acct_key, f[2])
+      check_recharge(acct_key, f[2], account_state(acct_key))
     end
   end
 end
@@ -294,7 +304,7 @@ while a <= n do
       a = p + 6
     elseif op == 'E' then
       -- settle a call: release its hold, charge the final cost. KEYS acct, seen, call,
-      -- account calls; ARGV fp, amount, ledger head, account, cause, time, session member
+      -- account calls; ARGV fp, amount, ledger head, account, cause, time
       local call_key = KEYS[k + 2]
       if fresh and first_time(KEYS[k + 1], ARGV[p]) and redis.call('HGET', call_key, 'state') ~= 'ended' then
         local held_here = tonumber(redis.call('HGET', call_key, 'hold') or '0')
@@ -302,26 +312,26 @@ while a <= n do
         move(KEYS[k], ARGV[p + 3], ARGV[p + 1], ARGV[p + 2], ARGV[p + 4], ARGV[p + 5])
         redis.call('HSET', call_key, 'state', 'ended', 'amount', ARGV[p + 1], 'hold', '0')
         redis.call('EXPIRE', call_key, tomb_ttl_s)
-        redis.call('SREM', KEYS[k + 3], ARGV[p + 6])
-        redis.call('ZREM', sessions_key, ARGV[p + 6])
+        redis.call('SREM', KEYS[k + 3], call_key)
+        redis.call('ZREM', sessions_key, call_key)
         applied = applied + 1
       else
         skipped = skipped + 1
       end
       k = k + 4
-      a = p + 7
+      a = p + 6
     elseif op == 'S' then
       -- open a call session and place its first hold. KEYS acct, seen, call, account calls;
-      -- ARGV fp, call id, answer ms, direction, from, to, session member, account,
+      -- ARGV fp, call id, answer ms, direction, from, to, account,
       -- price per minute, connect fee, first increment, next increment
       local call_key = KEYS[k + 2]
       if fresh and first_time(KEYS[k + 1], ARGV[p]) and redis.call('EXISTS', call_key) == 0 then
-        local ppm, cf = tonumber(ARGV[p + 8]), tonumber(ARGV[p + 9])
+        local ppm, cf = tonumber(ARGV[p + 7]), tonumber(ARGV[p + 8])
         local zr = (ppm == 0 and cf == 0) and '1' or '0'
         redis.call('HSET', call_key, 'state', 'active', 'call_id', ARGV[p + 1], 't0', ARGV[p + 2],
-          'dir', ARGV[p + 3], 'from', ARGV[p + 4], 'to', ARGV[p + 5], 'acct', ARGV[p + 7],
-          'akey', KEYS[k], 'acs', KEYS[k + 3], 'ppm', ARGV[p + 8], 'cf', ARGV[p + 9],
-          'i1', ARGV[p + 10], 'i2', ARGV[p + 11], 'cov', '0', 'hold', '0', 'zr', zr)
+          'dir', ARGV[p + 3], 'from', ARGV[p + 4], 'to', ARGV[p + 5], 'acct', ARGV[p + 6],
+          'akey', KEYS[k], 'acs', KEYS[k + 3], 'ppm', ARGV[p + 7], 'cf', ARGV[p + 8],
+          'i1', ARGV[p + 9], 'i2', ARGV[p + 10], 'cov', '0', 'hold', '0', 'zr', zr)
         redis.call('SADD', KEYS[k + 3], call_key)
         if zr == '1' then
           redis.call('ZADD', sessions_key, tonumber(ARGV[p + 2]) + max_call_ms, call_key)
@@ -333,7 +343,7 @@ while a <= n do
         skipped = skipped + 1
       end
       k = k + 4
-      a = p + 12
+      a = p + 11
     elseif op == 'P' then
       -- an end with no start and no route yet: park it until the start arrives.
       -- KEYS seen, call; ARGV fp, duration ms, end event id, end time
@@ -363,9 +373,9 @@ while a <= n do
           'ar_on', ARGV[p + 5], 'ar_thr', ARGV[p + 6], 'ar_amt', ARGV[p + 7], 'email', ARGV[p + 8])
         -- A new account waits for its first movement; a changed credit limit may move the floor.
         if not created then
-          check_floor(acct_key, ARGV[p + 1], ARGV[p + 9], 't', ARGV[p + 10],
-            tonumber(redis.call('HGET', acct_key, 'bal')))
-          check_recharge(acct_key, ARGV[p + 1])
+          local st = account_state(acct_key)
+          check_floor(acct_key, ARGV[p + 1], ARGV[p + 9], 't', ARGV[p + 10], st)
+          check_recharge(acct_key, ARGV[p + 1], st)
         end
         applied = applied + 1
       else
