@@ -11,14 +11,10 @@ other outbound 1.20/min 60/60; inbound free except "1800" 0.05/min 60/6; SMS out
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
-
-import pytest
 
 from charger.runtime import Runtime
 from charger.store.keys import slot_of
-from tests.conftest import Stack
 from tests.integration.harness import T0, Run, at
 from topics import names
 
@@ -26,14 +22,6 @@ EV = names.TELEPHONY_EVENTS
 US_NUMBER = "+14155550100"
 UK_NUMBER = "+442071234567"
 FR_NUMBER = "+33142685300"
-
-
-@pytest.fixture
-async def run(stack: Stack) -> AsyncIterator[Run]:
-    r = Run(stack.bootstrap, stack.redis_url)
-    await r.start()
-    yield r
-    await r.close()
 
 
 def started(

@@ -12,7 +12,6 @@ import asyncio
 import signal
 import subprocess
 import threading
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -21,7 +20,6 @@ from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.structs import OffsetAndMetadata
 
 from charger.runtime import Runtime
-from tests.conftest import Stack
 from tests.integration.harness import T0, Run, at, spawn_worker, stop_worker
 from topics import names
 
@@ -29,14 +27,6 @@ EV = names.TELEPHONY_EVENTS
 AC = names.BILLING_ACCOUNTS
 
 Item = tuple[str, str, dict[str, Any] | bytes]
-
-
-@pytest.fixture
-async def run(stack: Stack) -> AsyncIterator[Run]:
-    r = Run(stack.bootstrap, stack.redis_url)
-    await r.start()
-    yield r
-    await r.close()
 
 
 class Worker:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -13,21 +12,12 @@ from charger.clock import ManualClock
 from charger.events.timefmt import format_time_ms, parse_time_ms
 from charger.runtime import Runtime
 from charger.settings import Settings
-from tests.conftest import Stack
 from tests.integration.harness import T0, Run, at
 from tests.integration.test_crash import Worker
 from topics import names
 
 EV = names.TELEPHONY_EVENTS
 T0_MS = parse_time_ms(T0)
-
-
-@pytest.fixture
-async def run(stack: Stack) -> AsyncIterator[Run]:
-    r = Run(stack.bootstrap, stack.redis_url)
-    await r.start()
-    yield r
-    await r.close()
 
 
 def start(

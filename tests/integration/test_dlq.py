@@ -8,16 +8,13 @@ offset; records after it in the same partition are still charged.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
-import pytest
 from aiokafka import TopicPartition
 
 from charger.runtime import Runtime
 from charger.store.keys import slot_of
-from tests.conftest import Stack
 from tests.integration.harness import T0, Run, at
 from topics import names
 
@@ -26,14 +23,6 @@ AC = names.BILLING_ACCOUNTS
 RR = names.RECHARGE_RESULTS
 
 Item = tuple[str, str, dict[str, Any] | bytes]
-
-
-@pytest.fixture
-async def run(stack: Stack) -> AsyncIterator[Run]:
-    r = Run(stack.bootstrap, stack.redis_url)
-    await r.start()
-    yield r
-    await r.close()
 
 
 def sms(acct: str, eid: str, segments: int = 1, **extra: Any) -> dict[str, Any]:

@@ -2,24 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import pytest
-
 from charger.runtime import Runtime
-from tests.conftest import Stack
 from tests.integration.harness import T0, Run, at
 from topics import names
 
 EV = names.TELEPHONY_EVENTS
-
-
-@pytest.fixture
-async def run(stack: Stack) -> AsyncIterator[Run]:
-    r = Run(stack.bootstrap, stack.redis_url)
-    await r.start()
-    yield r
-    await r.close()
 
 
 def sms(run: Run, acct: str, eid: str, segments: int = 1) -> dict[str, object]:

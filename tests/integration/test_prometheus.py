@@ -35,7 +35,6 @@ from charger.embedded import free_port
 from charger.metrics import Metrics
 from charger.simulate import SimConfig
 from charger.simulate.produce import run_switch
-from tests.conftest import Stack
 from tests.integration.harness import Run
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -220,14 +219,6 @@ class Prometheus:
         assert doc.get("status") == "success", f"{expr!r}: {doc}"
         result: list[dict[str, Any]] = doc["data"]["result"]
         return result
-
-
-@pytest.fixture
-async def run(stack: Stack) -> AsyncIterator[Run]:
-    r = Run(stack.bootstrap, stack.redis_url)
-    await r.start()
-    yield r
-    await r.close()
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ from charger.clock import ManualClock
 from charger.events.timefmt import parse_time_ms
 from charger.runtime import Runtime
 from charger.settings import Settings
-from tests.conftest import Stack
 from tests.integration.harness import T0, Run
 from topics import names
 
@@ -20,14 +19,6 @@ ACC = names.BILLING_ACCOUNTS
 T0_MS = parse_time_ms(T0)
 SMS = 7_900  # std-usd outbound SMS per segment
 THRESHOLD, AMOUNT = 10_000_000, 50_000_000
-
-
-@pytest.fixture
-async def run(stack: Stack) -> AsyncIterator[Run]:
-    r = Run(stack.bootstrap, stack.redis_url)
-    await r.start()
-    yield r
-    await r.close()
 
 
 @pytest.fixture

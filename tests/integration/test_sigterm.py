@@ -13,14 +13,11 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
-from tests.conftest import Stack
 from tests.integration.harness import T0, Run, at
 from tests.integration.test_crash import Worker
 from topics import names
@@ -39,14 +36,6 @@ def grace_period_s() -> float:
     """terminationGracePeriodSeconds of the Kubernetes Deployment."""
     doc = yaml.safe_load(DEPLOYMENT.read_text())
     return float(doc["spec"]["template"]["spec"]["terminationGracePeriodSeconds"])
-
-
-@pytest.fixture
-async def run(stack: Stack) -> AsyncIterator[Run]:
-    r = Run(stack.bootstrap, stack.redis_url)
-    await r.start()
-    yield r
-    await r.close()
 
 
 def traffic(
