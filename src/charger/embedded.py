@@ -68,12 +68,15 @@ class EmbeddedServer:
         address: str,
         workdir: Path,
         log_path: Path,
+        argv: list[str] | None = None,
     ) -> None:
         self.name = name
         self.address = address
         self.workdir = workdir
         self.log_path = log_path
+        self.argv = argv or []
         self._process = process
+        self._ready: Callable[[EmbeddedServer, float], None] | None = None
         self._lock = threading.Lock()
         self._stopped = False
         atexit.register(self.stop)
@@ -115,6 +118,26 @@ class EmbeddedServer:
                         self._process.kill()
                     self._process.wait()
             shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def kill(self) -> None:
+        """SIGKILL the server (a crash, for fault tests); its directory and data stay."""
+        if self._process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                self._process.kill()
+            self._process.wait()
+
+    def restart(self, timeout: float = START_TIMEOUT) -> None:
+        """Start the same server again, same port and directory (so durable data returns)."""
+        if self.alive():
+            raise EmbeddedServerError(f"{self.name} is still running (pid {self.pid})")
+        if self._stopped:
+            raise EmbeddedServerError(f"{self.name} was stopped for good")
+        with open(self.log_path, "ab") as log:
+            self._process = _popen(self.argv, self.workdir, log)
+        host, port = _host_port(self.address)
+        wait_port_sync(host, port, timeout, self)
+        if self._ready is not None:
+            self._ready(self, timeout)
 
     def __enter__(self) -> EmbeddedServer:
         return self
@@ -208,21 +231,40 @@ def _run_coroutine(coro: Coroutine[Any, Any, T]) -> T:
     return result[0]
 
 
+def _popen(argv: list[str], workdir: Path, log: Any) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=workdir,
+        close_fds=True,
+        # Own process group: the terminal's Ctrl+C reaches only the parent, which then
+        # stops the servers after its own clean shutdown.
+        process_group=0,
+    )
+
+
+def _host_port(address: str) -> tuple[str, int]:
+    hostport = address.split("://", 1)[-1].split("/", 1)[0]
+    host, _, port = hostport.rpartition(":")
+    return host, int(port)
+
+
 def _spawn(name: str, argv: list[str], workdir: Path, address: str) -> EmbeddedServer:
     log_path = workdir / f"{name}.log"
     with open(log_path, "ab") as log:
-        process = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=workdir,
-            close_fds=True,
-            # Own process group: the terminal's Ctrl+C reaches only the parent, which then
-            # stops the servers after its own clean shutdown.
-            process_group=0,
-        )
-    return EmbeddedServer(name, process, address, workdir, log_path)
+        process = _popen(argv, workdir, log)
+    return EmbeddedServer(name, process, address, workdir, log_path, argv)
+
+
+def _bind_port(
+    ready: Callable[[EmbeddedServer, int, float], None], port: int
+) -> Callable[[EmbeddedServer, float], None]:
+    def check(server: EmbeddedServer, wait: float) -> None:
+        ready(server, port, wait)
+
+    return check
 
 
 def _start(
@@ -242,6 +284,7 @@ def _start(
         except BaseException:
             shutil.rmtree(workdir, ignore_errors=True)
             raise
+        server._ready = _bind_port(ready, port)
         try:
             wait_port_sync(HOST, port, timeout, server)
             ready(server, port, timeout)
@@ -346,9 +389,18 @@ def _redis_ping_ready(url: str, timeout: float, server: EmbeddedServer) -> None:
         time.sleep(0.02)
 
 
-def start_redis(timeout: float = START_TIMEOUT) -> EmbeddedServer:
-    """Start a Valkey server with no persistence; its `address` is a redis:// URL."""
+def start_redis(
+    timeout: float = START_TIMEOUT, *, durable: bool = False, extra: Iterable[str] = ()
+) -> EmbeddedServer:
+    """Start a Valkey server; its `address` is a redis:// URL.
+
+    By default nothing is persisted. `durable=True` turns on the append-only file with
+    `appendfsync always`, so a write acknowledged to a client survives a SIGKILL and
+    `restart()` brings it back (the fault tests restart Redis that way).
+    """
     binary = redis_binary()
+    aof = ["--appendonly", "yes", "--appendfsync", "always"] if durable else ["--appendonly", "no"]
+    more = list(extra)
 
     def argv_for(port: int, workdir: Path) -> list[str]:
         return [
@@ -359,12 +411,12 @@ def start_redis(timeout: float = START_TIMEOUT) -> EmbeddedServer:
             HOST,
             "--save",
             "",
-            "--appendonly",
-            "no",
+            *aof,
             "--dir",
             str(workdir),
             "--daemonize",
             "no",
+            *more,
         ]
 
     def ready(server: EmbeddedServer, _port: int, wait: float) -> None:

@@ -195,3 +195,24 @@ def test_free_port_is_bindable() -> None:
     port = free_port()
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", port))
+
+
+def test_durable_redis_survives_sigkill_and_restart() -> None:
+    import redis
+
+    server = start_redis(durable=True)
+    try:
+        client = redis.Redis.from_url(server.address)
+        client.hincrby("acct", "bal", 1_500_000)
+        client.close()
+        server.kill()
+        assert not server.alive()
+        server.restart()
+        client = redis.Redis.from_url(server.address)
+        # appendfsync always: the acknowledged write is back after the crash.
+        assert client.hget("acct", "bal") == b"1500000"
+        client.close()
+    finally:
+        server.stop()
+    assert not server.alive()
+    assert not server.workdir.exists()
