@@ -23,7 +23,7 @@ import os
 import sys
 import tempfile
 import time
-from typing import Any, NoReturn, cast
+from typing import Any, NoReturn
 
 import faust
 from faust.web import Request, Response, View
@@ -128,7 +128,18 @@ async def _check(call: Any) -> str:
 
 
 class ChargerWorker(faust.Worker):
-    """The Faust worker without its terminal spinner: logging is `charger.logs`' alone."""
+    """The Faust worker without its terminal spinner: logging is `charger.logs`' alone.
+
+    The charging service is one of the worker's own services, started before the app:
+    Faust starts app-level services only after its own consumer group has settled, which
+    after a crash means waiting out the dead member's session. The charging path has its
+    own group and must not wait for Faust's.
+    """
+
+    def __init__(self, app: faust.App, *services: Any, **kwargs: Any) -> None:
+        charging = getattr(app, "charging", None)
+        extra = (charging,) if charging is not None else ()
+        super().__init__(app, *extra, *services, **kwargs)
 
     def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
         self.spinner = None  # it would write escape codes to stdout and lower the root level
@@ -136,6 +147,8 @@ class ChargerWorker(faust.Worker):
 
 class ChargerApp(faust.App):
     """The Faust app; its worker prints nothing but the JSON logs on stdout."""
+
+    charging: ChargingService | None = None
 
     def main(self) -> NoReturn:
         args = sys.argv[1:]
@@ -167,8 +180,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
         logging_config=logging_config(settings.log_level),
         Worker=ChargerWorker,
     )
-    service = ChargingService(settings, metrics)
-    app.service(cast(Any, service))
+    service = app.charging = ChargingService(settings, metrics)
 
     @app.page("/metrics")
     class MetricsView(View):

@@ -46,6 +46,7 @@ LAZY_TOOLS = {
     "demo": ("charger.demo", "embedded stack + worker + simulated switch, with a live view"),
     "simulate": ("charger.simulate.cli", "play a realistic telephony switch into Kafka"),
     "bench": ("charger.bench", "throughput, latency and tick benchmarks (make bench)"),
+    "chaos": ("charger.chaos", "worker kills, Redis restart, rebalance; then check (make chaos)"),
 }
 
 

@@ -52,6 +52,15 @@ class Worker:
         except subprocess.TimeoutExpired:
             pytest.fail(f"worker still running after {timeout}s:\n{self.tail()}")
 
+    async def started(self, timeout: float = 60.0) -> None:
+        """Until the whole worker (charging path, then Faust's app and web) says Ready."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while b"]: Ready" not in self.err:
+            if self.proc.poll() is not None or loop.time() > deadline:
+                pytest.fail(f"worker not ready after {timeout}s:\n{self.tail()}")
+            await asyncio.sleep(0.1)
+
     def stop(self) -> int:
         code = stop_worker(self.proc)
         self._reader.join(5)

@@ -128,6 +128,7 @@ async def test_sigterm_mid_load_exits_in_time_and_a_restart_neither_loses_nor_re
     second: Worker | None = None
     try:
         await run.wait_idle(120)  # joined the group and charged the opening credits
+        await first.started()
 
         sent = asyncio.Event()
         half = asyncio.Event()

@@ -25,12 +25,16 @@ class Payments:
     _answered: int = 0
     _due: list[tuple[int, SimRecord]] = field(default_factory=list)
     _seen_suspended: set[str] = field(default_factory=set)
+    _asked: set[str] = field(default_factory=set)
     results: dict[str, int] = field(default_factory=lambda: {"succeeded": 0, "failed": 0})
 
     def step(self, tally: Tally, now_ms: int) -> list[SimRecord]:
         """Records due now, in answer to what the worker published so far."""
         for req in tally.requests[self._answered :]:
-            self._due.append((now_ms + self.delay_ms, self._answer(req, now_ms)))
+            # A request read twice (the relay may republish) is answered once.
+            if req["request_id"] not in self._asked:
+                self._asked.add(req["request_id"])
+                self._due.append((now_ms + self.delay_ms, self._answer(req, now_ms)))
         self._answered = len(tally.requests)
         for account in sorted(tally.suspended - self._seen_suspended):
             self._seen_suspended.add(account)
@@ -38,6 +42,10 @@ class Payments:
         ready = [r for at, r in self._due if at <= now_ms]
         self._due = [(at, r) for at, r in self._due if at > now_ms]
         return ready
+
+    def pending(self) -> bool:
+        """True while an answer or a payment is still to be sent."""
+        return bool(self._due)
 
     def _answer(self, req: dict[str, Any], now_ms: int) -> SimRecord:
         ok = req["account"] != self.declined_account

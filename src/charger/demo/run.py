@@ -29,8 +29,6 @@ from charger.demo.payments import Payments
 from charger.demo.tail import OutputTail
 from charger.demo.view import CLEAR, AccountRow, Frame, render
 from charger.embedded import create_topics, embedded_stack
-from charger.rating.loader import read_document
-from charger.runtime import default_plans_path
 from charger.settings import Settings
 from charger.simulate import (
     SimConfig,
@@ -40,6 +38,7 @@ from charger.simulate import (
     account_records,
     sample_accounts,
 )
+from charger.simulate.produce import plan_records
 from charger.store import keys as F
 from charger.store.keys import Keys
 from topics import names
@@ -124,18 +123,8 @@ class Demo:
         await self._send(account_records(self.cfg))
 
     async def _publish_plans(self) -> None:
-        doc = read_document(default_plans_path())
-        plans = doc["plans"] if isinstance(doc, dict) and "plans" in doc else doc
-        for plan in plans if isinstance(plans, list) else [plans]:
-            rec = {
-                "id": f"plan-{plan['id']}",
-                "type": "rate_plan.upserted",
-                "time": "2026-11-22T09:00:00.000Z",
-                "plan": plan,
-            }
-            await self.producer.send_and_wait(
-                names.RATE_PLANS, orjson.dumps(rec), key=str(plan["id"]).encode()
-            )
+        for r in plan_records():
+            await self.producer.send_and_wait(r.topic, r.value, key=r.key)
 
     def start_worker(self) -> None:
         env = dict(os.environ)

@@ -7,14 +7,39 @@ import inspect
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
+import orjson
 from aiokafka import AIOKafkaProducer
 
 from charger.simulate.model import SimConfig, SimRecord, account_records, stats
 from charger.simulate.switch import Switch
+from topics import names
 
 TICK_S = 0.05
+
+
+def plan_records(path: Path | None = None) -> list[SimRecord]:
+    """`rate_plan.upserted` for every plan in a plans file (the shipped samples by default),
+    keyed by plan id for the compacted `billing.rate-plans` topic."""
+    from charger.rating.loader import read_document
+    from charger.runtime import default_plans_path
+
+    doc = read_document(path or default_plans_path())
+    plans = doc["plans"] if isinstance(doc, dict) and "plans" in doc else doc
+    out = []
+    for plan in plans if isinstance(plans, list) else [plans]:
+        rec = {
+            "id": f"plan-{plan['id']}",
+            "type": "rate_plan.upserted",
+            "time": "2026-11-22T09:00:00.000Z",
+            "plan": plan,
+        }
+        value = orjson.dumps(rec)
+        out.append(SimRecord(names.RATE_PLANS, str(plan["id"]).encode(), value, "good"))
+    return out
+
 
 OnBatch = Callable[[Sequence[SimRecord]], Any]
 

@@ -1,0 +1,78 @@
+"""Worker processes of a chaos run: started, SIGKILLed, restarted and stopped by their pid."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from charger.embedded import free_port
+
+
+class Workers:
+    """Named `charger worker` processes sharing one environment (one consumer group).
+
+    Each start gets a fresh log file, so a killed worker's last words stay readable.
+    """
+
+    def __init__(self, env: dict[str, str], logdir: Path) -> None:
+        self.env = env
+        self.logdir = logdir
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.starts = 0
+        self.kills = 0
+
+    def start(self, name: str) -> None:
+        self.starts += 1
+        log = open(self.logdir / f"{name}-{self.starts}.log", "wb")  # noqa: SIM115 - the child's
+        with log:
+            self.procs[name] = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "charger",
+                    "worker",
+                    "--web-port",
+                    str(free_port()),
+                    "-l",
+                    "warn",
+                ],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    def kill(self, name: str) -> None:
+        """SIGKILL: no shutdown hook runs, whatever the worker was in the middle of."""
+        proc = self.procs.get(name)
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+            self.kills += 1
+
+    def stop(self, name: str, timeout: float = 30.0) -> int | None:
+        """SIGTERM and wait; SIGKILL only if it does not exit in time."""
+        proc = self.procs.pop(name, None)
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        return proc.returncode
+
+    def crashed(self) -> list[str]:
+        """Workers that exited on their own (not killed or stopped by the run)."""
+        return [n for n, p in self.procs.items() if p.poll() is not None]
+
+    def stop_all(self) -> dict[str, int | None]:
+        codes = {}
+        for name in list(self.procs):
+            with contextlib.suppress(Exception):
+                codes[name] = self.stop(name)
+        return codes
