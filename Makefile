@@ -8,7 +8,7 @@ STAMP := $(VENV)/.stamp
 
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup test demo bench lint fmt clean distclean
+.PHONY: setup test demo bench chaos lint fmt clean distclean
 
 setup: $(STAMP)
 
@@ -52,6 +52,11 @@ demo: setup
 bench: setup
 	$(BIN)/charger bench --events 200000 --json bench.json
 
+# 100,000 events, 10 worker SIGKILLs, a Redis restart from its AOF, a worker joining and
+# leaving; exits non-zero unless nothing was lost, doubled, mismatched or left uncut.
+chaos: setup
+	$(BIN)/charger chaos --events 100000 --kills 10 --json chaos.json
+
 lint: setup
 	$(BIN)/ruff check src tests
 	$(BIN)/ruff format --check src tests
@@ -62,7 +67,7 @@ fmt: setup
 	$(BIN)/ruff check --fix src tests
 
 clean:
-	rm -rf build dist .pytest_cache .mypy_cache .ruff_cache .hypothesis bench.json
+	rm -rf build dist .pytest_cache .mypy_cache .ruff_cache .hypothesis bench.json chaos.json
 	rm -rf src/*.egg-info ./*-app-data
 	find src tests -name __pycache__ -type d -prune -exec rm -rf {} +
 

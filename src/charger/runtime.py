@@ -9,6 +9,8 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from charger.charging.ops import ScriptConfig
 from charger.clock import Clock, SystemClock
@@ -72,8 +74,21 @@ class Runtime:
         self._task: asyncio.Task[None] | None = None
         self._ticker: asyncio.Task[None] | None = None
 
+    async def _wait_for_redis(self) -> None:
+        """Redis may be down or restarting when the worker starts: wait, do not exit."""
+        delay = 0.1
+        while True:
+            try:
+                await self.redis.ping()
+                return
+            except (RedisConnectionError, RedisTimeoutError) as exc:
+                log.warning("redis not reachable at start; retrying", extra={"in_s": delay})
+                self.metrics.error("start", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
     async def start(self) -> None:
-        await self.redis.ping()
+        await self._wait_for_redis()
         await self.producer.start()
         await self.plan_reader.start()
         await asyncio.wait_for(self.plan_reader.caught_up.wait(), timeout=30)

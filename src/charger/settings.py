@@ -33,7 +33,9 @@ class Settings(BaseSettings):
     # How long the group coordinator waits for members to rejoin on a rebalance. The batch
     # in hand finishes in milliseconds, so a short wait keeps failover fast.
     rebalance_timeout_ms: int = Field(2000, ge=500, le=300_000)
-    session_timeout_ms: int = Field(10_000, ge=1000, le=300_000)
+    # A worker that dies without leaving keeps its partitions this long: it bounds failover
+    # (and so the lateness of cutoffs due meanwhile). 6 s is Kafka's default minimum.
+    session_timeout_ms: int = Field(6000, ge=1000, le=300_000)
     # In-call holds: each extension reserves this much talk time ahead (rounded up to the
     # rate's increments) and happens this long before the covered time runs out.
     hold_interval_s: int = Field(10, ge=1, le=3600)

@@ -48,7 +48,7 @@ def chaos_command(argv: Sequence[str]) -> int:
     p.add_argument("--events", type=int, default=100_000)
     p.add_argument("--kills", type=int, default=10)
     p.add_argument("--accounts", type=int, default=1000)
-    p.add_argument("--rate", type=float, default=500.0, help="input records per second")
+    p.add_argument("--rate", type=float, default=300.0, help="input records per second")
     p.add_argument("--seed", type=int, default=11)
     p.add_argument("--json", default="", help="write the report here too")
     a = p.parse_args(argv)

@@ -16,11 +16,13 @@ from collections.abc import Callable, Iterable, Mapping
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+from aiokafka.errors import IllegalStateError
 
 from charger.charging.ops import SlotPlan
 from charger.charging.planner import Outcome, Planner
 from charger.charging.records import Inbound, RechargePolicy
 from charger.clock import Clock
+from charger.kafka.horizon import Horizon
 from charger.kafka.relay import Relay
 from charger.metrics import Metrics
 from charger.rating import RatePlan
@@ -34,6 +36,15 @@ log = logging.getLogger("charger.batch")
 _TOPIC_ORDER = {names.BILLING_ACCOUNTS: 0, names.RECHARGE_RESULTS: 1, names.TELEPHONY_EVENTS: 2}
 
 
+async def _position(consumer: AIOKafkaConsumer, tp: TopicPartition) -> int | None:
+    """The next offset to read, if known right now (a tick must not wait for it)."""
+    try:
+        pos: int = await asyncio.wait_for(consumer.position(tp), 0.05)
+    except (TimeoutError, IllegalStateError):
+        return None
+    return pos
+
+
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(self, worker: BatchWorker) -> None:
         self.worker = worker
@@ -42,12 +53,14 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         # Let the batch in hand finish; then forget cached settings of accounts we may lose.
         async with self.worker.lock:
             self.worker.planner.accounts.clear()
+            self.worker.horizon.forget()
 
     async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
         self.worker.assigned_slots = {
             tp.partition % self.worker.store.keys.slots for tp in assigned
         }
         self.worker.needs_drain = True
+        self.worker.horizon.forget()
 
 
 class BatchWorker:
@@ -75,6 +88,7 @@ class BatchWorker:
             ),
         )
         self.lock = asyncio.Lock()
+        self.horizon = Horizon(store.keys.slots)
         self.assigned_slots: set[int] = set()
         self.needs_drain = True
         self.consumer: AIOKafkaConsumer | None = None
@@ -140,6 +154,7 @@ class BatchWorker:
             try:
                 await self.process(batch)
                 await self.consumer.commit({tp: msgs[-1].offset + 1 for tp, msgs in data.items()})
+                self.horizon.advance(data)
             except Exception as exc:
                 # Redis or broker trouble: rewind and retry; the watermark keeps it exactly once.
                 log.exception("batch failed; retrying from its first offset")
@@ -180,10 +195,24 @@ class BatchWorker:
             slots = sorted(self.assigned_slots)
             if not slots or self.consumer is None:
                 return Counter()
+            # Each slot is ticked as of its event-time horizon: never ahead of a backlog.
+            consumer = self.consumer
+            assigned = list(consumer.assignment())
+            positions = dict(
+                zip(
+                    assigned,
+                    await asyncio.gather(*(_position(consumer, tp) for tp in assigned)),
+                    strict=True,
+                )
+            )
+            slot_now = self.horizon.slot_now(
+                self.clock.now_ms(), assigned, positions.get, consumer.highwater
+            )
             plan = SlotPlan()
             for slot in slots:
-                plan.slot(slot).add_tick(self.settings.tick_max_sessions)
-            looked, _cuts = await self.store.apply(plan, {}, self.clock.now_ms())
+                if slot in slot_now:
+                    plan.slot(slot).add_tick(self.settings.tick_max_sessions)
+            looked, _cuts = await self.store.apply(plan, {}, self.clock.now_ms(), slot_now)
             self.metrics.ticked.inc(looked)
             published = await self.relay.drain(slots)
             for kind, n in published.items():

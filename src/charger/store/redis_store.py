@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from redis.asyncio import Redis
@@ -60,13 +60,24 @@ class RedisStore:
             i += 1
         return reads
 
-    async def apply(self, plan: SlotPlan, highest: dict[str, int], now_ms: int) -> tuple[int, int]:
-        """Run apply.lua once per slot, all slots in one pipeline. Returns (applied, skipped)."""
+    async def apply(
+        self,
+        plan: SlotPlan,
+        highest: dict[str, int],
+        now_ms: int,
+        slot_now: Mapping[int, int] | None = None,
+    ) -> tuple[int, int]:
+        """Run apply.lua once per slot, all slots in one pipeline. Returns (applied, skipped).
+
+        `slot_now` overrides the instant the script acts as of, per slot (the ticker's
+        event-time horizon).
+        """
         if not plan.slots:
             return 0, 0
         pipe = self.client.pipeline(transaction=False)
-        for sb in plan.slots.values():
-            keys, argv = sb.script_args(self.keys, now_ms, self.cfg, highest)
+        for slot, sb in plan.slots.items():
+            at = slot_now.get(slot, now_ms) if slot_now else now_ms
+            keys, argv = sb.script_args(self.keys, at, self.cfg, highest)
             await self.scripts.apply(keys=keys, args=argv, client=pipe)
         res: list[list[int]] = await pipe.execute()
         return sum(r[0] for r in res), sum(r[1] for r in res)

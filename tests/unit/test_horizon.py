@@ -1,0 +1,60 @@
+"""The ticker's event-time horizon per key slot."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from aiokafka import TopicPartition
+
+from charger.kafka.horizon import Horizon
+
+EV, AC = "telephony.events", "billing.accounts"
+NOW = 1_000_000
+
+
+class Rec(NamedTuple):
+    offset: int
+    timestamp: int
+
+
+def tps(p: int) -> list[TopicPartition]:
+    return [TopicPartition(EV, p), TopicPartition(AC, p)]
+
+
+def test_caught_up_partitions_tick_as_of_now() -> None:
+    h = Horizon(8)
+    assigned = tps(0) + tps(1)
+    got = h.slot_now(NOW, assigned, lambda tp: 10, lambda tp: 10)
+    assert got == {0: NOW, 1: NOW}
+
+
+def test_a_backlog_holds_the_slot_at_the_last_record_read() -> None:
+    h = Horizon(8)
+    h.advance({TopicPartition(EV, 3): [Rec(4, 900_000), Rec(5, 900_500)]})
+    hw = {TopicPartition(EV, 3): 50, TopicPartition(AC, 3): 7}
+    got = h.slot_now(NOW, tps(3), lambda tp: {TopicPartition(AC, 3): 7}.get(tp), hw.get)
+    # events partition is behind (6 < 50): as of its last record; accounts caught up
+    assert got == {3: 900_500}
+
+
+def test_nothing_read_from_a_lagging_partition_blocks_its_slot_only() -> None:
+    h = Horizon(8)
+    hw = {TopicPartition(EV, 2): 9}
+    got = h.slot_now(NOW, tps(2) + tps(5), lambda tp: 0, lambda tp: hw.get(tp, 0))
+    assert got == {5: NOW}
+
+
+def test_unknown_highwater_is_not_caught_up() -> None:
+    h = Horizon(8)
+    assert h.slot_now(NOW, tps(1), lambda tp: 0, lambda tp: None) == {}
+    h.advance({TopicPartition(EV, 1): [Rec(0, 5)], TopicPartition(AC, 1): [Rec(0, 7)]})
+    assert h.slot_now(NOW, tps(1), lambda tp: None, lambda tp: None) == {1: 5}
+
+
+def test_horizon_never_passes_now_and_forget_resets() -> None:
+    h = Horizon(4)
+    h.advance({TopicPartition(EV, 6): [Rec(0, NOW + 60_000)]})
+    got = h.slot_now(NOW, [TopicPartition(EV, 6)], lambda tp: 1, lambda tp: 3)
+    assert got == {2: NOW}  # partition 6 lives in slot 6 % 4 == 2
+    h.forget()
+    assert h.slot_now(NOW, [TopicPartition(EV, 6)], lambda tp: 1, lambda tp: 3) == {}
