@@ -126,7 +126,15 @@ class BatchWorker:
     async def run(self) -> None:
         """Process batches until stopped."""
         while not self._stopping.is_set():
-            await self.run_once()
+            try:
+                await self.run_once()
+            except Exception as exc:
+                # Outside a batch (draining the outbox before a fetch, the fetch itself):
+                # the loop must survive whatever Redis or the broker is going through.
+                log.exception("batch loop step failed; retrying")
+                self.metrics.error("batch", exc)
+                self.needs_drain = True
+                await asyncio.sleep(0.5)
 
     async def run_once(self) -> int:
         """Fetch and process one batch; returns how many records it held."""
