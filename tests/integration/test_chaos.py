@@ -46,6 +46,7 @@ async def test_small_chaos_run_loses_and_doubles_nothing(
     # and nothing was lost, doubled or left uncut
     for key in INVARIANTS:
         assert report[key] == 0, (key, report["examples"], summary)
+    assert report["unhealthy_checks"] == {}, summary
     assert passed(report)
     cut = report["cutoffs"]
     assert cut["cohort_cut"] == cut["cohort_doomed"] == 15

@@ -20,7 +20,10 @@ INVARIANTS = ("lost", "duplicated", "mismatched_accounts", "missed_cutoffs")
 
 
 def passed(report: dict[str, object]) -> bool:
-    return bool(report.get("settled")) and all(report.get(k) == 0 for k in INVARIANTS)
+    """The four invariants are zero, the run settled, and no worker ever reported itself
+    unhealthy (alive but with its batch loop dead or stalled)."""
+    healthy = not report.get("unhealthy_checks")
+    return bool(report.get("settled")) and healthy and all(report.get(k) == 0 for k in INVARIANTS)
 
 
 def main(cfg: ChaosConfig, json_path: str = "") -> int:

@@ -6,6 +6,8 @@ import contextlib
 import signal
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 from charger.embedded import free_port
@@ -21,11 +23,13 @@ class Workers:
         self.env = env
         self.logdir = logdir
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.ports: dict[str, int] = {}
         self.starts = 0
         self.kills = 0
 
     def start(self, name: str) -> None:
         self.starts += 1
+        port = self.ports[name] = free_port()
         log = open(self.logdir / f"{name}-{self.starts}.log", "wb")  # noqa: SIM115 - the child's
         with log:
             self.procs[name] = subprocess.Popen(
@@ -35,7 +39,7 @@ class Workers:
                     "charger",
                     "worker",
                     "--web-port",
-                    str(free_port()),
+                    str(port),
                     "-l",
                     "warn",
                 ],
@@ -65,6 +69,26 @@ class Workers:
                 proc.kill()
                 proc.wait()
         return proc.returncode
+
+    def unhealthy(self) -> list[str]:
+        """Workers whose /health answers 503: alive, but the batch loop died or stalled.
+
+        A worker that does not answer yet (starting) or any more (killed) is not counted.
+        """
+        bad = []
+        for name, proc in self.procs.items():
+            if proc.poll() is not None:
+                continue
+            url = f"http://127.0.0.1:{self.ports[name]}/health"
+            try:
+                with urllib.request.urlopen(url, timeout=2):
+                    pass
+            except urllib.error.HTTPError as exc:
+                if exc.code == 503:
+                    bad.append(name)
+            except OSError:
+                pass
+        return bad
 
     def crashed(self) -> list[str]:
         """Workers that exited on their own (not killed or stopped by the run)."""

@@ -83,6 +83,7 @@ class ChaosRun:
         self.produced: dict[TopicPartition, int] = {}
         self.redis_restarts = 0
         self.faults_done: list[str] = []
+        self.unhealthy: dict[str, int] = {}  # worker -> /health checks that said 503
         self._background: set[asyncio.Task[None]] = set()
 
     # ---- producing ----
@@ -181,6 +182,7 @@ class ChaosRun:
         resends: deque[tuple[int, SimRecord]] = deque()
         profiles = [p.id for p in account_profiles(cfg.switch_config(start))]
         general_done = False
+        next_health = time.monotonic()
         while due or plan.faults or not general_done:
             now = _now_ms()
             batch: list[SimRecord] = []
@@ -204,6 +206,10 @@ class ChaosRun:
             progress = min(1.0, self.events / cfg.events)
             for fault in plan.due(progress if self.events < cfg.events else 1.0):
                 await self.strike(fault)
+            if time.monotonic() >= next_health:
+                next_health = time.monotonic() + 2.0
+                for name in await asyncio.to_thread(self.workers.unhealthy):
+                    self.unhealthy[name] = self.unhealthy.get(name, 0) + 1
             crashed = self.workers.crashed()
             if crashed:
                 raise RuntimeError(f"worker {crashed} exited on its own; logs in {self.logdir}")
@@ -278,6 +284,7 @@ async def run_chaos(cfg: ChaosConfig, bootstrap: str, redis: EmbeddedServer) -> 
         "redis_restarts": run.redis_restarts,
         "worker_starts": run.workers.starts,
         "worker_exit_codes": exit_codes,
+        "unhealthy_checks": run.unhealthy,
         "settled": settled,
         "play_seconds": round(play_s, 1),
         "seconds": round(time.monotonic() - began, 1),
