@@ -49,20 +49,21 @@ class CallState:
     charged: int = 0  # what a session that expired already charged
 
     @classmethod
-    def from_hash(cls, h: dict[bytes, bytes]) -> CallState | None:
-        if not h:
+    def from_fields(cls, f: list[bytes | None]) -> CallState | None:
+        """From read.lua's values of CALL_FIELDS, in that order (all nil: no session)."""
+        state, direction, frm, to, t0, dur, end_id, end_time, charged = f
+        if state is None:
             return None
-        g = h.get
         return cls(
-            state=g(b"state", b"").decode(),
-            direction=g(b"dir", b"").decode(),
-            number_from=g(b"from", b"").decode(),
-            number_to=g(b"to", b"").decode(),
-            answer_ms=int(g(b"t0", b"0")),
-            duration_ms=int(g(b"dur", b"0")),
-            end_id=g(b"end_id", b"").decode(),
-            end_time=g(b"end_time", b"").decode(),
-            charged=int(g(b"charged", b"0")),
+            state=state.decode(),
+            direction=(direction or b"").decode(),
+            number_from=(frm or b"").decode(),
+            number_to=(to or b"").decode(),
+            answer_ms=int(t0 or 0),
+            duration_ms=int(dur or 0),
+            end_id=(end_id or b"").decode(),
+            end_time=(end_time or b"").decode(),
+            charged=int(charged or 0),
         )
 
 

@@ -29,6 +29,11 @@ class Keys:
     def tag(self, slot: int) -> str:
         return f"{self.prefix}:{{t{slot}}}"
 
+    def slot_of_key(self, key: str) -> int:
+        """The slot in the hash tag of a key built here."""
+        start = len(self.prefix) + 3  # "<prefix>:{t"
+        return int(key[start : key.index("}", start)])
+
     # --- per slot ---
     def watermark(self, slot: int) -> str:
         """Hash: "topic/partition" -> last source offset applied into this slot."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from redis.asyncio import Redis
@@ -10,11 +11,21 @@ from redis.asyncio import Redis
 from charger.charging.ops import ScriptConfig, SlotPlan
 from charger.charging.planner import Prepared
 from charger.charging.records import AccountInfo, CallState, Reads
-from charger.store import keys as F
 from charger.store.keys import Keys
 from charger.store.scripts import Scripts
 
 OutboxEntry = tuple[bytes, dict[bytes, bytes]]
+
+# The call hash fields read.lua returns, in its order (CallState.from_fields).
+CALL_FIELDS = ("state", "dir", "from", "to", "t0", "dur", "end_id", "end_time", "charged")
+
+
+@dataclass(slots=True)
+class _SlotReads:
+    seen: list[str] = field(default_factory=list)
+    accounts: list[str] = field(default_factory=list)
+    calls: list[str] = field(default_factory=list)
+    requests: list[tuple[str, str]] = field(default_factory=list)
 
 
 class RedisStore:
@@ -27,37 +38,49 @@ class RedisStore:
         self.cfg = cfg
 
     async def read(self, p: Prepared) -> Reads:
-        """Seen ids, uncached accounts and call sessions of a batch, in one pipeline."""
+        """Seen ids, uncached accounts, call sessions and request states of a batch:
+        one read.lua call per slot, all slots in one pipeline."""
         reads = Reads()
         if not (p.seen_keys or p.account_keys or p.call_keys or p.request_fields):
             return reads
-        pipe = self.client.pipeline(transaction=False)
-        for keys in p.seen_keys.values():
-            pipe.mget(keys)
-        acct_keys = list(p.account_keys)
-        for key in acct_keys:
-            pipe.hmget(key, [F.CURRENCY, F.RATE_PLAN, F.CREDIT_LIMIT])
+        slot_of = self.keys.slot_of_key
+        by_slot: dict[int, _SlotReads] = {}
+
+        def of(slot: int) -> _SlotReads:
+            sr = by_slot.get(slot)
+            if sr is None:
+                sr = by_slot[slot] = _SlotReads()
+            return sr
+
+        for slot, seen in p.seen_keys.items():
+            of(slot).seen = seen
+        for key in p.account_keys:
+            of(slot_of(key)).accounts.append(key)
         for key in p.call_keys:
-            pipe.hgetall(key)
+            of(slot_of(key)).calls.append(key)
         for key, fld in p.request_fields:
-            pipe.hget(key, fld)
-        res: list[Any] = await pipe.execute()
-        i = 0
-        for keys in p.seen_keys.values():
-            reads.seen.update(zip(keys, res[i], strict=True))
-            i += 1
-        for key in acct_keys:
-            cur, plan, climit = res[i]
-            reads.accounts[key] = (
-                None if cur is None else AccountInfo(cur.decode(), plan.decode(), int(climit))
-            )
-            i += 1
-        for key in p.call_keys:
-            reads.calls[key] = CallState.from_hash(res[i])
-            i += 1
-        for where in p.request_fields:
-            reads.requests[where] = None if res[i] is None else res[i].decode()
-            i += 1
+            of(slot_of(key)).requests.append((key, fld))
+        pipe = self.client.pipeline(transaction=False)
+        for sr in by_slot.values():
+            keys = [*sr.seen, *sr.accounts, *sr.calls, *(k for k, _ in sr.requests)]
+            argv: list[int | str] = [len(sr.seen), len(sr.accounts), len(sr.calls)]
+            argv += [f for _, f in sr.requests]
+            await self.scripts.read(keys=keys, args=argv, client=pipe)
+        res: list[list[list[Any]]] = await pipe.execute()
+        n = len(CALL_FIELDS)
+        for sr, (seen_vals, acct_vals, call_vals, req_vals) in zip(
+            by_slot.values(), res, strict=True
+        ):
+            reads.seen.update(zip(sr.seen, seen_vals, strict=True))
+            for i, key in enumerate(sr.accounts):
+                cur, plan, climit = acct_vals[3 * i : 3 * i + 3]
+                reads.accounts[key] = (
+                    None if cur is None else AccountInfo(cur.decode(), plan.decode(), int(climit))
+                )
+            for i, key in enumerate(sr.calls):
+                reads.calls[key] = CallState.from_fields(call_vals[n * i : n * i + n])
+            for where, val in zip(sr.requests, req_vals, strict=True):
+                reads.requests[where] = None if val is None else val.decode()
         return reads
 
     async def apply(

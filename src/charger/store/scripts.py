@@ -18,3 +18,4 @@ class Scripts:
 
     def __init__(self, client: Redis) -> None:
         self.apply: AsyncScript = client.register_script(lua_source("apply"))
+        self.read: AsyncScript = client.register_script(lua_source("read"))
