@@ -9,10 +9,14 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from charger.charging.ops import ScriptConfig
 from charger.clock import Clock, SystemClock
-from charger.kafka.batch import BatchWorker
+from charger.deps import KAFKA, REDIS, Probe, Retrier
+from charger.kafka.batch import BatchWorker, backoff
 from charger.kafka.plans_reader import PlanBook, RatePlanReader
 from charger.kafka.relay import Relay
 from charger.metrics import Metrics
@@ -22,6 +26,9 @@ from charger.store.keys import Keys
 from charger.store.redis_store import RedisStore
 
 log = logging.getLogger("charger.runtime")
+
+# A pooled connection idle this long is checked with a PING before it is used again.
+REDIS_HEALTH_CHECK_S = 10
 
 
 def script_config(s: Settings) -> ScriptConfig:
@@ -53,7 +60,19 @@ class Runtime:
         self.clock = clock or SystemClock()
         self.metrics = metrics or Metrics()
         self.keys = Keys(settings.redis_prefix, settings.partitions)
-        self.redis: Redis = Redis.from_url(settings.redis_dsn())
+        timeout = settings.redis_timeout_ms / 1000
+        self.redis: Redis = Redis.from_url(
+            settings.redis_dsn(),
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            health_check_interval=REDIS_HEALTH_CHECK_S,
+            # Reconnect twice at once, quietly: a pooled connection that a restart or a
+            # failover dropped. A real outage then reaches the loops' own backoff and
+            # metrics within a second. A timeout is not retried here: the script may still
+            # be running, and the batch is retried whole anyway.
+            retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), 2, (RedisConnectionError,)),
+            retry_on_error=[RedisConnectionError],
+        )
         self.store = RedisStore(self.redis, self.keys, script_config(settings))
         path = Path(settings.rate_plans_path) if settings.rate_plans_path else default_plans_path()
         self.plans = PlanBook(load_plans(path))
@@ -69,12 +88,19 @@ class Runtime:
         self.worker = BatchWorker(
             settings, self.store, self.relay, self.plans.current, self.clock, self.metrics
         )
+        self.probe = Probe(
+            self.metrics,
+            {REDIS: self.redis.ping, KAFKA: self.producer.client.fetch_all_metadata},
+            logging.getLogger("charger.deps"),
+        )
         self._task: asyncio.Task[None] | None = None
         self._ticker: asyncio.Task[None] | None = None
+        self._probe: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         await self.redis.ping()
         await self.producer.start()
+        self._probe = asyncio.create_task(self.probe.run())
         await self.plan_reader.start()
         await asyncio.wait_for(self.plan_reader.caught_up.wait(), timeout=30)
         await self.worker.start()
@@ -85,13 +111,15 @@ class Runtime:
 
     async def _tick_forever(self) -> None:
         period = self.settings.tick_ms / 1000
+        retry = Retrier("tick", self.metrics, backoff(self.settings), log)
         while True:
             await asyncio.sleep(period)
             try:
                 await self.worker.tick()
             except Exception as exc:
-                log.exception("tick failed; retrying next period")
-                self.metrics.error("tick", exc)
+                await retry.failed(exc)
+            else:
+                retry.succeeded()
 
     def running(self) -> bool:
         """True while the batch loop is alive (started and not ended or crashed)."""
@@ -109,6 +137,10 @@ class Runtime:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
+        if self._probe is not None:
+            self._probe.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._probe
         await self.plan_reader.stop()
         await self.producer.stop()
         await self.redis.aclose()
