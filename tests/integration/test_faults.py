@@ -43,6 +43,7 @@ OUTAGE_S = 8.0
 OFFSET_COMMIT = 8  # the Kafka protocol's api key of an offset commit request
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+Item = tuple[str, str, dict[str, Any]]
 
 
 # ---- the worker as an operator sees it ----
@@ -87,6 +88,29 @@ async def until(what: str, check: Any, timeout: float, worker: Worker) -> None:
         if time.monotonic() > deadline:
             pytest.fail(f"{what}: not within {timeout}s\n{worker.tail()}")
         await asyncio.sleep(0.2)
+
+
+async def stream(run: Run, rounds: list[list[Item]], warmup: int = 20) -> asyncio.Task[None]:
+    """Produce `rounds` ten a second; returns once `warmup` rounds are out.
+
+    During a broker outage the producer holds what it is given until the broker is back.
+    """
+    started = asyncio.Event()
+
+    async def produce() -> None:
+        for i, batch in enumerate(rounds):
+            await run.send_all(batch)
+            if i == warmup:
+                started.set()
+            await asyncio.sleep(0.1)
+
+    task = asyncio.create_task(produce())
+    waiting = asyncio.create_task(started.wait())
+    await asyncio.wait({task, waiting}, timeout=60, return_when=asyncio.FIRST_COMPLETED)
+    waiting.cancel()
+    if task.done():
+        task.result()  # the producer's error, if it failed
+    return task
 
 
 # ---- the checks after recovery ----
@@ -142,17 +166,7 @@ async def test_redis_down_pauses_commits_backs_off_and_resumes_without_loss(
         before = await scrape(worker)
         assert value(before, "charger_dependency_up", dependency="redis") == 1
 
-        started = asyncio.Event()
-
-        async def produce() -> None:
-            for i, batch in enumerate(rounds):
-                await run.send_all(batch)
-                if i == 20:
-                    started.set()
-                await asyncio.sleep(0.1)
-
-        producer = asyncio.create_task(produce())
-        await started.wait()
+        producer = await stream(run, rounds)
         durable_redis.kill()
         killed = time.monotonic()
 
@@ -251,17 +265,7 @@ async def test_broker_down_backs_off_and_resumes_without_loss(
         await run.wait_idle(90)
         assert value(await scrape(worker), "charger_dependency_up", dependency="kafka") == 1
 
-        started = asyncio.Event()
-
-        async def produce() -> None:
-            for i, batch in enumerate(rounds):
-                await run.send_all(batch)  # waits out the outage in the producer's buffer
-                if i == 20:
-                    started.set()
-                await asyncio.sleep(0.1)
-
-        producer = asyncio.create_task(produce())
-        await started.wait()
+        producer = await stream(run, rounds)
         # Cut when the worker commits a batch: its money moved and its outputs went out,
         # the commit is lost with the connection.
         await asyncio.to_thread(proxy.cut_on, OFFSET_COMMIT)
