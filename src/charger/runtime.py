@@ -8,6 +8,7 @@ import logging
 from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaConnectionError
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
@@ -90,7 +91,7 @@ class Runtime:
         )
         self.probe = Probe(
             self.metrics,
-            {REDIS: self.redis.ping, KAFKA: self.producer.client.fetch_all_metadata},
+            {REDIS: self.redis.ping, KAFKA: self._broker_answers},
             logging.getLogger("charger.deps"),
         )
         self._task: asyncio.Task[None] | None = None
@@ -108,6 +109,11 @@ class Runtime:
         if self.settings.tick_ms > 0:
             self._ticker = asyncio.create_task(self._tick_forever())
         log.info("charging path started", extra={"plans": len(self.plans.current())})
+
+    async def _broker_answers(self) -> None:
+        # The producer's own metadata refresh: only the topics it writes, not the cluster's.
+        if not await self.producer.client.force_metadata_update():
+            raise KafkaConnectionError("no broker answered a metadata request")
 
     async def _tick_forever(self) -> None:
         period = self.settings.tick_ms / 1000

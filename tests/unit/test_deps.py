@@ -258,3 +258,25 @@ async def test_a_refused_commit_after_a_rebalance_does_not_end_the_loop() -> Non
     assert (
         value(w.metrics, "charger_dependency_errors_total", dependency="kafka", stage="batch") == 1
     )
+
+
+async def test_an_outbox_that_cannot_be_drained_stops_fetching_but_not_the_loop() -> None:
+    consumer = FakeConsumer({})
+    w = worker_with(consumer, [])
+
+    async def drain(slots: set[int]) -> Counter[str]:
+        raise RedisConnectionError("refused")
+
+    w.relay.drain = drain  # type: ignore[method-assign]
+    fetched: list[int] = []
+
+    async def getmany(timeout_ms: int, max_records: int) -> dict[TopicPartition, list[Msg]]:
+        fetched.append(1)
+        return {}
+
+    consumer.getmany = getmany  # type: ignore[method-assign]
+    assert await w.run_once() == 0
+    assert fetched == []  # nothing new is taken on while the outbox waits
+    assert w.needs_drain and w.retry.failing_since is not None
+    # /health counts a loop that backs off as alive: it came back from its wait
+    assert w.metrics.polled_at > 0

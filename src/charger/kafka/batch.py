@@ -145,6 +145,8 @@ class BatchWorker:
             self.metrics.polled(data)
             n = await self._handle(data) if data else 0
         except Exception as exc:
+            if self._stopping.is_set():
+                return 0  # the consumer was stopped under the fetch: not a fault
             self._rewind(data)
             await self.retry.failed(exc, self._stopping)
             self.metrics.looped()
