@@ -22,6 +22,7 @@ from redis.exceptions import RedisError
 
 if TYPE_CHECKING:
     from charger.metrics import Metrics
+    from charger.settings import Settings
 
 REDIS = "redis"
 KAFKA = "kafka"
@@ -78,6 +79,11 @@ class Backoff:
 
     def reset(self) -> None:
         self.attempts = 0
+
+
+def backoff_for(s: Settings) -> Backoff:
+    """A loop's backoff after a failure, from `CHARGER_RETRY_BACKOFF_MIN_MS` / `_MAX_MS`."""
+    return Backoff(s.retry_backoff_min_ms / 1000, s.retry_backoff_max_ms / 1000)
 
 
 class Retrier:

@@ -5,7 +5,9 @@ prefix ``charger_``, base units (seconds; money in units of the account's curren
 ledger's micro-units divided by 10^6), ``_total`` on counters, and no account, call or
 number ids in labels. Three kinds of recording:
 
-- the batch loop counts what it consumed and processed (``polled``, ``error``);
+- the batch loop counts what it consumed and processed (``polled``, ``error``), and the
+  loops their failures and backoff by dependency (``error``, ``backing_off``; the
+  dependency ``Probe`` of `charger.deps` sets ``charger_dependency_up``);
 - the relay reports every outbox entry the broker acknowledged (``relayed``): ledger
   entries and money moved, event-to-ledger latency, cutoffs and their lateness,
   suspensions, restores and recharges;

@@ -1,4 +1,4 @@
-"""Wires the charging path from settings: Redis, producer, plans, relay, batch worker."""
+"""Wires the charging path from settings: Redis, producer, plans, relay, batch worker, probe."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from charger.charging.ops import ScriptConfig
 from charger.clock import Clock, SystemClock
-from charger.deps import KAFKA, REDIS, Probe, Retrier
-from charger.kafka.batch import BatchWorker, backoff
+from charger.deps import KAFKA, REDIS, Probe, Retrier, backoff_for
+from charger.kafka.batch import BatchWorker
 from charger.kafka.plans_reader import PlanBook, RatePlanReader
 from charger.kafka.relay import Relay
 from charger.metrics import Metrics
@@ -67,8 +67,8 @@ class Runtime:
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
             health_check_interval=REDIS_HEALTH_CHECK_S,
-            # Reconnect twice at once, quietly: a pooled connection that a restart or a
-            # failover dropped. A real outage then reaches the loops' own backoff and
+            # Reconnect twice within 0.3 s, quietly: a pooled connection that a restart or
+            # a failover dropped. A real outage then reaches the loops' own backoff and
             # metrics within a second. A timeout is not retried here: the script may still
             # be running, and the batch is retried whole anyway.
             retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), 2, (RedisConnectionError,)),
@@ -117,7 +117,7 @@ class Runtime:
 
     async def _tick_forever(self) -> None:
         period = self.settings.tick_ms / 1000
-        retry = Retrier("tick", self.metrics, backoff(self.settings), log)
+        retry = Retrier("tick", self.metrics, backoff_for(self.settings), log)
         while True:
             await asyncio.sleep(period)
             try:

@@ -22,7 +22,7 @@ from charger.charging.ops import SlotPlan
 from charger.charging.planner import Outcome, Planner
 from charger.charging.records import Inbound, RechargePolicy
 from charger.clock import Clock
-from charger.deps import Backoff, Retrier
+from charger.deps import Retrier, backoff_for
 from charger.kafka.relay import Relay
 from charger.metrics import Metrics
 from charger.rating import RatePlan
@@ -55,11 +55,6 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         self.worker.rewound = False  # what was rewound is now fetched from the committed offsets
 
 
-def backoff(s: Settings) -> Backoff:
-    """The backoff of a loop after a failure, from the settings."""
-    return Backoff(s.retry_backoff_min_ms / 1000, s.retry_backoff_max_ms / 1000)
-
-
 class BatchWorker:
     """Consumes the money-moving topics in batches with explicit offset control."""
 
@@ -90,7 +85,7 @@ class BatchWorker:
         self.consumer: AIOKafkaConsumer | None = None
         self._stopping = asyncio.Event()
         self.batches = 0
-        self.retry = Retrier("batch", metrics, backoff(settings), log)
+        self.retry = Retrier("batch", metrics, backoff_for(settings), log)
         self.rewound = False  # a failed batch waits to be fetched again
         self.failpoint = os.environ.get("CHARGER_FAILPOINT", "")
 
