@@ -273,21 +273,22 @@ def _start(
     address_for: Callable[[int], str],
     ready: Callable[[EmbeddedServer, int, float], None],
     timeout: float,
+    port: int | None = None,
 ) -> EmbeddedServer:
-    """Start a server on a free port, retrying when the port was taken in between."""
+    """Start a server on `port` or a free one, retrying when a free port was taken."""
     last: BaseException | None = None
-    for _ in range(_START_ATTEMPTS):
-        port = free_port()
+    for _ in range(1 if port else _START_ATTEMPTS):
+        chosen = port or free_port()
         workdir = Path(tempfile.mkdtemp(prefix=f"charger-{name}-"))
         try:
-            server = _spawn(name, argv_for(port, workdir), workdir, address_for(port))
+            server = _spawn(name, argv_for(chosen, workdir), workdir, address_for(chosen))
         except BaseException:
             shutil.rmtree(workdir, ignore_errors=True)
             raise
-        server._ready = _bind_port(ready, port)
+        server._ready = _bind_port(ready, chosen)
         try:
-            wait_port_sync(HOST, port, timeout, server)
-            ready(server, port, timeout)
+            wait_port_sync(HOST, chosen, timeout, server)
+            ready(server, chosen, timeout)
             return server
         except EmbeddedServerError as exc:
             # Exited while starting: most likely lost the race for the port. Try another.
@@ -296,7 +297,7 @@ def _start(
         except BaseException:
             server.stop()
             raise
-    raise EmbeddedServerError(f"could not start {name} after {_START_ATTEMPTS} attempts: {last}")
+    raise EmbeddedServerError(f"could not start {name}: {last}")
 
 
 # --------------------------------------------------------------------------- broker
@@ -329,8 +330,15 @@ async def _kafka_metadata_ready(bootstrap: str, timeout: float) -> None:
                 await client.close()
 
 
-def start_broker(timeout: float = START_TIMEOUT) -> EmbeddedServer:
-    """Start an in-memory Tansu broker; its `address` is a bootstrap servers string."""
+def start_broker(
+    timeout: float = START_TIMEOUT, *, port: int | None = None, advertised: str | None = None
+) -> EmbeddedServer:
+    """Start an in-memory Tansu broker; its `address` is a bootstrap servers string.
+
+    It listens on `port` (default: a free one) and tells clients to connect to
+    `advertised` (`host:port`, default: where it listens) — a proxy there sees every
+    connection after the bootstrap (the fault tests cut them).
+    """
     binary = broker_binary()
 
     def argv_for(port: int, _workdir: Path) -> list[str]:
@@ -341,7 +349,7 @@ def start_broker(timeout: float = START_TIMEOUT) -> EmbeddedServer:
             "--listener-url",
             url,
             "--advertised-listener-url",
-            url,
+            f"tcp://{advertised}" if advertised else url,
             "--storage-engine",
             "memory://tansu/",
         ]
@@ -356,7 +364,7 @@ def start_broker(timeout: float = START_TIMEOUT) -> EmbeddedServer:
                 f"broker at {server.address} accepts connections but serves no metadata: {exc}"
             ) from exc
 
-    return _start("broker", argv_for, lambda port: f"{HOST}:{port}", ready, timeout)
+    return _start("broker", argv_for, lambda port: f"{HOST}:{port}", ready, timeout, port)
 
 
 # --------------------------------------------------------------------------- redis

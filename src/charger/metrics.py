@@ -5,7 +5,9 @@ prefix ``charger_``, base units (seconds; money in units of the account's curren
 ledger's micro-units divided by 10^6), ``_total`` on counters, and no account, call or
 number ids in labels. Three kinds of recording:
 
-- the batch loop counts what it consumed and processed (``polled``, ``error``);
+- the batch loop counts what it consumed and processed (``polled``, ``error``), and the
+  loops their failures and backoff by dependency (``error``, ``backing_off``; the
+  dependency ``Probe`` of `charger.deps` sets ``charger_dependency_up``);
 - the relay reports every outbox entry the broker acknowledged (``relayed``): ledger
   entries and money moved, event-to-ledger latency, cutoffs and their lateness,
   suspensions, restores and recharges;
@@ -29,8 +31,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
-from redis.exceptions import RedisError
 
+from charger.deps import DEPENDENCIES, OTHER, REDIS, dependency_of
 from charger.events.timefmt import parse_time_ms
 from charger.events.validate import REASONS
 from topics import names
@@ -61,7 +63,10 @@ PLAN_REASONS = (
     "unknown_request",
 )
 RECHARGE_STATUSES = ("succeeded", "failed", "timed_out")
-ERROR_STAGES = ("batch", "tick", "sample")
+# Loops that retry a failed batch or tick (charger_batch_errors_total), and every stage
+# that can fail on a dependency (the probe only asks whether it answers).
+LOOP_STAGES = ("batch", "tick")
+ERROR_STAGES = (*LOOP_STAGES, "sample", "probe")
 
 
 def build_version() -> str:
@@ -118,6 +123,32 @@ class Metrics:
             "charger_redis_errors_total",
             "Redis commands or scripts that failed, by stage.",
             ["stage"],
+            registry=r,
+        )
+        # ---- dependencies: Redis and the broker ----
+        self.dependency_up = Gauge(
+            "charger_dependency_up",
+            "1 if the dependency answered the last probe (every second), else 0.",
+            ["dependency"],
+            registry=r,
+        )
+        self.dependency_errors = Counter(
+            "charger_dependency_errors_total",
+            "Failures by the dependency they came from (redis, kafka, other) and stage "
+            "(batch, tick, sample, probe).",
+            ["dependency", "stage"],
+            registry=r,
+        )
+        self.retry_delay = Gauge(
+            "charger_retry_delay_seconds",
+            "The backoff a loop is waiting before its next attempt; 0 while it runs.",
+            ["stage"],
+            registry=r,
+        )
+        self.backoff_seconds = Counter(
+            "charger_backoff_seconds_total",
+            "Time the loops spent backing off after a failure, by the dependency that failed.",
+            ["dependency"],
             registry=r,
         )
         self.ticked = Counter(
@@ -221,9 +252,17 @@ class Metrics:
             self.dlq.labels(reason)
         for status in RECHARGE_STATUSES:
             self.recharge_results.labels(status)
-        for stage in ERROR_STAGES:
+        for stage in LOOP_STAGES:
             self.errors.labels(stage)
+            self.retry_delay.labels(stage)
+        for stage in ERROR_STAGES:
             self.redis_errors.labels(stage)
+            for dep in (*DEPENDENCIES, OTHER):
+                self.dependency_errors.labels(dep, stage)
+        for dep in DEPENDENCIES:
+            self.dependency_up.labels(dep)
+        for dep in (*DEPENDENCIES, OTHER):
+            self.backoff_seconds.labels(dep)
         for topic in names.CO_PARTITIONED:
             self.consumed.labels(topic)
         self.polled_at = 0.0  # time.monotonic() of the last fetch; 0 before the first
@@ -236,12 +275,23 @@ class Metrics:
         for tp, msgs in data.items():
             self.consumed.labels(tp.topic).inc(len(msgs))
 
+    def looped(self) -> None:
+        """The batch loop came back from backing off: alive, though not fetching."""
+        self.polled_at = time.monotonic()
+
     def error(self, stage: str, exc: BaseException) -> None:
         """A batch, tick or sample failed with `exc` and will be retried."""
-        if stage != "sample":
+        if stage in LOOP_STAGES:
             self.errors.labels(stage).inc()
-        if isinstance(exc, RedisError):
+        dep = dependency_of(exc)
+        if dep == REDIS:
             self.redis_errors.labels(stage).inc()
+        self.dependency_errors.labels(dep, stage).inc()
+
+    def backing_off(self, stage: str, dependency: str, delay: float) -> None:
+        """A loop waits `delay` seconds after a failure of `dependency`."""
+        self.retry_delay.labels(stage).set(delay)
+        self.backoff_seconds.labels(dependency).inc(delay)
 
     # ---- the relay ----
     def relayed(

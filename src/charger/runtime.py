@@ -1,4 +1,4 @@
-"""Wires the charging path from settings: Redis, producer, plans, relay, batch worker."""
+"""Wires the charging path from settings: Redis, producer, plans, relay, batch worker, probe."""
 
 from __future__ import annotations
 
@@ -8,12 +8,16 @@ import logging
 from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaConnectionError
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from charger.charging.ops import ScriptConfig
 from charger.clock import Clock, SystemClock
+from charger.deps import KAFKA, REDIS, Probe, Retrier, backoff_for
 from charger.kafka.batch import BatchWorker
 from charger.kafka.plans_reader import PlanBook, RatePlanReader
 from charger.kafka.relay import Relay
@@ -24,6 +28,9 @@ from charger.store.keys import Keys
 from charger.store.redis_store import RedisStore
 
 log = logging.getLogger("charger.runtime")
+
+# A pooled connection idle this long is checked with a PING before it is used again.
+REDIS_HEALTH_CHECK_S = 10
 
 
 def script_config(s: Settings) -> ScriptConfig:
@@ -55,7 +62,19 @@ class Runtime:
         self.clock = clock or SystemClock()
         self.metrics = metrics or Metrics()
         self.keys = Keys(settings.redis_prefix, settings.partitions)
-        self.redis: Redis = Redis.from_url(settings.redis_dsn())
+        timeout = settings.redis_timeout_ms / 1000
+        self.redis: Redis = Redis.from_url(
+            settings.redis_dsn(),
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            health_check_interval=REDIS_HEALTH_CHECK_S,
+            # Reconnect twice within 0.3 s, quietly: a pooled connection that a restart or
+            # a failover dropped. A real outage then reaches the loops' own backoff and
+            # metrics within a second. A timeout is not retried here: the script may still
+            # be running, and the batch is retried whole anyway.
+            retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), 2, (RedisConnectionError,)),
+            retry_on_error=[RedisConnectionError],
+        )
         self.store = RedisStore(self.redis, self.keys, script_config(settings))
         path = Path(settings.rate_plans_path) if settings.rate_plans_path else default_plans_path()
         self.plans = PlanBook(load_plans(path))
@@ -71,8 +90,14 @@ class Runtime:
         self.worker = BatchWorker(
             settings, self.store, self.relay, self.plans.current, self.clock, self.metrics
         )
+        self.probe = Probe(
+            self.metrics,
+            {REDIS: self.redis.ping, KAFKA: self._broker_answers},
+            logging.getLogger("charger.deps"),
+        )
         self._task: asyncio.Task[None] | None = None
         self._ticker: asyncio.Task[None] | None = None
+        self._probe: asyncio.Task[None] | None = None
 
     async def _wait_for_redis(self) -> None:
         """Redis may be down or restarting when the worker starts: wait, do not exit."""
@@ -90,6 +115,7 @@ class Runtime:
     async def start(self) -> None:
         await self._wait_for_redis()
         await self.producer.start()
+        self._probe = asyncio.create_task(self.probe.run())
         await self.plan_reader.start()
         await asyncio.wait_for(self.plan_reader.caught_up.wait(), timeout=30)
         await self.worker.start()
@@ -98,15 +124,22 @@ class Runtime:
             self._ticker = asyncio.create_task(self._tick_forever())
         log.info("charging path started", extra={"plans": len(self.plans.current())})
 
+    async def _broker_answers(self) -> None:
+        # The producer's own metadata refresh: only the topics it writes, not the cluster's.
+        if not await self.producer.client.force_metadata_update():
+            raise KafkaConnectionError("no broker answered a metadata request")
+
     async def _tick_forever(self) -> None:
         period = self.settings.tick_ms / 1000
+        retry = Retrier("tick", self.metrics, backoff_for(self.settings), log)
         while True:
             await asyncio.sleep(period)
             try:
                 await self.worker.tick()
             except Exception as exc:
-                log.exception("tick failed; retrying next period")
-                self.metrics.error("tick", exc)
+                await retry.failed(exc)
+            else:
+                retry.succeeded()
 
     def running(self) -> bool:
         """True while the batch loop is alive (started and not ended or crashed)."""
@@ -124,6 +157,10 @@ class Runtime:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
+        if self._probe is not None:
+            self._probe.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._probe
         await self.plan_reader.stop()
         await self.producer.stop()
         await self.redis.aclose()

@@ -53,6 +53,12 @@ class Settings(BaseSettings):
     # Deployment policy for account settings (micro-units of the account's currency).
     recharge_min_threshold_micros: int = Field(10_000_000, ge=0)
     recharge_min_amount_micros: int = Field(50_000_000, ge=0)
+    # Dependency faults: a failed batch or tick waits min, 2·min, 4·min … up to max before
+    # it tries again; a Redis command gives up after the timeout (a hung server must not
+    # hold a batch forever).
+    retry_backoff_min_ms: int = Field(100, ge=1, le=60_000)
+    retry_backoff_max_ms: int = Field(5000, ge=1, le=600_000)
+    redis_timeout_ms: int = Field(5000, ge=100, le=120_000)
     web_port: int = Field(6066, ge=0, le=65535)
     log_level: str = "INFO"
 

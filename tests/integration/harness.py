@@ -21,6 +21,9 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from charger.embedded import create_topics, free_port
 from charger.settings import Settings
@@ -65,7 +68,10 @@ class Run:
             batch_timeout_ms=20,
         )
         self.keys = Keys(self.settings.redis_prefix, self.settings.partitions)
-        self.redis = Redis.from_url(redis_url)
+        # One reconnect on a dropped connection: the fault tests restart Redis under it.
+        self.redis = Redis.from_url(
+            redis_url, retry=Retry(NoBackoff(), 1), retry_on_error=[RedisConnectionError]
+        )
         self.producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
         self.marks: dict[TopicPartition, int] = {}
         self.produced: dict[TopicPartition, int] = {}  # next offset after what we sent
@@ -204,12 +210,8 @@ class Run:
         v = await self.redis.hget(self.keys.account_of(account), "bal")
         return int(v) if v is not None else 0
 
-    async def committed_lag(self) -> int:
-        """Records this run produced to the inputs that its group has not committed yet.
-
-        Counted from the offsets the broker acknowledged to our producer: the embedded
-        broker's end-offset answer lags behind multi-record batches.
-        """
+    async def committed(self) -> dict[TopicPartition, int]:
+        """The group's committed offset of every input partition this run produced to."""
         c = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap,
             group_id=self.settings.group_id,
@@ -217,13 +219,22 @@ class Run:
         )
         await c.start()
         try:
-            lag = 0
-            for tp, end in self.produced.items():
+            out = {}
+            for tp in self.produced:
                 done = await c.committed(tp)
-                lag += max(0, end - (done if done is not None else self.marks[tp]))
-            return lag
+                out[tp] = done if done is not None else self.marks[tp]
+            return out
         finally:
             await c.stop()
+
+    async def committed_lag(self) -> int:
+        """Records this run produced to the inputs that its group has not committed yet.
+
+        Counted from the offsets the broker acknowledged to our producer: the embedded
+        broker's end-offset answer lags behind multi-record batches.
+        """
+        done = await self.committed()
+        return sum(max(0, end - done[tp]) for tp, end in self.produced.items())
 
     async def wait_idle(self, timeout: float = 30.0) -> None:
         """Until every input is committed and every outbox is empty."""
@@ -242,13 +253,15 @@ class Run:
         return total
 
 
-def spawn_worker(run: Run, **env: str) -> subprocess.Popen[bytes]:
+def spawn_worker(run: Run, web_port: int = 0, **env: str) -> subprocess.Popen[bytes]:
     """`charger worker` as a real process (the same entry point operators run).
 
-    Its JSON logs (stdout) and anything on stderr come out of `stdout`: drain it.
+    It serves /metrics, /health and /ready on `web_port` (default: a free port). Its JSON
+    logs (stdout) and anything on stderr come out of `stdout`: drain it.
     """
+    port = web_port or free_port()
     return subprocess.Popen(
-        [sys.executable, "-m", "charger", "worker", "--web-port", str(free_port()), "-l", "info"],
+        [sys.executable, "-m", "charger", "worker", "--web-port", str(port), "-l", "info"],
         env=run.env(**env),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

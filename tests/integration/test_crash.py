@@ -19,6 +19,7 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.structs import OffsetAndMetadata
 
+from charger.embedded import free_port
 from charger.runtime import Runtime
 from tests.integration.harness import T0, Run, at, spawn_worker, stop_worker
 from topics import names
@@ -33,7 +34,8 @@ class Worker:
     """A spawned `charger worker` whose output is drained (a full pipe would stall it)."""
 
     def __init__(self, run: Run, **env: str) -> None:
-        self.proc = spawn_worker(run, **env)
+        self.web_port = free_port()
+        self.proc = spawn_worker(run, self.web_port, **env)
         self.err = bytearray()
         self._reader = threading.Thread(target=self._drain, daemon=True)
         self._reader.start()

@@ -12,16 +12,17 @@ import os
 import signal
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
-from aiokafka.errors import IllegalStateError
+from aiokafka.errors import IllegalStateError, KafkaTimeoutError
 
 from charger.charging.ops import SlotPlan
 from charger.charging.planner import Outcome, Planner
 from charger.charging.records import Inbound, RechargePolicy
 from charger.clock import Clock
+from charger.deps import Retrier, backoff_for
 from charger.kafka.horizon import Horizon
 from charger.kafka.relay import Relay
 from charger.metrics import Metrics
@@ -34,6 +35,8 @@ log = logging.getLogger("charger.batch")
 
 # Settings before usage: an account created in the same batch as its first call is known.
 _TOPIC_ORDER = {names.BILLING_ACCOUNTS: 0, names.RECHARGE_RESULTS: 1, names.TELEPHONY_EVENTS: 2}
+# How long an offset commit may wait for the broker before the batch is retried.
+COMMIT_TIMEOUT_S = 10.0
 
 
 async def _position(consumer: AIOKafkaConsumer, tp: TopicPartition) -> int | None:
@@ -61,6 +64,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         }
         self.worker.needs_drain = True
         self.worker.horizon.forget()
+        self.worker.rewound = False  # what was rewound is now fetched from the committed offsets
 
 
 class BatchWorker:
@@ -94,6 +98,8 @@ class BatchWorker:
         self.consumer: AIOKafkaConsumer | None = None
         self._stopping = asyncio.Event()
         self.batches = 0
+        self.retry = Retrier("batch", metrics, backoff_for(settings), log)
+        self.rewound = False  # a failed batch waits to be fetched again
         self.failpoint = os.environ.get("CHARGER_FAILPOINT", "")
 
     async def start(self) -> None:
@@ -124,7 +130,7 @@ class BatchWorker:
                 self.consumer = None
 
     async def run(self) -> None:
-        """Process batches until stopped."""
+        """Process batches until stopped; no failure ends the loop."""
         while not self._stopping.is_set():
             try:
                 await self.run_once()
@@ -137,16 +143,37 @@ class BatchWorker:
                 await asyncio.sleep(0.5)
 
     async def run_once(self) -> int:
-        """Fetch and process one batch; returns how many records it held."""
+        """Fetch and process one batch; returns how many records it held.
+
+        Any failure (Redis or the broker away, a commit refused after a rebalance) rewinds
+        the batch, backs off and returns 0, committing nothing: the next call fetches the
+        same records again, and apply.lua's watermark makes a second application harmless.
+        """
         assert self.consumer is not None
-        if self.needs_drain:
-            await self._drain_assigned()
-        data = await self.consumer.getmany(
-            timeout_ms=self.settings.batch_timeout_ms, max_records=self.settings.batch_max_records
-        )
-        self.metrics.polled(data)
-        if not data:
+        data: Mapping[TopicPartition, Sequence[ConsumerRecord]] = {}
+        try:
+            if self.needs_drain:
+                await self._drain_assigned()
+            data = await self.consumer.getmany(
+                timeout_ms=self.settings.batch_timeout_ms,
+                max_records=self.settings.batch_max_records,
+            )
+            self.metrics.polled(data)
+            n = await self._handle(data) if data else 0
+        except Exception as exc:
+            if self._stopping.is_set():
+                return 0  # the consumer was stopped under the fetch: not a fault
+            self._rewind(data)
+            await self.retry.failed(exc, self._stopping)
+            self.metrics.looped()
             return 0
+        # Recovered once a batch went through, or nothing fetched waits to be fetched again.
+        if n or not self.rewound:
+            self.rewound = False
+            self.retry.succeeded()
+        return n
+
+    async def _handle(self, data: Mapping[TopicPartition, Sequence[ConsumerRecord]]) -> int:
         async with self.lock:
             if self.consumer is None:
                 return 0
@@ -159,25 +186,40 @@ class BatchWorker:
                 for m in msgs
             ]
             started = time.perf_counter()
-            try:
-                await self.process(batch)
-                await self.consumer.commit({tp: msgs[-1].offset + 1 for tp, msgs in data.items()})
-                self.horizon.advance(data)
-            except Exception as exc:
-                # Redis or broker trouble: rewind and retry; the watermark keeps it exactly once.
-                log.exception("batch failed; retrying from its first offset")
-                self.metrics.error("batch", exc)
-                self.planner.accounts.clear()
-                self.needs_drain = True
-                for tp, msgs in data.items():
-                    self.consumer.seek(tp, msgs[0].offset)
-                await asyncio.sleep(0.5)
-                return 0
+            await self.process(batch)
+            await self._commit({tp: msgs[-1].offset + 1 for tp, msgs in data.items()})
+            self.horizon.advance(data)
             self.metrics.batch_seconds.observe(time.perf_counter() - started)
             self.metrics.batch_size.observe(len(batch))
             self.metrics.last_processed.set(self.clock.now_ms() / 1000)
             self.batches += 1
             return len(batch)
+
+    async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
+        assert self.consumer is not None
+        # aiokafka waits for the group coordinator as long as the broker is away; bound it,
+        # so the loop backs off, counts the failure and keeps answering /health.
+        try:
+            await asyncio.wait_for(self.consumer.commit(offsets), COMMIT_TIMEOUT_S)
+        except TimeoutError as exc:
+            raise KafkaTimeoutError(
+                f"offset commit not acknowledged within {COMMIT_TIMEOUT_S:g} s"
+            ) from exc
+
+    def _rewind(self, data: Mapping[TopicPartition, Sequence[ConsumerRecord]]) -> None:
+        """Forget what the failed batch learnt and fetch its records again next time."""
+        self.planner.accounts.clear()
+        self.needs_drain = True
+        consumer = self.consumer
+        if consumer is None or not data:
+            return
+        self.rewound = True
+        assigned = consumer.assignment()
+        for tp, msgs in data.items():
+            # A rebalance may have taken the partition meanwhile: its next owner starts
+            # from the committed offset, which this batch did not move.
+            if tp in assigned:
+                consumer.seek(tp, msgs[0].offset)
 
     async def process(self, batch: list[Inbound]) -> Outcome:
         """Plan, apply and relay one batch (no commit)."""

@@ -233,18 +233,27 @@ class Relay:
             futures: list[asyncio.Future[Any]] = []
             done: dict[int, list[bytes]] = {}
             sent: list[tuple[dict[bytes, bytes], list[Output]]] = []
-            for slot, entries in batches.items():
-                done[slot] = [eid for eid, _ in entries]
-                for _, f in entries:
-                    outs = render(f)
-                    sent.append((f, outs))
-                    for out in outs:
-                        fut = await self.producer.send(
-                            out.topic, value=out.value, key=out.key, headers=out.headers
-                        )
-                        futures.append(fut)
-                        counts[out.kind] += 1
-            await asyncio.gather(*futures)
+            try:
+                for slot, entries in batches.items():
+                    done[slot] = [eid for eid, _ in entries]
+                    for _, f in entries:
+                        outs = render(f)
+                        sent.append((f, outs))
+                        for out in outs:
+                            fut = await self.producer.send(
+                                out.topic, value=out.value, key=out.key, headers=out.headers
+                            )
+                            futures.append(fut)
+                            counts[out.kind] += 1
+            finally:
+                # Every send settles before a failure is raised: nothing is left in flight
+                # when the caller backs off, and no outcome goes unread.
+                acks = await asyncio.gather(*futures, return_exceptions=True)
+            failed = next((a for a in acks if isinstance(a, BaseException)), None)
+            if failed is not None:
+                # The broker refused or lost some: keep the whole chunk in the outbox and let
+                # the caller retry it (records already acknowledged go out again, same ids).
+                raise failed
             if self.metrics is not None:
                 self.metrics.relayed(sent, time.time())
             await self.store.ack_outbox(done)
