@@ -12,6 +12,7 @@ from redis.asyncio import Redis
 
 from charger.charging.ops import ScriptConfig
 from charger.clock import Clock, SystemClock
+from charger.connections import kafka_security, redis_client
 from charger.kafka.batch import BatchWorker
 from charger.kafka.plans_reader import PlanBook, RatePlanReader
 from charger.kafka.relay import Relay
@@ -53,17 +54,20 @@ class Runtime:
         self.clock = clock or SystemClock()
         self.metrics = metrics or Metrics()
         self.keys = Keys(settings.redis_prefix, settings.partitions)
-        self.redis: Redis = Redis.from_url(settings.redis_dsn())
+        self.redis: Redis = redis_client(settings)
         self.store = RedisStore(self.redis, self.keys, script_config(settings))
         path = Path(settings.rate_plans_path) if settings.rate_plans_path else default_plans_path()
         self.plans = PlanBook(load_plans(path))
-        self.plan_reader = RatePlanReader(settings.kafka_bootstrap, self.plans)
+        self.plan_reader = RatePlanReader(
+            settings.kafka_bootstrap, self.plans, kafka_security(settings)
+        )
         self.producer = AIOKafkaProducer(
             bootstrap_servers=settings.kafka_bootstrap,
             client_id=settings.client_id,
             acks="all",
             linger_ms=2,
             max_batch_size=256 * 1024,
+            **kafka_security(settings),
         )
         self.relay = Relay(self.store, self.producer, metrics=self.metrics)
         self.worker = BatchWorker(

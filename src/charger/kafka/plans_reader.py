@@ -10,6 +10,7 @@ import contextlib
 import logging
 from collections.abc import Mapping
 from types import MappingProxyType
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -59,9 +60,13 @@ class PlanBook:
 class RatePlanReader:
     """Follows `billing.rate-plans` from the beginning, outside any consumer group."""
 
-    def __init__(self, bootstrap: str, book: PlanBook) -> None:
+    def __init__(
+        self, bootstrap: str, book: PlanBook, security: Mapping[str, Any] | None = None
+    ) -> None:
         self.bootstrap = bootstrap
         self.book = book
+        # Security keyword arguments of the client (charger.connections.kafka_security).
+        self.security = dict(security or {})
         self.caught_up = asyncio.Event()
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
@@ -72,6 +77,7 @@ class RatePlanReader:
             enable_auto_commit=False,
             group_id=None,
             auto_offset_reset="earliest",
+            **self.security,
         )
         await c.start()
         parts = c.partitions_for_topic(names.RATE_PLANS) or set()
