@@ -71,14 +71,18 @@ class RatePlanReader:
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
 
-    async def start(self) -> None:
-        c = AIOKafkaConsumer(
+    def new_consumer(self) -> AIOKafkaConsumer:
+        """The reader's client (apart from `start`, so its configuration can be checked)."""
+        return AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap,
             enable_auto_commit=False,
             group_id=None,
             auto_offset_reset="earliest",
             **self.security,
         )
+
+    async def start(self) -> None:
+        c = self.new_consumer()
         await c.start()
         parts = c.partitions_for_topic(names.RATE_PLANS) or set()
         tps = [TopicPartition(names.RATE_PLANS, p) for p in sorted(parts)]
