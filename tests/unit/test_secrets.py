@@ -80,7 +80,10 @@ def captured() -> Any:
 
 
 def test_settings_never_print_a_secret() -> None:
-    for s in (secured(), secured(redis_username="", redis_password="", redis_url=f"redis://u:{URL_PW}@h:6379/0")):
+    for s in (
+        secured(),
+        secured(redis_username="", redis_password="", redis_url=f"redis://u:{URL_PW}@h:6379/0"),
+    ):
         assert s.redis_password.get_secret_value() or URL_PW in s.redis_dsn()
         for where, text in {
             "repr": repr(s),
