@@ -6,7 +6,7 @@ import asyncio
 import inspect
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -19,7 +19,7 @@ TICK_S = 0.05
 OnBatch = Callable[[Sequence[SimRecord]], Any]
 
 
-def _producer(bootstrap: str) -> Any:
+def _producer(bootstrap: str, security: Mapping[str, Any] | None) -> Any:
     # Idempotence stays off: the embedded broker does not support it. The simulator
     # resends on purpose; deduplication is the worker's job.
     return AIOKafkaProducer(
@@ -28,6 +28,7 @@ def _producer(bootstrap: str) -> Any:
         enable_idempotence=False,
         linger_ms=5,
         client_id="charger-simulator",
+        **(security or {}),
     )
 
 
@@ -37,9 +38,14 @@ async def _send(producer: Any, records: Iterable[SimRecord]) -> int:
     return len(futures)
 
 
-async def produce(bootstrap: str, records: Iterable[SimRecord]) -> int:
-    """Send `records` in order, wait until the broker acknowledged all; return the count."""
-    producer = _producer(bootstrap)
+async def produce(
+    bootstrap: str, records: Iterable[SimRecord], security: Mapping[str, Any] | None = None
+) -> int:
+    """Send `records` in order, wait until the broker acknowledged all; return the count.
+
+    `security`: the client's security arguments (`charger.connections.kafka_security`).
+    """
+    producer = _producer(bootstrap, security)
     await producer.start()
     try:
         count = await _send(producer, records)
@@ -58,6 +64,7 @@ async def run_switch(
     on_batch: OnBatch | None = None,
     *,
     with_accounts: bool = False,
+    security: Mapping[str, Any] | None = None,
 ) -> Counter[str]:
     """Play the switch for `seconds` of wall time, `speed` simulated seconds per second.
 
@@ -69,7 +76,7 @@ async def run_switch(
         raise ValueError("seconds must be >= 0 and speed > 0")
     switch = Switch(cfg)
     totals: Counter[str] = Counter()
-    producer = _producer(bootstrap)
+    producer = _producer(bootstrap, security)
     await producer.start()
     try:
         if with_accounts:
