@@ -277,3 +277,23 @@ async def test_no_anonymous_access_and_a_wrong_password_says_nothing(locked: Loc
     assert code != 0
     assert "AuthenticationError" in output or "invalid username-password" in output, output[-3000:]
     assert bad not in output and locked.password not in output
+
+
+async def test_a_worker_refused_by_kafka_says_nothing_secret(run: Run) -> None:
+    """SASL against a broker that grants none: the worker stops without showing the password."""
+    secret = f"sasl-secret-{run.uid}"
+    env = {
+        "CHARGER_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+        "CHARGER_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+        "CHARGER_KAFKA_SASL_USERNAME": "charger",
+        "CHARGER_KAFKA_SASL_PASSWORD": secret,
+    }
+    worker = Worker(run, **env)
+    try:
+        code = await worker.wait(90)
+    finally:
+        worker.kill()
+    output = worker.err.decode(errors="replace")
+    assert code != 0
+    assert "sasl" in output.lower(), output[-3000:]  # it says why
+    assert secret not in output
