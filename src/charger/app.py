@@ -31,6 +31,7 @@ from mode import Service
 from prometheus_client import disable_created_metrics, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
+from charger.connections import describe, faust_credentials
 from charger.logs import logging_config
 from charger.metrics import Metrics, Sampler
 from charger.runtime import Runtime
@@ -66,7 +67,7 @@ class ChargingService(Service):
                 "group_id": s.group_id,
                 "partitions": s.partitions,
                 "redis_prefix": s.redis_prefix,
-                "kafka_bootstrap": s.kafka_bootstrap,
+                "connections": describe(s),
             },
         )
         rt = self.runtime = Runtime(s, metrics=self.metrics)
@@ -167,6 +168,7 @@ def create_app(settings: Settings | None = None) -> faust.App:
     app = ChargerApp(
         f"{settings.group_id}-app",
         broker=f"kafka://{bootstrap}",
+        broker_credentials=faust_credentials(settings),
         store="memory://",
         web_port=settings.web_port,
         # The app's own group only elects Faust's leader; keep its rebalances short.

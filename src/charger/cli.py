@@ -36,7 +36,10 @@ def _topics(argv: Sequence[str]) -> int:
     args = p.parse_args(argv)
     if not args.bootstrap:
         p.error("--bootstrap or CHARGER_KAFKA_BOOTSTRAP is required")
-    asyncio.run(create_topics(args.bootstrap, TOPICS.values(), args.partitions))
+    from charger.connections import kafka_security
+
+    security = kafka_security(Settings())
+    asyncio.run(create_topics(args.bootstrap, TOPICS.values(), args.partitions, security=security))
     print(f"created {len(TOPICS)} topics on {args.bootstrap}")
     return 0
 

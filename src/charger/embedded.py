@@ -465,13 +465,15 @@ async def create_topics(
     *,
     replication_factor: int = 1,
     timeout: float = 30.0,
+    security: dict[str, Any] | None = None,
 ) -> None:
     """Create the topics of `specs` (default: every topic of the contract) if missing.
 
     Each topic gets its spec's partition count and `topic_configs()`. `partitions`
     overrides the count of every topic except those the contract pins to one partition.
     Existing topics are left as they are. Returns once the broker's metadata lists every
-    topic with its partitions.
+    topic with its partitions. `security` holds the client's security arguments
+    (`charger.connections.kafka_security`) for a secured cluster.
     """
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
     from aiokafka.errors import TopicAlreadyExistsError, for_code
@@ -492,7 +494,7 @@ async def create_topics(
     ]
     names = [spec.name for spec in chosen]
     client = AIOKafkaAdminClient(
-        bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000)
+        bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000), **(security or {})
     )
     await client.start()
     try:

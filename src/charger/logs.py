@@ -4,7 +4,8 @@ Every line has ``time`` (RFC 3339 UTC, milliseconds), ``level``, ``logger`` and
 ``message``; whatever a call passes in ``extra`` (``event_id``, ``account``, ``call_id``,
 ``reason``…) is added as top-level fields, and an exception as ``exc``. Secrets never
 reach the output: ``SecretStr`` values print as asterisks, fields named like a secret
-are masked, and the password part of any URL (``redis://user:pw@host``) is replaced.
+are masked, and in any text the password part of a URL (``redis://user:pw@host``) and
+the value after a secret-named key (``sasl_plain_password='…'``) are replaced.
 """
 
 from __future__ import annotations
@@ -28,13 +29,20 @@ _RECORD_FIELDS = frozenset(
     vars(logging.LogRecord("", logging.INFO, "", 0, "", None, None)).keys()
 ) | {"message", "asctime", "taskName"}
 
-_URL_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://[^\s:/@]*):[^\s/@]*@")
+# The password runs to the last "@" before the host: a password may itself hold an "@".
+_URL_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://[^\s:/@]*):[^\s/]*@")
+# `password=...`, `'sasl_plain_password': '...'` and the like inside free text (a library
+# logging its keyword arguments); a SecretStr's repr is already masked and stays readable.
+_KEY_VALUE = re.compile(
+    r"""(?i)(\b[\w.-]*(?:password|passwd|secret|api_?key)[\w.-]*['"]?\s*[:=]\s*)"""
+    r"""(?!SecretStr\(|SecretBytes\()('[^']*'|"[^"]*"|[^\s,;&)}'"]+)"""
+)
 _SECRET_NAME = re.compile(r"(?i)(password|passwd|secret|token|api_?key|credential|redis_url|dsn)")
 
 
 def redact(text: str) -> str:
-    """`text` with the password of every URL in it masked."""
-    return _URL_PASSWORD.sub(rf"\1:{MASK}@", text)
+    """`text` with the password of every URL and every `password=` value in it masked."""
+    return _KEY_VALUE.sub(rf"\1{MASK}", _URL_PASSWORD.sub(rf"\1:{MASK}@", text))
 
 
 def _clean(name: str, value: Any, depth: int = 0) -> Any:

@@ -12,11 +12,13 @@ from aiokafka.errors import KafkaConnectionError
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
+from redis.exceptions import AuthenticationError, BusyLoadingError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from charger.charging.ops import ScriptConfig
 from charger.clock import Clock, SystemClock
+from charger.connections import kafka_security, redis_client
 from charger.deps import KAFKA, REDIS, Probe, Retrier, backoff_for
 from charger.kafka.batch import BatchWorker
 from charger.kafka.plans_reader import PlanBook, RatePlanReader
@@ -63,8 +65,8 @@ class Runtime:
         self.metrics = metrics or Metrics()
         self.keys = Keys(settings.redis_prefix, settings.partitions)
         timeout = settings.redis_timeout_ms / 1000
-        self.redis: Redis = Redis.from_url(
-            settings.redis_dsn(),
+        self.redis: Redis = redis_client(
+            settings,
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
             health_check_interval=REDIS_HEALTH_CHECK_S,
@@ -78,13 +80,16 @@ class Runtime:
         self.store = RedisStore(self.redis, self.keys, script_config(settings))
         path = Path(settings.rate_plans_path) if settings.rate_plans_path else default_plans_path()
         self.plans = PlanBook(load_plans(path))
-        self.plan_reader = RatePlanReader(settings.kafka_bootstrap, self.plans)
+        self.plan_reader = RatePlanReader(
+            settings.kafka_bootstrap, self.plans, kafka_security(settings)
+        )
         self.producer = AIOKafkaProducer(
             bootstrap_servers=settings.kafka_bootstrap,
             client_id=settings.client_id,
             acks="all",
             linger_ms=2,
             max_batch_size=256 * 1024,
+            **kafka_security(settings),
         )
         self.relay = Relay(self.store, self.producer, metrics=self.metrics)
         self.worker = BatchWorker(
@@ -100,13 +105,19 @@ class Runtime:
         self._probe: asyncio.Task[None] | None = None
 
     async def _wait_for_redis(self) -> None:
-        """Redis may be down or restarting when the worker starts: wait, do not exit."""
+        """Redis may be down or restarting when the worker starts: wait a while, then fail."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.redis_startup_wait_s
         delay = 0.1
         while True:
             try:
                 await self.redis.ping()
                 return
-            except (RedisConnectionError, RedisTimeoutError) as exc:
+            except AuthenticationError:
+                raise  # wrong credentials do not get better by waiting
+            except (RedisConnectionError, RedisTimeoutError, BusyLoadingError) as exc:
+                if loop.time() + delay > deadline:
+                    raise
                 log.warning("redis not reachable at start; retrying", extra={"in_s": delay})
                 self.metrics.error("start", exc)
                 await asyncio.sleep(delay)

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+KafkaProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 
 
 class Settings(BaseSettings):
     """Worker configuration. Secrets are SecretStr so they never show in logs or reprs."""
 
-    model_config = SettingsConfigDict(env_prefix="CHARGER_", extra="ignore")
+    # Validation errors echo their input by default: that input holds the secrets.
+    model_config = SettingsConfigDict(
+        env_prefix="CHARGER_", extra="ignore", hide_input_in_errors=True
+    )
 
     # Empty means "start the embedded broker / Redis" (demo and tests only).
     kafka_bootstrap: str = ""
@@ -59,8 +68,115 @@ class Settings(BaseSettings):
     retry_backoff_min_ms: int = Field(100, ge=1, le=60_000)
     retry_backoff_max_ms: int = Field(5000, ge=1, le=600_000)
     redis_timeout_ms: int = Field(5000, ge=100, le=120_000)
+    # A worker started while Redis is down or still loading waits this long for it (then
+    # exits, and its supervisor restarts it). Wrong credentials fail at once.
+    redis_startup_wait_s: int = Field(60, ge=0, le=3600)
     web_port: int = Field(6066, ge=0, le=65535)
     log_level: str = "INFO"
 
+    # Redis AUTH (an ACL user, Redis 6+ / Valkey): here or inside CHARGER_REDIS_URL, not both.
+    redis_username: str = ""
+    redis_password: SecretStr = SecretStr("")
+    # Redis TLS: on with this flag or a rediss:// URL. The server's certificate and host
+    # name are verified (against the CA file, else the system store) unless verify is off.
+    redis_tls: bool = False
+    redis_tls_ca_file: str = ""
+    redis_tls_cert_file: str = ""
+    redis_tls_key_file: str = ""
+    redis_tls_verify: bool = True
+    # Kafka: every worker-side client (charging consumer, producer, plan reader, Faust's
+    # own clients) uses these; see charger.connections.
+    kafka_security_protocol: KafkaProtocol = "PLAINTEXT"
+    kafka_sasl_mechanism: SaslMechanism = "PLAIN"
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: SecretStr = SecretStr("")
+    kafka_ssl_ca_file: str = ""
+    kafka_ssl_cert_file: str = ""
+    kafka_ssl_key_file: str = ""
+    kafka_ssl_verify: bool = True
+
+    @field_validator("kafka_security_protocol", "kafka_sasl_mechanism", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _security_combinations(self) -> Settings:
+        # Every inconsistency at once, so one restart fixes them all. Messages name the
+        # variables, never their values.
+        problems = self._redis_problems() + self._kafka_problems()
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def _redis_problems(self) -> list[str]:
+        out: list[str] = []
+        url = urlsplit(self.redis_dsn()) if self.redis_dsn() else None
+        if url is not None and url.password and self.redis_password.get_secret_value():
+            out.append("the Redis password is both in CHARGER_REDIS_URL and CHARGER_REDIS_PASSWORD")
+        if url is not None and url.username and self.redis_username:
+            out.append("the Redis user is both in CHARGER_REDIS_URL and CHARGER_REDIS_USERNAME")
+        has_password = bool(self.redis_password.get_secret_value() or (url and url.password))
+        if (self.redis_username or (url and url.username)) and not has_password:
+            out.append("a Redis user needs a password (CHARGER_REDIS_PASSWORD)")
+        if self.redis_tls and url is not None and url.scheme == "unix":
+            out.append("CHARGER_REDIS_TLS needs a redis:// or rediss:// URL, not unix://")
+        files = {
+            "CHARGER_REDIS_TLS_CA_FILE": self.redis_tls_ca_file,
+            "CHARGER_REDIS_TLS_CERT_FILE": self.redis_tls_cert_file,
+            "CHARGER_REDIS_TLS_KEY_FILE": self.redis_tls_key_file,
+        }
+        if not self.redis_tls_enabled():
+            out += [
+                f"{name} is set but Redis TLS is off "
+                "(set CHARGER_REDIS_TLS=true or use a rediss:// URL)"
+                for name, value in files.items()
+                if value
+            ]
+        if self.redis_tls_key_file and not self.redis_tls_cert_file:
+            out.append("CHARGER_REDIS_TLS_KEY_FILE needs CHARGER_REDIS_TLS_CERT_FILE")
+        return out
+
+    def _kafka_problems(self) -> list[str]:
+        out: list[str] = []
+        proto = self.kafka_security_protocol
+        if proto.startswith("SASL_"):
+            if not self.kafka_sasl_username or not self.kafka_sasl_password.get_secret_value():
+                out.append(
+                    f"CHARGER_KAFKA_SECURITY_PROTOCOL={proto} with SASL mechanism "
+                    f"{self.kafka_sasl_mechanism} needs CHARGER_KAFKA_SASL_USERNAME and "
+                    "CHARGER_KAFKA_SASL_PASSWORD"
+                )
+        else:
+            sasl = {
+                "CHARGER_KAFKA_SASL_USERNAME": bool(self.kafka_sasl_username),
+                "CHARGER_KAFKA_SASL_PASSWORD": bool(self.kafka_sasl_password.get_secret_value()),
+                "CHARGER_KAFKA_SASL_MECHANISM": "kafka_sasl_mechanism" in self.model_fields_set,
+            }
+            out += [
+                f"{name} is set but CHARGER_KAFKA_SECURITY_PROTOCOL={proto} uses no SASL "
+                "(SASL_SSL or SASL_PLAINTEXT)"
+                for name, given in sasl.items()
+                if given
+            ]
+        if not proto.endswith("SSL"):
+            files = {
+                "CHARGER_KAFKA_SSL_CA_FILE": self.kafka_ssl_ca_file,
+                "CHARGER_KAFKA_SSL_CERT_FILE": self.kafka_ssl_cert_file,
+                "CHARGER_KAFKA_SSL_KEY_FILE": self.kafka_ssl_key_file,
+            }
+            out += [
+                f"{name} is set but CHARGER_KAFKA_SECURITY_PROTOCOL={proto} uses no TLS "
+                "(SSL or SASL_SSL)"
+                for name, value in files.items()
+                if value
+            ]
+        if self.kafka_ssl_key_file and not self.kafka_ssl_cert_file:
+            out.append("CHARGER_KAFKA_SSL_KEY_FILE needs CHARGER_KAFKA_SSL_CERT_FILE")
+        return out
+
     def redis_dsn(self) -> str:
         return self.redis_url.get_secret_value()
+
+    def redis_tls_enabled(self) -> bool:
+        return self.redis_tls or self.redis_dsn().lower().startswith("rediss://")

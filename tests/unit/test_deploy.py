@@ -25,6 +25,8 @@ import yaml
 from charger.app import create_app
 from charger.cli import LAZY_TOOLS, TOOLS
 from charger.settings import Settings
+from tests.acl import ACL_FILE, WORKER_USER
+from tests.acl import users as acl_users
 from topics import names
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -251,8 +253,11 @@ def test_k8s_worker_uses_the_project_image_and_settings(k8s: dict[str, dict[str,
     check_charger_vars({e["name"]: e for e in c["env"]}, "Deployment")
     assert [r["configMapRef"]["name"] for r in c["envFrom"]] == [cm["metadata"]["name"]]
     assert all(isinstance(v, str) for v in cm["data"].values())
-    # Every value the ConfigMap sets is valid for Settings.
-    Settings(**{k.removeprefix("CHARGER_").lower(): v for k, v in cm["data"].items()})
+    # Every value the ConfigMap sets is valid for Settings (with the Secrets' values).
+    from_secrets = {"redis_password": "from-the-secret"}
+    Settings(
+        **{k.removeprefix("CHARGER_").lower(): v for k, v in cm["data"].items()}, **from_secrets
+    )
     secret = {e["name"]: e for e in c["env"]}["CHARGER_REDIS_URL"]
     assert "secretKeyRef" in secret["valueFrom"]  # never in the ConfigMap
     assert "CHARGER_REDIS_URL" not in cm["data"]
@@ -312,6 +317,46 @@ def test_keda_scales_on_the_group_lag_up_to_the_partitions(
     assert md["bootstrapServers"] == cm["CHARGER_KAFKA_BOOTSTRAP"]
     assert "topic" not in md or md["topic"] in names.CO_PARTITIONED
     assert int(md["lagThreshold"]) > 0
+
+
+# ---- Redis ACL and secrets ----
+def test_compose_redis_runs_the_acl_file_and_workers_log_in_as_its_user(
+    compose: dict[str, Any],
+) -> None:
+    services = compose["services"]
+    redis = services["redis"]
+    cmd = redis["command"]
+    target = cmd[cmd.index("--aclfile") + 1]
+    mounts = dict(v.split(":")[:2][::-1] for v in redis["volumes"])
+    assert (ROOT / mounts[target]).resolve() == ACL_FILE
+    acl = acl_users()
+    env = services["worker"]["environment"]
+    user = acl[env["CHARGER_REDIS_USERNAME"]]
+    assert user.name == WORKER_USER and user.accepts(env["CHARGER_REDIS_PASSWORD"])
+    assert f"~{env.get('CHARGER_REDIS_PREFIX', 'ch')}:*" in user.key_patterns
+    assert "@" not in env["CHARGER_REDIS_URL"], "credentials go in their own variables"
+    probe = redis["healthcheck"]["test"]
+    assert acl[probe[probe.index("--user") + 1]].allowed == {"ping"}
+    # Settings accept the workers' environment as it is.
+    Settings(**{k.removeprefix("CHARGER_").lower(): v for k, v in env.items()})
+
+
+def test_k8s_workers_use_the_acl_user_with_passwords_from_secrets(
+    k8s: dict[str, dict[str, Any]],
+) -> None:
+    cm = k8s["ConfigMap"]["data"]
+    user = acl_users()[cm["CHARGER_REDIS_USERNAME"]]
+    assert user.name == WORKER_USER
+    assert user.key_patterns == [f"~{cm['CHARGER_REDIS_PREFIX']}:*"]
+    (c,) = k8s["Deployment"]["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e for e in c["env"]}
+    for name in ("CHARGER_REDIS_PASSWORD", "CHARGER_KAFKA_SASL_PASSWORD"):
+        assert "secretKeyRef" in env[name]["valueFrom"], name
+    secret_like = re.compile(r"PASSWORD|_URL$")
+    assert not [k for k in cm if secret_like.search(k)], "secrets belong in Secrets"
+    mounted = {m["name"]: m for m in c["volumeMounts"]}
+    volumes = {v["name"]: v for v in k8s["Deployment"]["spec"]["template"]["spec"]["volumes"]}
+    assert mounted["tls"]["readOnly"] and volumes["tls"]["secret"]["optional"] is True
 
 
 def test_kustomize_builds_the_manifests() -> None:

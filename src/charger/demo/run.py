@@ -25,6 +25,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 from redis.asyncio import Redis
 
+from charger.connections import kafka_security, redis_client
 from charger.demo.payments import Payments
 from charger.demo.tail import OutputTail
 from charger.demo.view import CLEAR, AccountRow, Frame, render
@@ -67,8 +68,13 @@ class Demo:
             group_id=f"charger-demo-{uid}",
         )
         self.keys = Keys(self.settings.redis_prefix, self.settings.partitions)
-        self.redis: Redis = Redis.from_url(redis_url)
-        self.producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+        # Given servers may be secured: the demo's own clients use the CHARGER_* security
+        # settings too (its worker gets them through the inherited environment).
+        self.security = kafka_security(self.settings)
+        self.redis: Redis = redis_client(self.settings)
+        self.producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap, acks="all", linger_ms=5, **self.security
+        )
         # The switch's clock is the wall clock: holds and cutoffs run in real time.
         self.cfg = SimConfig(
             accounts=opts.accounts,
@@ -97,10 +103,13 @@ class Demo:
     # ---- setup ----
     async def prepare(self) -> None:
         s = self.settings
-        await create_topics(s.kafka_bootstrap, names.TOPICS.values())
+        await create_topics(s.kafka_bootstrap, names.TOPICS.values(), security=self.security)
         await self.producer.start()
         c = AIOKafkaConsumer(
-            bootstrap_servers=s.kafka_bootstrap, group_id=s.group_id, enable_auto_commit=False
+            bootstrap_servers=s.kafka_bootstrap,
+            group_id=s.group_id,
+            enable_auto_commit=False,
+            **self.security,
         )
         await c.start()
         try:  # the demo's group starts at the current end: earlier runs stay out of it
@@ -216,6 +225,7 @@ class Demo:
             bootstrap_servers=self.settings.kafka_bootstrap,
             group_id=self.settings.group_id,
             enable_auto_commit=False,
+            **self.security,
         )
         await c.start()
         try:
@@ -304,7 +314,7 @@ async def run_demo(opts: DemoOptions, bootstrap: str, redis_url: str) -> dict[st
     try:
         await demo.prepare()
         demo.start_worker()
-        tail = OutputTail(bootstrap, demo.marks)
+        tail = OutputTail(bootstrap, demo.marks, demo.security)
         await tail.start()
         # The switch starts once the worker has taken the accounts on: from then on every
         # call is held and cut in real time.

@@ -80,8 +80,14 @@ class Tally:
 class OutputTail:
     """Reads the ledger, DLQ and command topics from given offsets into a Tally."""
 
-    def __init__(self, bootstrap: str, start: dict[TopicPartition, int]) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        start: dict[TopicPartition, int],
+        security: dict[str, Any] | None = None,
+    ) -> None:
         self.bootstrap = bootstrap
+        self.security = security or {}  # charger.connections.kafka_security
         self.start_at = {tp: off for tp, off in start.items() if tp.topic in WATCHED}
         self.tally = Tally()
         self.idle = asyncio.Event()  # set after a fetch that returned nothing
@@ -90,7 +96,10 @@ class OutputTail:
 
     async def start(self) -> None:
         c = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap, enable_auto_commit=False, max_poll_records=5000
+            bootstrap_servers=self.bootstrap,
+            enable_auto_commit=False,
+            max_poll_records=5000,
+            **self.security,
         )
         await c.start()
         c.assign(list(self.start_at))

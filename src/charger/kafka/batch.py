@@ -22,6 +22,7 @@ from charger.charging.ops import SlotPlan
 from charger.charging.planner import Outcome, Planner
 from charger.charging.records import Inbound, RechargePolicy
 from charger.clock import Clock
+from charger.connections import kafka_security
 from charger.deps import Retrier, backoff_for
 from charger.kafka.horizon import Horizon
 from charger.kafka.relay import Relay
@@ -118,6 +119,7 @@ class BatchWorker:
             # A fetch returns as soon as data is there or after the batch timeout: the
             # library default (500 ms) would sit on the first records of a quiet moment.
             fetch_max_wait_ms=s.batch_timeout_ms,
+            **kafka_security(s),
         )
         self.consumer.subscribe(list(names.CO_PARTITIONED), listener=_Rebalance(self))
         await self.consumer.start()

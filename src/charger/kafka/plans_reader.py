@@ -10,6 +10,7 @@ import contextlib
 import logging
 from collections.abc import Mapping
 from types import MappingProxyType
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -59,20 +60,29 @@ class PlanBook:
 class RatePlanReader:
     """Follows `billing.rate-plans` from the beginning, outside any consumer group."""
 
-    def __init__(self, bootstrap: str, book: PlanBook) -> None:
+    def __init__(
+        self, bootstrap: str, book: PlanBook, security: Mapping[str, Any] | None = None
+    ) -> None:
         self.bootstrap = bootstrap
         self.book = book
+        # Security keyword arguments of the client (charger.connections.kafka_security).
+        self.security = dict(security or {})
         self.caught_up = asyncio.Event()
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
 
-    async def start(self) -> None:
-        c = AIOKafkaConsumer(
+    def new_consumer(self) -> AIOKafkaConsumer:
+        """The reader's client (apart from `start`, so its configuration can be checked)."""
+        return AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap,
             enable_auto_commit=False,
             group_id=None,
             auto_offset_reset="earliest",
+            **self.security,
         )
+
+    async def start(self) -> None:
+        c = self.new_consumer()
         await c.start()
         parts = c.partitions_for_topic(names.RATE_PLANS) or set()
         tps = [TopicPartition(names.RATE_PLANS, p) for p in sorted(parts)]

@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import Sequence
 
 from charger.cli import tool
+from charger.connections import kafka_security
 from charger.settings import Settings
 from charger.simulate.model import SimConfig
 from charger.simulate.produce import run_switch
@@ -26,8 +27,17 @@ def simulate_command(argv: Sequence[str]) -> int:
     if not a.bootstrap:
         p.error("--bootstrap or CHARGER_KAFKA_BOOTSTRAP is required")
     cfg = SimConfig(accounts=a.accounts, seed=a.seed, call_rate_per_s=a.call_rate)
+    # A secured cluster: the same CHARGER_KAFKA_SECURITY_PROTOCOL / SASL / SSL settings.
+    security = kafka_security(Settings())
     totals = asyncio.run(
-        run_switch(a.bootstrap, cfg, a.seconds, a.speed, with_accounts=a.with_accounts)
+        run_switch(
+            a.bootstrap,
+            cfg,
+            a.seconds,
+            a.speed,
+            with_accounts=a.with_accounts,
+            security=security,
+        )
     )
     for key in sorted(k for k in totals if ":" not in k):
         print(f"{key}: {totals[key]}")

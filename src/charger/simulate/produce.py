@@ -6,7 +6,7 @@ import asyncio
 import inspect
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +44,7 @@ def plan_records(path: Path | None = None) -> list[SimRecord]:
 OnBatch = Callable[[Sequence[SimRecord]], Any]
 
 
-def _producer(bootstrap: str) -> Any:
+def _producer(bootstrap: str, security: Mapping[str, Any] | None) -> Any:
     # Idempotence stays off: the embedded broker does not support it. The simulator
     # resends on purpose; deduplication is the worker's job.
     return AIOKafkaProducer(
@@ -53,6 +53,7 @@ def _producer(bootstrap: str) -> Any:
         enable_idempotence=False,
         linger_ms=5,
         client_id="charger-simulator",
+        **(security or {}),
     )
 
 
@@ -62,9 +63,14 @@ async def _send(producer: Any, records: Iterable[SimRecord]) -> int:
     return len(futures)
 
 
-async def produce(bootstrap: str, records: Iterable[SimRecord]) -> int:
-    """Send `records` in order, wait until the broker acknowledged all; return the count."""
-    producer = _producer(bootstrap)
+async def produce(
+    bootstrap: str, records: Iterable[SimRecord], security: Mapping[str, Any] | None = None
+) -> int:
+    """Send `records` in order, wait until the broker acknowledged all; return the count.
+
+    `security`: the client's security arguments (`charger.connections.kafka_security`).
+    """
+    producer = _producer(bootstrap, security)
     await producer.start()
     try:
         count = await _send(producer, records)
@@ -83,6 +89,7 @@ async def run_switch(
     on_batch: OnBatch | None = None,
     *,
     with_accounts: bool = False,
+    security: Mapping[str, Any] | None = None,
 ) -> Counter[str]:
     """Play the switch for `seconds` of wall time, `speed` simulated seconds per second.
 
@@ -94,7 +101,7 @@ async def run_switch(
         raise ValueError("seconds must be >= 0 and speed > 0")
     switch = Switch(cfg)
     totals: Counter[str] = Counter()
-    producer = _producer(bootstrap)
+    producer = _producer(bootstrap, security)
     await producer.start()
     try:
         if with_accounts:

@@ -1,0 +1,128 @@
+"""Servers for the security tests: a Valkey running an ACL file, and a TLS front for any port.
+
+The bundled Valkey is built without TLS and the embedded broker offers none either, so TLS
+is terminated by `TlsFront`, a small proxy in this process: clients do a real handshake
+against a certificate from a throwaway CA (optionally requiring their own certificate),
+and the plain bytes go on to the real server behind it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import ssl
+import subprocess
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+from charger.embedded import HOST, free_port, redis_binary, wait_port_sync
+
+
+@contextlib.contextmanager
+def valkey_with_acl(acl_text: str) -> Iterator[int]:
+    """A Valkey on a free loopback port loading `acl_text` as its ACL file; yields the port.
+
+    Stopped by its own pid afterwards, its directory removed.
+    """
+    workdir = Path(tempfile.mkdtemp(prefix="charger-acl-"))
+    acl = workdir / "users.acl"
+    acl.write_text(acl_text)
+    port = free_port()
+    log = open(workdir / "valkey.log", "wb")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        [
+            redis_binary(),
+            *("--port", str(port), "--bind", HOST, "--aclfile", str(acl)),
+            *("--save", "", "--appendonly", "no", "--dir", str(workdir)),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        try:
+            wait_port_sync(HOST, port, timeout=20)
+        except TimeoutError:
+            proc.kill()
+            raise RuntimeError((workdir / "valkey.log").read_text()) from None
+        yield port
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        log.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+class TlsFront:
+    """Accepts TLS on a loopback port and relays the plain bytes to `HOST:upstream`.
+
+    Runs its own event loop in a thread, so it serves in-process clients and child
+    processes alike. `handshakes` counts completed TLS handshakes.
+    """
+
+    def __init__(self, upstream: int, cert: Path, key: Path, client_ca: Path | None = None) -> None:
+        self.upstream = upstream
+        self.ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self.ctx.load_cert_chain(cert, key)
+        if client_ca is not None:  # mutual TLS: the client must show a certificate of this CA
+            self.ctx.verify_mode = ssl.CERT_REQUIRED
+            self.ctx.load_verify_locations(client_ca)
+        self.handshakes = 0
+        self.port = 0
+        self._loop = asyncio.new_event_loop()
+        self._server: asyncio.Server | None = None
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+
+    def __enter__(self) -> TlsFront:
+        self._thread.start()
+        started = asyncio.run_coroutine_threadsafe(self._start(), self._loop)
+        self.port = started.result(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        asyncio.run_coroutine_threadsafe(self._stop(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
+
+    async def _start(self) -> int:
+        self._server = await asyncio.start_server(self._serve, HOST, 0, ssl=self.ctx)
+        port: int = self._server.sockets[0].getsockname()[1]
+        return port
+
+    async def _stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.handshakes += 1  # the handler runs only after a completed handshake
+        try:
+            up_reader, up_writer = await asyncio.open_connection(HOST, self.upstream)
+        except OSError:
+            writer.close()
+            return
+        await asyncio.gather(
+            self._pipe(reader, up_writer), self._pipe(up_reader, writer), return_exceptions=True
+        )
+
+    @staticmethod
+    async def _pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+        try:
+            while data := await src.read(65536):
+                dst.write(data)
+                await dst.drain()
+        finally:
+            with contextlib.suppress(Exception):
+                dst.close()

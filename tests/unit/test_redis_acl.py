@@ -1,0 +1,114 @@
+"""deploy/redis/users.acl grants the worker exactly the Redis commands its code sends.
+
+The commands are read from the code itself: every redis-py call in the worker-side
+modules and every ``redis.call`` in the Lua scripts. A new command in the code without a
+line in the ACL file fails here (and would fail in production with NOPERM); a command in
+the file that no code sends fails too, so the grant stays the least one.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from charger.settings import Settings
+from tests.acl import ACL_FILE, DEFAULT_PREFIX, WORKER_USER, users
+
+SRC = Path(__file__).resolve().parents[2] / "src" / "charger"
+# Modules whose Redis calls run inside the worker process (tools like demo and bench
+# connect as an operator, not as the worker's user).
+WORKER_MODULES = [
+    *sorted((SRC / "store").glob("*.py")),
+    *sorted((SRC / "kafka").glob("*.py")),
+    SRC / "metrics.py",
+    SRC / "runtime.py",
+    SRC / "app.py",
+]
+_PY_CALL = re.compile(r"(?<!producer\.)\b(?:pipe|redis|client)\.(\w+)\(")
+_LUA_CALL = re.compile(r"redis\.p?call\(\s*['\"](\w+)['\"]")
+# Client methods that send no command of their own.
+_NOT_COMMANDS = {"pipeline", "execute", "aclose", "close", "register_script"}
+# Sent by redis-py itself: naming the library on connect, SELECT for a database other
+# than 0, and EVALSHA of a registered script with SCRIPT EXISTS / LOAD before a pipeline.
+_BY_THE_CLIENT = {"client|setinfo", "select", "evalsha", "script|exists", "script|load"}
+NEVER = {
+    "flushall",
+    "flushdb",
+    "keys",
+    "scan",
+    "config",
+    "config|get",
+    "config|set",
+    "debug",
+    "shutdown",
+    "eval",
+    "script|flush",
+    "script|kill",
+    "acl",
+    "acl|setuser",
+    "module",
+    "monitor",
+    "save",
+    "bgsave",
+    "replicaof",
+    "slaveof",
+    "migrate",
+    "del",
+    "unlink",
+    "rename",
+}
+
+
+def commands_in_code() -> set[str]:
+    found = set()
+    for path in WORKER_MODULES:
+        found |= {m.lower() for m in _PY_CALL.findall(path.read_text())}
+    for path in (SRC / "lua").glob("*.lua"):
+        found |= {m.lower() for m in _LUA_CALL.findall(path.read_text())}
+    return found - _NOT_COMMANDS
+
+
+def test_the_scan_finds_the_calls_it_must() -> None:
+    found = commands_in_code()
+    # One from each place: the batch read, the relay, the sampler, start-up, apply.lua.
+    assert {"mget", "xdel", "xlen", "ping", "hincrby", "xadd"} <= found
+
+
+def test_the_worker_user_may_run_exactly_what_the_worker_sends() -> None:
+    user = users()[WORKER_USER]
+    used = commands_in_code() | _BY_THE_CLIENT
+    missing = used - user.allowed
+    assert not missing, f"add +{' +'.join(sorted(missing))} to the {WORKER_USER} user"
+    extra = user.allowed - used
+    assert not extra, f"no worker code sends {sorted(extra)}: remove them from {ACL_FILE.name}"
+
+
+def test_the_worker_user_starts_from_nothing_and_sees_only_its_prefix() -> None:
+    user = users()[WORKER_USER]
+    rules = list(user.rules)
+    assert user.enabled
+    assert "-@all" in rules
+    first_grant = min(i for i, r in enumerate(rules) if r.startswith("+"))
+    assert rules.index("-@all") < first_grant
+    assert not [r for r in rules if r.startswith("+@") or r in ("allcommands", "nocommands")]
+    assert "resetkeys" in rules and "resetchannels" in rules
+    assert not [r for r in rules if r.startswith("&") or r == "allchannels"]
+    # The pattern follows CHARGER_REDIS_PREFIX (default `ch`).
+    assert Settings.model_fields["redis_prefix"].default == DEFAULT_PREFIX
+    assert user.key_patterns == [f"~{DEFAULT_PREFIX}:*"]
+    assert not user.allowed & NEVER
+    assert "nopass" not in rules and len(user.password_hashes) == 1
+
+
+def test_nobody_gets_in_without_a_password_except_to_ping() -> None:
+    acl = users()
+    assert set(acl) == {"default", "probe", "ops", WORKER_USER}
+    assert not acl["default"].enabled and "-@all" in acl["default"].rules
+    probe = acl["probe"]
+    assert probe.allowed == {"ping"} and probe.key_patterns == []
+    for name, user in acl.items():
+        if user.enabled and name != "probe":
+            assert "nopass" not in user.rules and user.password_hashes, name
+            assert all(re.fullmatch(r"[0-9a-f]{64}", h) for h in user.password_hashes), name
+    # Cleartext passwords (`>secret`) never sit in the file.
+    assert not re.search(r"(^|\s)>", ACL_FILE.read_text())
