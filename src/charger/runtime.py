@@ -57,7 +57,9 @@ class Runtime:
         self.store = RedisStore(self.redis, self.keys, script_config(settings))
         path = Path(settings.rate_plans_path) if settings.rate_plans_path else default_plans_path()
         self.plans = PlanBook(load_plans(path))
-        self.plan_reader = RatePlanReader(settings.kafka_bootstrap, self.plans)
+        self.plan_reader = RatePlanReader(
+            settings.kafka_bootstrap, self.plans, self.store, self.metrics
+        )
         self.producer = AIOKafkaProducer(
             bootstrap_servers=settings.kafka_bootstrap,
             client_id=settings.client_id,
