@@ -125,10 +125,13 @@ class Run:
     async def send(self, topic: str, account: str, value: dict[str, Any] | bytes) -> None:
         await self.send_all([(topic, account, value)])
 
-    async def send_all(self, items: Iterable[tuple[str, str, dict[str, Any] | bytes]]) -> None:
+    async def send_all(
+        self, items: Iterable[tuple[str, str, dict[str, Any] | bytes | None]]
+    ) -> None:
+        """Send keyed records in order; a None value is sent as a null (a tombstone)."""
         futs = []
         for topic, account, value in items:
-            raw = value if isinstance(value, bytes) else orjson.dumps(value)
+            raw = value if value is None or isinstance(value, bytes) else orjson.dumps(value)
             futs.append(await self.producer.send(topic, raw, key=account.encode()))
         for md in await asyncio.gather(*futs):
             tp = TopicPartition(md.topic, md.partition)
@@ -219,6 +222,8 @@ class Run:
         try:
             lag = 0
             for tp, end in self.produced.items():
+                if tp.topic not in names.CO_PARTITIONED:  # rate plans: read outside the group
+                    continue
                 done = await c.committed(tp)
                 lag += max(0, end - (done if done is not None else self.marks[tp]))
             return lag
