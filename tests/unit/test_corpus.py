@@ -53,9 +53,7 @@ def plan_batch(records: list[tuple[str, str | None, bytes | None]]) -> Outcome:
     ]
     prepared = planner.prepare(batch)
     done = (KEYS.account_of(IDS.rch), request_state(IDS.request))
-    reads = Reads(
-        requests={f: "succeeded" if f == done else None for f in prepared.request_fields}
-    )
+    reads = Reads(requests={f: "succeeded" if f == done else None for f in prepared.request_fields})
     return planner.plan(prepared, reads)
 
 
