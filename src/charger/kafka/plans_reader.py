@@ -152,15 +152,22 @@ class RatePlanReader:
                         await self._refuse(rec, bad)
 
     async def _refuse(self, rec: Inbound, bad: Invalid) -> None:
-        log.warning(
+        """Send `rec` to the DLQ unless another worker (or this one before) already did."""
+        written = await self._write_refusal(rec, bad) if self.store is not None else True
+        if written and self.metrics is not None:
+            self.metrics.dlq.labels(bad.reason).inc()
+        # Every worker meets every refused record again at each start: say it once.
+        log.log(
+            logging.WARNING if written else logging.DEBUG,
             "rate plan record refused at offset %s: %s: %s",
             rec.offset,
             bad.reason,
             bad.detail,
             extra={"reason": bad.reason},
         )
-        if self.store is None:
-            return
+
+    async def _write_refusal(self, rec: Inbound, bad: Invalid) -> bool:
+        assert self.store is not None
         plan = SlotPlan()
         add_dlq(plan, self.store.keys.slots, rec, bad.reason, bad.detail)
         # Keep trying: a later refusal written first would move the watermark past this
@@ -170,14 +177,12 @@ class RatePlanReader:
                 applied, _ = await self.store.apply(
                     plan, {rec.source: rec.offset}, int(time.time() * 1000)
                 )
-                break
+                return applied > 0
             except Exception as exc:
                 log.exception("writing a refused rate plan record failed; retrying")
                 if self.metrics is not None:
                     self.metrics.error("plans", exc)
                 await asyncio.sleep(1.0)
-        if applied and self.metrics is not None:
-            self.metrics.dlq.labels(bad.reason).inc()
 
     @staticmethod
     async def _at(c: AIOKafkaConsumer, tp: TopicPartition, end: int) -> bool:
