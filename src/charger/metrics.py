@@ -34,8 +34,8 @@ from prometheus_client.process_collector import ProcessCollector
 
 from charger.deps import DEPENDENCIES, OTHER, REDIS, dependency_of
 from charger.events.timefmt import parse_time_ms
-from charger.events.validate import REASONS
 from topics import names
+from topics.reasons import ALL as DLQ_REASONS
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -52,16 +52,6 @@ _LATENESS_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 
 MICROS = 1_000_000
 
-# Reasons the planner adds to the validator's (see README: bad input).
-PLAN_REASONS = (
-    "unknown_account",
-    "conflict",
-    "unknown_rate_plan",
-    "currency_mismatch",
-    "no_rate",
-    "currency_change",
-    "unknown_request",
-)
 RECHARGE_STATUSES = ("succeeded", "failed", "timed_out")
 # Loops that retry a failed batch or tick (charger_batch_errors_total), and every stage
 # that can fail on a dependency (the probe only asks whether it answers).
@@ -248,7 +238,7 @@ class Metrics:
         GCCollector(registry=r)
         # Known label values start at 0, so rates and alerts have series before the
         # first occurrence.
-        for reason in (*REASONS, *PLAN_REASONS):
+        for reason in DLQ_REASONS:
             self.dlq.labels(reason)
         for status in RECHARGE_STATUSES:
             self.recharge_results.labels(status)

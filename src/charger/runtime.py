@@ -81,7 +81,11 @@ class Runtime:
         path = Path(settings.rate_plans_path) if settings.rate_plans_path else default_plans_path()
         self.plans = PlanBook(load_plans(path))
         self.plan_reader = RatePlanReader(
-            settings.kafka_bootstrap, self.plans, kafka_security(settings)
+            settings.kafka_bootstrap,
+            self.plans,
+            self.store,
+            self.metrics,
+            security=kafka_security(settings),
         )
         self.producer = AIOKafkaProducer(
             bootstrap_servers=settings.kafka_bootstrap,

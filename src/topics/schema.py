@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 import yaml
 
-from topics import names
+from topics import names, reasons
 from topics.records import COMMON, RECORDS, Field, RecordType, types_on
 
 __all__ = [
@@ -126,7 +126,7 @@ CONSUMED = (
 )
 
 _DLQ_HEADERS = {
-    names.DLQ_HEADER_ERROR: "Reason code, e.g. missing_field (also a metric label).",
+    names.DLQ_HEADER_ERROR: "Reason code (also the metric label), one of topics.reasons.",
     names.DLQ_HEADER_DETAIL: "Human sentence naming the field and the value refused.",
     names.DLQ_HEADER_TOPIC: "Topic the record was read from.",
     names.DLQ_HEADER_PARTITION: "Partition it was read from (decimal).",
@@ -183,12 +183,14 @@ def asyncapi_document() -> dict[str, object]:
             payload = {"description": "The refused record's value: the original bytes untouched"}
             messages[mid] = _message("dlq.record", spec.description, spec.key, payload)
             messages[mid]["contentType"] = "application/octet-stream"
+            headers: dict[str, dict[str, Any]] = {
+                h: {"type": "string", "description": d} for h, d in _DLQ_HEADERS.items()
+            }
+            headers[names.DLQ_HEADER_ERROR]["enum"] = list(reasons.ALL)
             messages[mid]["headers"] = {
                 "type": "object",
                 "required": list(_DLQ_HEADERS),
-                "properties": {
-                    h: {"type": "string", "description": d} for h, d in _DLQ_HEADERS.items()
-                },
+                "properties": headers,
             }
             refs[mid] = {"$ref": f"#/components/messages/{mid}"}
         channels[cid] = {

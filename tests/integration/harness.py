@@ -131,10 +131,13 @@ class Run:
     async def send(self, topic: str, account: str, value: dict[str, Any] | bytes) -> None:
         await self.send_all([(topic, account, value)])
 
-    async def send_all(self, items: Iterable[tuple[str, str, dict[str, Any] | bytes]]) -> None:
+    async def send_all(
+        self, items: Iterable[tuple[str, str, dict[str, Any] | bytes | None]]
+    ) -> None:
+        """Send keyed records in order; a None value is sent as a null (a tombstone)."""
         futs = []
         for topic, account, value in items:
-            raw = value if isinstance(value, bytes) else orjson.dumps(value)
+            raw = value if value is None or isinstance(value, bytes) else orjson.dumps(value)
             futs.append(await self.producer.send(topic, raw, key=account.encode()))
         for md in await asyncio.gather(*futs):
             tp = TopicPartition(md.topic, md.partition)
@@ -221,6 +224,8 @@ class Run:
         try:
             out = {}
             for tp in self.produced:
+                if tp.topic not in names.CO_PARTITIONED:  # rate plans: read outside the group
+                    continue
                 done = await c.committed(tp)
                 out[tp] = done if done is not None else self.marks[tp]
             return out
@@ -234,7 +239,7 @@ class Run:
         broker's end-offset answer lags behind multi-record batches.
         """
         done = await self.committed()
-        return sum(max(0, end - done[tp]) for tp, end in self.produced.items())
+        return sum(max(0, end - done[tp]) for tp, end in self.produced.items() if tp in done)
 
     async def wait_idle(self, timeout: float = 30.0) -> None:
         """Until every input is committed and every outbox is empty."""

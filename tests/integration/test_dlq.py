@@ -1,67 +1,55 @@
 """Guarantee 4 on the real broker and Redis: bad input goes to the DLQ, the worker goes on.
 
-Every refused record must reach ``billing.dlq`` with its original key and bytes untouched,
-a header naming the specific reason and headers naming the source topic, partition and
-offset; records after it in the same partition are still charged.
+The whole bad-input corpus (``tests/corpus.py``) is sent between good records. Every bad
+record must reach ``billing.dlq`` exactly once, with its original key and bytes, its own
+reason, a detail naming what was wrong and headers naming the source topic, partition and
+offset; every good record around them is charged exactly; refused rate plans leave the plan
+in force; a second worker reading the same plans topic writes no DLQ record again.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
-import orjson
 from aiokafka import TopicPartition
 
 from charger.runtime import Runtime
 from charger.store.keys import slot_of
-from tests.integration.harness import T0, Run, at
-from topics import names
+from tests.corpus import (
+    AC,
+    EV,
+    RP,
+    Ids,
+    cases,
+    credit,
+    plan_doc,
+    plan_record,
+    prelude,
+    result,
+    sms,
+    upsert,
+    world,
+    world_plans,
+)
+from tests.integration.harness import Run
+from topics import names, reasons
 
-EV = names.TELEPHONY_EVENTS
-AC = names.BILLING_ACCOUNTS
-RR = names.RECHARGE_RESULTS
-
-Item = tuple[str, str, dict[str, Any] | bytes]
-
-
-def sms(acct: str, eid: str, segments: int = 1, **extra: Any) -> dict[str, Any]:
-    return {
-        "id": eid,
-        "type": "sms.sent",
-        "account": acct,
-        "time": T0,
-        "message_id": f"m-{eid}",
-        "to": "+14155550100",
-        "segments": segments,
-        **extra,
-    }
-
-
-def ended(acct: str, eid: str, duration_ms: Any, **extra: Any) -> dict[str, Any]:
-    return {
-        "id": eid,
-        "type": "call.ended",
-        "account": acct,
-        "time": at(30),
-        "call_id": f"k-{eid}",
-        "duration_ms": duration_ms,
-        **extra,
-    }
+SMS_OUT = 7_900  # std-usd, one segment
+Item = tuple[str, str, dict[str, Any] | bytes | None]
+Loc = tuple[str, int, int]
 
 
-def raw(value: dict[str, Any] | bytes) -> bytes:
-    return value if isinstance(value, bytes) else orjson.dumps(value)
-
-
-async def send_located(run: Run, items: list[Item]) -> list[tuple[str, int, int]]:
+async def send_located(run: Run, items: list[Item]) -> list[Loc]:
     """Send `items` in one go; return the (topic, partition, offset) each one got.
 
     One producer, keyed records: a partition's records get consecutive offsets in send
     order, ending just below the offset the broker acknowledged last for that partition.
     """
     await run.send_all(items)
-    tps = [TopicPartition(t, slot_of(acct, names.TOPICS[t].partitions)) for t, acct, _ in items]
+    tps = [TopicPartition(t, slot_of(key, names.TOPICS[t].partitions)) for t, key, _ in items]
     total = Counter(tps)
     before: Counter[TopicPartition] = Counter()
     located = []
@@ -71,155 +59,102 @@ async def send_located(run: Run, items: list[Item]) -> list[tuple[str, int, int]
     return located
 
 
-async def test_each_bad_record_goes_to_the_dlq_with_its_reason_and_good_ones_still_charge(
+def dlq_counts(rt: Runtime) -> Counter[str]:
+    get = rt.metrics.registry.get_sample_value
+    return Counter({r: int(get("charger_dlq_total", {"reason": r}) or 0) for r in reasons.ALL})
+
+
+async def until(check: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    for _ in range(int(timeout * 10)):
+        if check():
+            return
+        await asyncio.sleep(0.1)
+    raise TimeoutError(what)
+
+
+async def setup_world(run: Run, ids: Ids) -> int:
+    """The accounts and plans the corpus assumes; returns `good`'s opening balance."""
+    for acct, (currency, plan) in world(ids).items():
+        if acct not in (ids.rch, ids.good):
+            await run.account(acct, plan=plan, currency=currency)
+    await run.account(ids.good, credit=10_000_000)
+    await run.account(ids.pacct, plan=ids.p, credit=1_000_000)
+    auto = {"enabled": True, "threshold_micros": 10_000_000, "amount_micros": 50_000_000}
+    await run.send(AC, ids.rch, upsert(ids, "up-rch", ids.rch, auto_recharge=auto))
+    await run.send(AC, ids.rch, credit(ids, "cr-rch", ids.rch, amount_micros=10_000_000))
+    await run.wait_idle(60)
+    # One SMS takes `rch` below its threshold: request 1 goes out and succeeds.
+    await run.send(EV, ids.rch, sms(ids, "low", ids.rch))
+    await run.wait_idle(60)
+    requests = [o.json() for o in await run.outputs(names.RECHARGE_REQUESTS)]
+    assert [r["request_id"] for r in requests] == [ids.request]
+    await run.send(names.RECHARGE_RESULTS, ids.rch, result(ids, "ok"))  # 50.00 succeeded
+    await run.wait_idle(60)
+    return 10_000_000
+
+
+async def test_the_corpus_lands_in_the_dlq_once_each_and_good_records_still_charge(
     run: Run,
 ) -> None:
-    u = run.uid
-    a = run.acct("good")  # the account whose good records surround the bad ones
-    ghost = run.acct("ghost")  # never created
-    uah = run.acct("uah")  # UAH account on the USD plan std-usd
-    noplan = run.acct("noplan")  # plan that is not loaded
-    local = run.acct("local")  # local-uah has no forwarded rate
+    ids = Ids(run.uid)
+    corpus = cases(ids)
+    g = ids.good
+    await run.send_all(
+        [(RP, d["id"], plan_record(ids, f"w-{d['id']}", d)) for d in world_plans(ids)]
+    )
     rt = Runtime(run.settings)
     await rt.start()
+    rt2: Runtime | None = None
     try:
-        await run.account(a, credit=1_000_000)
-        await run.account(uah, currency="UAH")
-        await run.account(noplan, plan="no-such-plan")
-        await run.account(local, plan="local-uah", currency="UAH")
-        await run.wait_idle(60)
-        assert await run.balance(a) == 1_000_000
-
-        route = {"direction": "outbound", "from": "+15550001", "to": "+14155550100"}
-        oversize = sms(a, f"big-{u}", padding="x" * (64 * 1024 + 1))
-        assert len(raw(oversize)) > 64 * 1024
-        # (record, the reason it must be refused with, or None for a good record)
-        script: list[tuple[Item, str | None]] = [
-            ((EV, a, sms(a, f"g1-{u}")), None),
-            ((EV, a, b"{not json"), "malformed_json"),
-            ((EV, a, b""), "malformed_json"),
-            ((EV, a, b"\xff\xfe\x00garbage"), "malformed_json"),
-            ((EV, a, b'[{"id": "x", "type": "sms.sent"}]'), "not_an_object"),
-            ((EV, a, b'"just a string"'), "not_an_object"),
-            (
-                (EV, a, {"id": f"t-{u}", "type": "call.teleported", "account": a, "time": T0}),
-                "unknown_type",
-            ),
-            ((EV, a, {"id": f"nt-{u}", "account": a, "time": T0}), "unknown_type"),
-            ((AC, a, sms(a, f"wrong-topic-{u}")), "unknown_type"),  # valid type, wrong topic
-            ((EV, a, {k: v for k, v in sms(a, f"mf-{u}").items() if k != "to"}), "missing_field"),
-            ((EV, a, ended(a, f"wt-{u}", "12")), "wrong_type"),
-            ((EV, a, ended(a, f"wf-{u}", 12.0)), "wrong_type"),
-            ((EV, a, ended(a, f"neg-{u}", -5)), "out_of_range"),
-            ((EV, a, ended(a, f"abs-{u}", 10**12)), "out_of_range"),
-            ((EV, a, sms(a, f"seg-{u}", segments=0)), "out_of_range"),
-            ((EV, a, dict(sms(a, f"bt-{u}"), time="2026-11-22 10:00:00")), "invalid_time"),
-            ((EV, a, dict(sms(a, f"bt2-{u}"), time="2026-11-22T10:00:00Z")), "invalid_time"),
-            ((EV, ghost, sms(ghost, f"gh-{u}")), "unknown_account"),
-            ((EV, a, oversize), "record_too_large"),
-            ((EV, a, sms(a, f"g1-{u}", segments=3)), "conflict"),  # g1's id, other payload
-            ((EV, uah, ended(uah, f"cm-{u}", 30_000, **route)), "currency_mismatch"),
-            ((EV, noplan, sms(noplan, f"np-{u}")), "unknown_rate_plan"),
-            (
-                (
-                    EV,
-                    local,
-                    ended(
-                        local,
-                        f"nr-{u}",
-                        30_000,
-                        direction="forwarded",
-                        **{"from": "+380441234567", "to": "+380501234567"},
-                    ),
-                ),
-                "no_rate",
-            ),
-            (
-                (
-                    AC,
-                    a,
-                    {
-                        "id": f"cc-{u}",
-                        "type": "account.upserted",
-                        "account": a,
-                        "time": T0,
-                        "currency": "EUR",
-                        "rate_plan": "std-usd",
-                        "credit_limit_micros": 0,
-                    },
-                ),
-                "currency_change",
-            ),
-            (
-                (
-                    RR,
-                    a,
-                    {
-                        "id": f"rr-{u}",
-                        "type": "recharge.result",
-                        "account": a,
-                        "time": T0,
-                        "request_id": f"nobody-asked-{u}",
-                        "status": "succeeded",
-                        "amount_micros": 5_000_000,
-                    },
-                ),
-                "unknown_request",
-            ),
-            # Good records after all of the above, in the same partitions.
-            ((EV, a, sms(a, f"g2-{u}", segments=2)), None),
-            (
-                (
-                    EV,
-                    a,
-                    {
-                        "id": f"g3-{u}",
-                        "type": "call.attempt",
-                        "account": a,
-                        "time": T0,
-                        "call_id": f"k-g3-{u}",
-                        "to": "+14155550100",
-                    },
-                ),
-                None,
-            ),
-            (
-                (
-                    AC,
-                    a,
-                    {
-                        "id": f"g4-{u}",
-                        "type": "balance.credited",
-                        "account": a,
-                        "time": T0,
-                        "amount_micros": 500_000,
-                        "reference": "after-the-bad",
-                    },
-                ),
-                None,
-            ),
-        ]
-        items = [item for item, _ in script]
+        opening = await setup_world(run, ids)
+        counted, refused = dlq_counts(rt), rt.plans.refused  # a shared broker may hold older ones
+        # A good record after every bad one, in the bad one's partition where it has one.
+        items: list[Item] = [(t, k, v) for t, k, v in prelude(ids)]
+        good_ids = ["g1"]
+        credits = 0
+        at: list[int] = []  # where each case is in `items`
+        for n, case in enumerate(corpus):
+            assert case.key is not None
+            at.append(len(items))
+            items.append((case.topic, case.key, case.value))
+            if case.topic == AC:
+                items.append((AC, g, credit(ids, f"okc{n}", amount_micros=1_000)))
+                credits += 1_000
+            else:
+                items.append((EV, g, sms(ids, f"ok{n}")))
+                good_ids.append(f"ok{n}")
         located = await send_located(run, items)
+        n_plans = sum(c.topic == RP for c in corpus)
+        await until(lambda: rt.plans.refused - refused == n_plans, "plan refusals")
+        await run.wait_idle(90)
+
+        # Refused versions left version 1 of plan p in force; a valid version 2 replaces it.
+        assert rt.plans.current()[ids.p].sms_out_micros == 10_000
+        await run.send(EV, ids.pacct, sms(ids, "pv1", ids.pacct))
         await run.wait_idle(60)
-        # The worker keeps going: a good record after the whole bad stretch is charged.
-        await run.send(EV, a, sms(a, f"g5-{u}"))
+        v2 = plan_record(ids, "v2", plan_doc(ids.p, sms_out="0.0200"))
+        await run.send(RP, ids.p, v2)
+        await until(lambda: rt.plans.current()[ids.p].sms_out_micros == 20_000, "plan v2")
+        await run.send(EV, ids.pacct, sms(ids, "pv2", ids.pacct))
         await run.wait_idle(60)
+
+        # A second worker reads the same plans topic: every refusal is below the watermark.
+        rt2 = Runtime(run.settings)
+        await rt2.start()
+        assert sum(dlq_counts(rt2).values()) == 0
+        assert rt2.plans.current()[ids.p].sms_out_micros == 20_000
+        await run.send(EV, g, sms(ids, "last"))
+        good_ids.append("last")
+        await run.wait_idle(90)
     finally:
+        if rt2 is not None:
+            await rt2.stop()
         await rt.stop()
 
-    bad = {
-        loc: (item, reason)
-        for loc, (item, reason) in zip(located, script, strict=True)
-        if reason is not None
-    }
-    good_tps = {loc[:2] for loc, (_, reason) in zip(located, script, strict=True) if reason is None}
-    # Every bad event or account record of `a` shares a partition with good ones after it.
-    assert {loc[:2] for loc, (item, _) in bad.items() if item[1] == a and item[0] != RR} <= good_tps
-
+    # Each bad record: one DLQ record with its reason, detail, source and original bytes.
+    bad = {located[i]: case for i, case in zip(at, corpus, strict=True)}
     dlq = await run.outputs(names.DLQ)
-    assert len(dlq) == len(bad) == 24
-    by_source: dict[tuple[str, int, int], Any] = {}
+    by_source: dict[Loc, Any] = {}
     for d in dlq:
         h = d.headers
         loc = (
@@ -229,38 +164,27 @@ async def test_each_bad_record_goes_to_the_dlq_with_its_reason_and_good_ones_sti
         )
         assert loc not in by_source, f"two DLQ records for {loc}"
         by_source[loc] = d
-    assert set(by_source) == set(bad)
-    for loc, ((_, key, value), reason) in bad.items():
+    assert set(by_source) == set(bad), {c.kind for loc, c in bad.items() if loc not in by_source}
+    for loc, case in bad.items():
         d = by_source[loc]
-        assert d.headers[names.DLQ_HEADER_ERROR].decode() == reason, (loc, d.headers)
-        assert d.headers[names.DLQ_HEADER_DETAIL], loc
-        assert d.value == raw(value), loc  # the original bytes, untouched
-        assert d.key == key.encode(), loc
+        assert d.headers[names.DLQ_HEADER_ERROR].decode() == case.reason, (case.kind, d.headers)
+        assert case.detail in d.headers[names.DLQ_HEADER_DETAIL].decode(), (case.kind, d.headers)
+        assert d.value == (case.value or b""), case.kind  # a null value comes back empty
+        assert d.key == str(case.key).encode(), case.kind
+    assert dlq_counts(rt) - counted == Counter(c.reason for c in corpus)
 
-    # Nothing but the good records moved money: topup 1.00, g1 one segment, g2 two
-    # segments, one ring-through attempt, a 0.50 top-up, g5 one segment.
-    expected = 1_000_000 - 7_900 - 2 * 7_900 - 10_000 + 500_000 - 7_900
-    assert await run.balance(a) == expected == 1_458_400
+    # Only the good records moved money, each exactly once.
+    n_sms = len(good_ids)
+    expected = opening + credits - n_sms * SMS_OUT
+    assert await run.balance(g) == expected
     ledger = await run.ledger()
-    mine = [e for e in ledger if e["account"] == a]
-    assert sorted(e["id"] for e in mine) == sorted(
-        [
-            f"ac:cr-{a}:topup",
-            f"ev:g1-{u}:sms_out",
-            f"ev:g2-{u}:sms_out",
-            f"ev:g3-{u}:ring_through",
-            f"ac:g4-{u}:topup",
-            f"ev:g5-{u}:sms_out",
-        ]
-    )
+    mine = [e for e in ledger if e["account"] == g]
+    want = {f"ac:cr-{g}:topup"} | {f"ev:{i}-{ids.uid}:sms_out" for i in good_ids}
+    want |= {f"ac:okc{n}-{ids.uid}:topup" for n, c in enumerate(corpus) if c.topic == AC}
+    assert sorted(e["id"] for e in mine) == sorted(want)
     assert sum(e["amount_micros"] for e in mine) == expected
-    assert {e["id"]: e["amount_micros"] for e in mine}[f"ev:g1-{u}:sms_out"] == -7_900
-    for other in (ghost, uah, noplan, local):
+    assert await run.balance(ids.pacct) == 1_000_000 - 10_000 - 20_000
+    assert await run.balance(ids.rch) == 10_000_000 - SMS_OUT + 50_000_000
+    for other in (ids.ghost, ids.uah, ids.noplan, ids.local, ids.big):
         assert await run.balance(other) == 0
         assert [e for e in ledger if e["account"] == other] == []
-
-    # ... and each refusal was counted under its reason.
-    want = Counter(reason for _, reason in bad.values())
-    for reason, n in want.items():
-        got = rt.metrics.registry.get_sample_value("charger_dlq_total", {"reason": reason})
-        assert got == n, reason

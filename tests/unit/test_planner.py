@@ -19,9 +19,14 @@ T0 = "2026-11-22T10:00:00.000Z"
 USD = AccountInfo("USD", "std-usd", 0)
 
 
-def rec(offset: int, body: dict[str, Any] | bytes, topic: str = names.TELEPHONY_EVENTS) -> Inbound:
+def rec(
+    offset: int,
+    body: dict[str, Any] | bytes,
+    topic: str = names.TELEPHONY_EVENTS,
+    key: bytes | None = b"a1",
+) -> Inbound:
     raw = body if isinstance(body, bytes) else orjson.dumps(body)
-    return Inbound(topic, 0, offset, b"a1", raw)
+    return Inbound(topic, 0, offset, key, raw)
 
 
 def sms(eid: str, segments: int = 1, account: str = "a1") -> dict[str, Any]:
@@ -83,13 +88,26 @@ def test_seen_before_with_same_fingerprint_is_a_duplicate() -> None:
         (orjson.dumps({**sms("e1"), "segments": "2"}), "wrong_type"),
         (orjson.dumps({**sms("e1"), "segments": 0}), "out_of_range"),
         (orjson.dumps({**sms("e1"), "time": "yesterday"}), "invalid_time"),
-        (orjson.dumps(sms("e1", account="nobody")), "unknown_account"),
+        (orjson.dumps(sms("e1", account="nobody")), "key_mismatch"),
     ],
 )
 def test_refused_records_go_to_the_dlq_with_their_reason(raw: bytes, reason: str) -> None:
     _, out = plan([rec(0, raw), rec(1, sms("good"))])
     assert out.dlq == {reason: 1}
     assert opcodes(out) == ["D", "U"]  # the good record after it is still charged
+
+
+def test_unknown_account_keyed_by_itself_is_refused_and_the_batch_goes_on() -> None:
+    _, out = plan([rec(0, sms("e1", account="nobody"), key=b"nobody"), rec(1, sms("good"))])
+    assert out.dlq == {"unknown_account": 1}
+    assert opcodes(out) == ["D", "U"]
+
+
+def test_record_keyed_by_another_account_is_refused_before_it_touches_state() -> None:
+    p, out = plan([rec(0, sms("e1"), key=b"a2"), rec(1, sms("e2"), key=None)])
+    assert out.dlq == {"key_mismatch": 2}
+    assert out.results == {}
+    assert p.accounts == {"a1": USD}
 
 
 def test_usage_amount_is_negative_and_priced_by_plan() -> None:

@@ -6,7 +6,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from charger.charging.session import HoldRate, affordable, billed, cost, extend, next_coverage
+from charger.charging.session import (
+    HoldRate,
+    Step,
+    affordable,
+    billed,
+    cost,
+    extend,
+    next_coverage,
+)
 
 PER_SECOND = HoldRate(600_000, 0, 1, 1)  # $0.60/min, 1/1
 SIX = HoldRate(900_000, 50_000, 60, 6)  # $0.90/min, connect $0.05, 60/6
@@ -80,6 +88,14 @@ def test_first_hold_of_a_sixty_second_first_increment_covers_the_increment() -> 
     s = extend(0, 0, 10_000_000, 10, SIX)
     assert (s.covered, s.hold) == (60, 950_000)
     assert next_coverage(60, 10, SIX) == 72
+
+
+def test_a_connect_fee_only_rate_that_does_not_fit_is_exhausted_not_an_error() -> None:
+    # No price per minute: talk time is free, but the fee must fit (apply.lua agrees).
+    fee_only = HoldRate(0, 50_000, 60, 60)
+    assert extend(0, 0, 10_000, 10, fee_only) == Step(0, 0, True)
+    assert extend(60, 50_000, -1, 10, fee_only) == Step(60, 50_000, True)
+    assert extend(60, 50_000, 0, 10, fee_only) == Step(120, 50_000, False)  # free minutes
 
 
 rates = st.builds(

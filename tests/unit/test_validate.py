@@ -45,16 +45,27 @@ UPSERT = {
     "credit_limit_micros": 0,
 }
 
+SMS = {
+    "id": "s-1",
+    "type": "sms.sent",
+    "account": "acc-1",
+    "time": T,
+    "message_id": "m-1",
+    "to": "+14155550100",
+}
+
 BAD: list[tuple[str, bytes | None, str]] = [
-    ("none", None, "malformed_json"),
-    ("empty", b"", "malformed_json"),
+    ("none", None, "empty_record"),
+    ("empty", b"", "empty_record"),
     ("truncated", b'{"id": "e-1"', "malformed_json"),
-    ("not utf-8", b'{"id": "\xff"}', "malformed_json"),
+    ("not utf-8", b'{"id": "\xff"}', "invalid_utf8"),
     ("nan", b'{"duration_ms": NaN}', "malformed_json"),
+    ("byte order mark", b"\xef\xbb\xbf" + ended(), "malformed_json"),
+    ("nested 2000 deep", b"[" * 2000 + b"]" * 2000, "too_deeply_nested"),
     ("array", b"[1, 2]", "not_an_object"),
     ("string", b'"call.ended"', "not_an_object"),
     ("too large", ended(pad="x" * 65_536), "record_too_large"),
-    ("no type", ended(type=DROP), "unknown_type"),
+    ("no type", ended(type=DROP), "missing_field"),
     ("unknown type", ended(type="call.exploded"), "unknown_type"),
     ("type not a string", ended(type=["call.ended"]), "unknown_type"),
     ("no call_id", ended(call_id=DROP), "missing_field"),
@@ -66,10 +77,16 @@ BAD: list[tuple[str, bytes | None, str]] = [
     ("duration null", ended(duration_ms=None), "wrong_type"),
     ("account as number", ended(account=42), "wrong_type"),
     ("time as number", ended(time=1_795_341_600_123), "wrong_type"),
-    ("negative duration", ended(duration_ms=-5), "out_of_range"),
-    ("week-long call", ended(duration_ms=10**12), "out_of_range"),
+    ("negative duration", ended(duration_ms=-5), "negative_value"),
+    ("week-long call", ended(duration_ms=10**12), "value_too_large"),
+    (
+        "duration beyond 64 bits",
+        ended(duration_ms=1).replace(b":1}", b":1" + b"0" * 20 + b"}"),
+        "value_too_large",
+    ),
     ("empty call_id", ended(call_id=""), "out_of_range"),
-    ("long call_id", ended(call_id="c" * 129), "out_of_range"),
+    ("long call_id", ended(call_id="c" * 129), "value_too_large"),
+    ("no segments", orjson.dumps(SMS | {"segments": 0}), "out_of_range"),
     ("bad direction", ended(direction="sideways"), "out_of_range"),
     ("time without millis", ended(time="2026-11-22T10:00:00Z"), "invalid_time"),
     ("time with offset", ended(time="2026-11-22T10:00:00.123+01:00"), "invalid_time"),
@@ -105,12 +122,15 @@ def test_bad_record_is_refused_with_its_reason(raw: bytes | None, reason: str) -
 
 
 def test_every_reason_is_exercised() -> None:
-    assert {b[2] for b in BAD} == set(REASONS)
+    # wrong_topic needs the topic's types: test_type_outside_allowed_types_is_a_wrong_topic
+    assert {b[2] for b in BAD} | {"wrong_topic"} == set(REASONS)
 
 
 def test_detail_names_type_and_field() -> None:
     result = decode(ended(duration_ms=-5))
-    assert result == Invalid("out_of_range", "call.ended: duration_ms must be >= 0, got -5")
+    assert result == Invalid(
+        "negative_value", "call.ended: duration_ms must not be negative, got -5"
+    )
     nested = decode(
         orjson.dumps(
             UPSERT
@@ -121,10 +141,11 @@ def test_detail_names_type_and_field() -> None:
     assert "auto_recharge.threshold_micros" in nested.detail
 
 
-def test_type_outside_allowed_types_is_unknown() -> None:
+def test_type_outside_allowed_types_is_a_wrong_topic() -> None:
     assert not isinstance(decode(ended(), EVENTS), Invalid)
     refused = decode(orjson.dumps(UPSERT), EVENTS)
-    assert isinstance(refused, Invalid) and refused.reason == "unknown_type"
+    assert isinstance(refused, Invalid) and refused.reason == "wrong_topic"
+    assert "'account.upserted'" in refused.detail
 
 
 def test_accepts_extras_and_optional_account_and_any_plan() -> None:

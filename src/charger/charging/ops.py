@@ -9,7 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import orjson
+
+from charger.charging.records import Inbound
 from charger.store.keys import Keys
+from topics import names
 
 KeyArg = str | bytes | int
 
@@ -104,3 +108,24 @@ class SlotPlan:
     def touch(self, slot: int, source: str) -> None:
         """Make sure the slot records the source's watermark even with no op for it."""
         self.slot(slot).source_index(source)
+
+
+def add_dlq(plan: SlotPlan, slots: int, rec: Inbound, reason: str, detail: str) -> None:
+    """Plan a refusal: `rec`'s key and original bytes go to the DLQ with headers naming
+    `reason`, `detail` and where the record was read.
+
+    The op goes into the slot of the record's partition number, under the watermark of its
+    source partition like every other op, so a redelivered refusal is not published twice.
+    """
+    headers = orjson.dumps(
+        {
+            names.DLQ_HEADER_ERROR: reason,
+            names.DLQ_HEADER_DETAIL: detail[:500],
+            names.DLQ_HEADER_TOPIC: rec.topic,
+            names.DLQ_HEADER_PARTITION: str(rec.partition),
+            names.DLQ_HEADER_OFFSET: str(rec.offset),
+        }
+    )
+    plan.slot(rec.partition % slots).add(
+        "D", rec.source, rec.offset, [], [rec.key or b"", rec.value or b"", headers]
+    )

@@ -16,10 +16,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
 from charger.charging import ledger
-from charger.charging.ops import SlotPlan
+from charger.charging.accounts import check_settings
+from charger.charging.ops import SlotPlan, add_dlq
 from charger.charging.records import (
     AccountInfo,
     CallState,
@@ -30,10 +29,10 @@ from charger.charging.records import (
 )
 from charger.charging.usage import RatingError, plan_for, rate_record
 from charger.events.timefmt import parse_time_ms
-from charger.events.validate import Invalid, decode
+from charger.events.validate import Invalid, decode, too_deep
 from charger.rating import RatePlan
 from charger.store.keys import Keys, request_state, slot_of
-from topics import names, records
+from topics import records
 
 INPUT_TYPES = {
     topic: frozenset(rt.type for rt in records.types_on(topic)) for topic in ledger.SOURCE_TAGS
@@ -103,16 +102,23 @@ class Planner:
                 p.refused.append((rec, body))
                 continue
             account: str = body["account"]
+            if rec.key is None or rec.key != account.encode():
+                # Another key puts the record on another partition than its account's:
+                # a worker that does not own the account would charge it.
+                key = "no key" if rec.key is None else f"key {_shown_key(rec.key)}"
+                p.refused.append(
+                    (rec, Invalid("key_mismatch", f"record has {key}, not its account {account!r}"))
+                )
+                continue
+            try:
+                fp = fingerprint(body)
+            except TypeError:  # orjson re-encodes only so many levels of nesting
+                p.refused.append((rec, too_deep()))
+                continue
             slot = slot_of(account, k.slots)
             tag = ledger.SOURCE_TAGS[rec.topic]
             d = Decoded(
-                rec,
-                body,
-                slot,
-                tag,
-                fingerprint(body),
-                k.seen(slot, tag, body["id"]),
-                k.account(slot, account),
+                rec, body, slot, tag, fp, k.seen(slot, tag, body["id"]), k.account(slot, account)
             )
             p.seen_keys.setdefault(slot, []).append(d.seen_key)
             if account not in self.accounts:
@@ -187,7 +193,15 @@ class Planner:
                 f"account {b['account']!r} has no recharge request {b['request_id']!r}",
             )
         if state not in ("pending", "timed_out"):
-            self._remember(sp, d)  # the request already has its result: a resend
+            if state != b["status"]:
+                # Payments changed its mind under a new id: which one is true needs a human
+                # (a card charged with no credit, or a credit never paid for).
+                raise RatingError(
+                    "conflict",
+                    f"recharge request {b['request_id']!r} already {state}, "
+                    f"result {b['id']!r} says {b['status']}",
+                )
+            self._remember(sp, d)  # the request already has this result: a resend
             return "ignored"
         usage = rate_record(b, info, None)
         sp.slot(d.slot).add(
@@ -210,30 +224,9 @@ class Planner:
         self._requests[where] = b["status"]
         return "applied"
 
-    def _check_policy(self, b: dict[str, Any]) -> None:
-        ar = b.get("auto_recharge")
-        if not ar or not ar["enabled"]:
-            return
-        pol, thr, amt = self.policy, ar["threshold_micros"], ar["amount_micros"]
-        problem = ""
-        if thr < pol.min_threshold_micros:
-            problem = f"threshold_micros {thr} is below the minimum {pol.min_threshold_micros}"
-        elif amt < pol.min_amount_micros:
-            problem = f"amount_micros {amt} is below the minimum {pol.min_amount_micros}"
-        elif amt <= thr:
-            problem = f"amount_micros {amt} must be above threshold_micros {thr}"
-        if problem:
-            raise RatingError("invalid_auto_recharge", f"account {b['account']!r}: {problem}")
-
     def _upsert(self, sp: SlotPlan, d: Decoded) -> str:
         b = d.body
-        self._check_policy(b)
-        prev = self.accounts.get(b["account"])
-        if prev is not None and prev.currency != b["currency"]:
-            raise RatingError(
-                "currency_change",
-                f"account {b['account']!r} is in {prev.currency}, cannot move to {b['currency']}",
-            )
+        check_settings(b, self.accounts.get(b["account"]), self.policy)
         ar = b.get("auto_recharge") or {}
         self.accounts[b["account"]] = AccountInfo(
             b["currency"], b["rate_plan"], b["credit_limit_micros"]
@@ -371,16 +364,10 @@ class Planner:
         sp.slot(d.slot).add("K", d.rec.source, d.rec.offset, [d.seen_key], [d.fp])
 
     def _dlq(self, out: Outcome, rec: Inbound, reason: str, detail: str) -> None:
-        headers = orjson.dumps(
-            {
-                names.DLQ_HEADER_ERROR: reason,
-                names.DLQ_HEADER_DETAIL: detail[:500],
-                names.DLQ_HEADER_TOPIC: rec.topic,
-                names.DLQ_HEADER_PARTITION: str(rec.partition),
-                names.DLQ_HEADER_OFFSET: str(rec.offset),
-            }
-        )
-        out.plan.slot(rec.partition % self.keys.slots).add(
-            "D", rec.source, rec.offset, [], [rec.key or b"", rec.value or b"", headers]
-        )
+        add_dlq(out.plan, self.keys.slots, rec, reason, detail)
         out.dlq[reason] += 1
+
+
+def _shown_key(key: bytes) -> str:
+    text = repr(key.decode(errors="replace"))
+    return text if len(text) <= 64 else text[:61] + "..."

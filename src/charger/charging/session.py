@@ -95,6 +95,10 @@ def extend(covered: int, hold: int, available_above_floor: int, interval: int, r
     want_cost = cost(want, r)
     if want_cost - hold <= available_above_floor:
         return Step(want, want_cost, False)
+    if r.per_minute_micros == 0:
+        # Only the connect fee is priced and it does not fit: no talk time can be bought
+        # (apply.lua ends up in the same place, its division by zero comparing false).
+        return Step(covered, hold, True)
     best = affordable(hold + max(available_above_floor, 0), r)
     if best > covered:
         return Step(best, cost(best, r), True)

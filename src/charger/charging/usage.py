@@ -9,6 +9,7 @@ from charger.charging import ledger
 from charger.charging.records import AccountInfo
 from charger.rating import RatePlan, call_charge, sms_charge
 from topics import names
+from topics.records import MAX_MICROS
 
 _SOURCE_OF = {
     "call.ended": names.TELEPHONY_EVENTS,
@@ -69,6 +70,14 @@ def rate_record(
     tag = ledger.SOURCE_TAGS[topic]
 
     def head(kind: str, amount: int, quantity: int, unit: str, price: int, **extra: Any) -> Usage:
+        if abs(amount) > MAX_MICROS:
+            # The ledger contract bounds one movement; beyond it the plan or the record is
+            # wrong, and apply.lua's doubles would stop being exact not far above.
+            raise RatingError(
+                "charge_too_large",
+                f"{typ} {body['id']!r} rates to {abs(amount)} micros, above the limit "
+                f"of {MAX_MICROS} for one movement",
+            )
         return Usage(
             amount,
             ledger.ledger_head(

@@ -16,22 +16,19 @@ from typing import Any, Final
 import orjson
 
 from charger.events.timefmt import TIME_RE
+from topics import reasons
 from topics.records import COMMON, RECORDS, Field, RecordType
 
-__all__ = ["MAX_RECORD_BYTES", "REASONS", "Invalid", "decode"]
+__all__ = ["MAX_DEPTH", "MAX_RECORD_BYTES", "REASONS", "Invalid", "decode", "too_deep"]
 
 MAX_RECORD_BYTES: Final = 64 * 1024
 
-REASONS: Final = (
-    "malformed_json",
-    "not_an_object",
-    "record_too_large",
-    "unknown_type",
-    "missing_field",
-    "wrong_type",
-    "out_of_range",
-    "invalid_time",
-)
+# The decoder's codes, in the order of the checks (see topics.reasons for what each means).
+REASONS: Final = tuple(reasons.DECODER)
+# orjson re-encodes at most this many levels of nesting (the fingerprint needs it).
+MAX_DEPTH: Final = 254
+_INT64: Final = 2**63
+_BOM: Final = b"\xef\xbb\xbf"
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,9 +73,9 @@ def _string(where: str, f: Field) -> Check:
         if type(v) is not str:
             return _wrong(where, "a string", v)
         if not 0 < len(v) <= longest:
-            return Invalid(
-                "out_of_range", f"{where} must be 1 to {longest} characters, got {len(v)}"
-            )
+            # An empty id is a producer bug; a 400-digit number is an absurd size.
+            reason = "value_too_large" if v else "out_of_range"
+            return Invalid(reason, f"{where} must be 1 to {longest} characters, got {len(v)}")
         return None
 
     return check
@@ -106,11 +103,18 @@ def _integer(where: str, f: Field) -> Check:
 
     def check(v: object) -> Invalid | None:
         if type(v) is not int:  # excludes bool, and floats even when whole
+            if type(v) is float and v == v and abs(v) >= _INT64:
+                # orjson reads an integer literal beyond 64 bits as a float: say so.
+                bound = "a 64-bit integer" if hi is None else f"an integer <= {hi}"
+                return Invalid("value_too_large", f"{where} must be {bound}, got {v:.4g}")
             return _wrong(where, "an integer", v)
         if lo is not None and v < lo:
-            return Invalid("out_of_range", f"{where} must be >= {lo}, got {v}")
+            if v < 0 <= lo:
+                return Invalid("negative_value", f"{where} must not be negative, got {v}")
+            reason = "value_too_large" if lo < 0 else "out_of_range"  # lo < 0: a huge debit
+            return Invalid(reason, f"{where} must be >= {lo}, got {v}")
         if hi is not None and v > hi:
-            return Invalid("out_of_range", f"{where} must be <= {hi}, got {v}")
+            return Invalid("value_too_large", f"{where} must be <= {hi}, got {v}")
         return None
 
     return check
@@ -194,7 +198,9 @@ _CHECKERS: Final[dict[str, Members]] = {name: _compile(rt) for name, rt in RECOR
 
 
 def decode(
-    raw: bytes | None, allowed_types: frozenset[str] | None = None
+    raw: bytes | None,
+    allowed_types: frozenset[str] | None = None,
+    max_bytes: int = MAX_RECORD_BYTES,
 ) -> dict[str, Any] | Invalid:
     """Parse and check one record value.
 
@@ -203,26 +209,47 @@ def decode(
     Extra fields are kept and not checked.
     """
     if not raw:
-        what = "has no value" if raw is None else "is empty"
-        return Invalid("malformed_json", f"record {what}")
-    if len(raw) > MAX_RECORD_BYTES:
-        return Invalid(
-            "record_too_large", f"record is {len(raw)} bytes, the limit is {MAX_RECORD_BYTES}"
-        )
+        return Invalid("empty_record", f"record {'has no value' if raw is None else 'is empty'}")
+    if len(raw) > max_bytes:
+        return Invalid("record_too_large", f"record is {len(raw)} bytes, the limit is {max_bytes}")
     try:
         record = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        return Invalid("malformed_json", f"record is not UTF-8 JSON: {exc}")
+        return _unparsable(raw, exc)
     if type(record) is not dict:
         return Invalid("not_an_object", f"record must be a JSON object, got {_json_type(record)}")
     rtype = record.get("type", _MISSING)
     if rtype is _MISSING:
-        return Invalid("unknown_type", "record has no type")
+        return Invalid("missing_field", "type is required")
     members = _CHECKERS.get(rtype) if type(rtype) is str else None
     if members is None:
         return Invalid("unknown_type", f"unknown record type {_shown(rtype)}")
     if allowed_types is not None and rtype not in allowed_types:
         accepted = ", ".join(sorted(allowed_types))
-        return Invalid("unknown_type", f"type {rtype!r} is not accepted here ({accepted})")
+        return Invalid(
+            "wrong_topic", f"type {rtype!r} does not travel on this topic (accepted: {accepted})"
+        )
     bad = _check_members(members, record)
     return record if bad is None else bad
+
+
+def _unparsable(raw: bytes, exc: orjson.JSONDecodeError) -> Invalid:
+    """Why orjson refused ``raw``, told apart only now: the hot path never pays for it."""
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as bad:
+        return Invalid(
+            "invalid_utf8",
+            f"record is not valid UTF-8: byte 0x{raw[bad.start]:02x} at offset {bad.start} "
+            f"({bad.reason})",
+        )
+    if raw.startswith(_BOM):
+        return Invalid("malformed_json", "record starts with a UTF-8 byte order mark")
+    if "depth limit" in str(exc):
+        return too_deep()
+    return Invalid("malformed_json", f"record is not valid JSON: {exc}")
+
+
+def too_deep() -> Invalid:
+    """The refusal of a record nested deeper than :data:`MAX_DEPTH` levels."""
+    return Invalid("too_deeply_nested", f"record is nested more than {MAX_DEPTH} levels deep")

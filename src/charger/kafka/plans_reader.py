@@ -1,6 +1,14 @@
 """Rate plans: files at start, then the compacted `billing.rate-plans` topic.
 
-Every worker reads the whole topic: each one rates for every plan.
+Every worker reads the whole topic: each one rates for every plan. A record that is not a
+valid plan is refused and the plan's previous version stays in force; the worker goes on.
+
+Refusals go to the DLQ like every other refused record: as a DLQ op of slot 0 (the topic
+has one partition) written by apply.lua under the watermark of source
+``billing.rate-plans/0``. Every worker reads every plan record, in offset order, so the
+first worker to reach a refused record writes it and the others find its offset at or
+below the watermark and skip it: one DLQ record per refused plan record, across workers
+and restarts, published by the relay of whichever worker owns slot 0.
 """
 
 from __future__ import annotations
@@ -8,17 +16,31 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Final
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from charger.charging.ops import SlotPlan, add_dlq
+from charger.charging.records import Inbound
 from charger.events.validate import Invalid, decode
+from charger.metrics import Metrics
 from charger.rating import PlanError, RatePlan, plan_from_dict
+from charger.rating.loader import strict_json
+from charger.store.redis_store import RedisStore
 from topics import names
 
 log = logging.getLogger("charger.plans")
+
+# A plan with thousands of prefixes is far bigger than an event; Kafka's default limit.
+MAX_PLAN_BYTES: Final = 1024 * 1024
+_TYPES: Final = frozenset({"rate_plan.upserted"})
+
+
+def _invalid(detail: str) -> Invalid:
+    return Invalid("invalid_rate_plan", detail)
 
 
 class PlanBook:
@@ -33,22 +55,34 @@ class PlanBook:
     def current(self) -> Mapping[str, RatePlan]:
         return self._view
 
-    def apply(self, key: bytes | None, value: bytes | None) -> str | None:
-        """Apply one topic record; returns an error sentence when it is refused."""
-        if value is None:  # compaction tombstone: the plan is withdrawn
-            if key is not None:
-                self._topic.pop(key.decode(errors="replace"), None)
-                self._rebuild()
-            return None
-        body = decode(value, frozenset({"rate_plan.upserted"}))
-        if isinstance(body, Invalid):
+    def apply(self, key: bytes | None, value: bytes | None) -> Invalid | None:
+        """Apply one topic record; returns why it was refused, or None."""
+        bad = self._apply(key, value)
+        if bad is not None:
             self.refused += 1
-            return f"{body.reason}: {body.detail}"
+        return bad
+
+    def _apply(self, key: bytes | None, value: bytes | None) -> Invalid | None:
+        if value is None:  # compaction tombstone: the plan is withdrawn
+            if key is None:
+                return _invalid("tombstone without a key: no plan to withdraw")
+            self._topic.pop(key.decode(errors="replace"), None)
+            self._rebuild()
+            return None
+        body = decode(value, _TYPES, MAX_PLAN_BYTES)
+        if isinstance(body, Invalid):
+            return body
         try:
+            # Like plan files: a repeated key is ambiguous and JSON readers keep the last.
+            strict_json(value)
             plan = plan_from_dict(body["plan"])
         except (PlanError, ValueError) as exc:
-            self.refused += 1
-            return str(exc)
+            return _invalid(str(exc))
+        shown = None if key is None else key.decode(errors="replace")
+        if shown != plan.id:
+            # Compaction and tombstones work by key: under another key this version would
+            # outlive its withdrawal, or be compacted away by another plan's versions.
+            return _invalid(f"record key {shown!r} is not the plan id {plan.id!r}")
         self._topic[plan.id] = plan
         self._rebuild()
         return None
@@ -58,13 +92,24 @@ class PlanBook:
 
 
 class RatePlanReader:
-    """Follows `billing.rate-plans` from the beginning, outside any consumer group."""
+    """Follows `billing.rate-plans` from the beginning, outside any consumer group.
+
+    With a `store`, refused records go to the DLQ (see the module notes); without one
+    (tools that only need plans) they are logged and counted in the book.
+    """
 
     def __init__(
-        self, bootstrap: str, book: PlanBook, security: Mapping[str, Any] | None = None
+        self,
+        bootstrap: str,
+        book: PlanBook,
+        store: RedisStore | None = None,
+        metrics: Metrics | None = None,
+        security: Mapping[str, Any] | None = None,
     ) -> None:
         self.bootstrap = bootstrap
         self.book = book
+        self.store = store
+        self.metrics = metrics
         # Security keyword arguments of the client (charger.connections.kafka_security).
         self.security = dict(security or {})
         self.caught_up = asyncio.Event()
@@ -78,6 +123,7 @@ class RatePlanReader:
             enable_auto_commit=False,
             group_id=None,
             auto_offset_reset="earliest",
+            max_partition_fetch_bytes=2 * MAX_PLAN_BYTES,
             **self.security,
         )
 
@@ -106,11 +152,45 @@ class RatePlanReader:
                 and all(await asyncio.gather(*(self._at(c, tp, end) for tp, end in ends.items())))
             ):
                 self.caught_up.set()
-            for msgs in data.values():
+            for tp, msgs in data.items():
                 for m in msgs:
-                    err = self.book.apply(m.key, m.value)
-                    if err:
-                        log.warning("rate plan record refused at offset %s: %s", m.offset, err)
+                    bad = self.book.apply(m.key, m.value)
+                    if bad is not None:
+                        rec = Inbound(tp.topic, tp.partition, m.offset, m.key, m.value)
+                        await self._refuse(rec, bad)
+
+    async def _refuse(self, rec: Inbound, bad: Invalid) -> None:
+        """Send `rec` to the DLQ unless another worker (or this one before) already did."""
+        written = await self._write_refusal(rec, bad) if self.store is not None else True
+        if written and self.metrics is not None:
+            self.metrics.dlq.labels(bad.reason).inc()
+        # Every worker meets every refused record again at each start: say it once.
+        log.log(
+            logging.WARNING if written else logging.DEBUG,
+            "rate plan record refused at offset %s: %s: %s",
+            rec.offset,
+            bad.reason,
+            bad.detail,
+            extra={"reason": bad.reason},
+        )
+
+    async def _write_refusal(self, rec: Inbound, bad: Invalid) -> bool:
+        assert self.store is not None
+        plan = SlotPlan()
+        add_dlq(plan, self.store.keys.slots, rec, bad.reason, bad.detail)
+        # Keep trying: a later refusal written first would move the watermark past this
+        # one, and then no worker would ever write it.
+        while True:
+            try:
+                applied, _ = await self.store.apply(
+                    plan, {rec.source: rec.offset}, int(time.time() * 1000)
+                )
+                return applied > 0
+            except Exception as exc:
+                log.exception("writing a refused rate plan record failed; retrying")
+                if self.metrics is not None:
+                    self.metrics.error("plans", exc)
+                await asyncio.sleep(1.0)
 
     @staticmethod
     async def _at(c: AIOKafkaConsumer, tp: TopicPartition, end: int) -> bool:

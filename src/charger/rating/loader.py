@@ -18,7 +18,7 @@ import yaml
 from charger.rating.model import RatePlan
 from charger.rating.plans import PlanError, plan_from_dict
 
-__all__ = ["PLAN_SUFFIXES", "load_plans", "read_document"]
+__all__ = ["PLAN_SUFFIXES", "load_plans", "read_document", "strict_json"]
 
 PLAN_SUFFIXES = frozenset({".yaml", ".yml", ".json"})
 
@@ -56,6 +56,16 @@ def _json_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a valid JSON value")
 
 
+def strict_json(text: str | bytes) -> Any:
+    """Parse JSON refusing repeated keys and NaN/Infinity; raise :class:`ValueError`."""
+    try:
+        return json.loads(text, object_pairs_hook=_json_object, parse_constant=_json_constant)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"invalid JSON: {exc}") from exc
+    except RecursionError:
+        raise ValueError("invalid JSON: nested too deeply") from None
+
+
 def read_document(path: Path) -> Any:
     """Parse one ``.yaml``/``.yml``/``.json`` file; raise :class:`ValueError` if malformed."""
     suffix = path.suffix.lower()
@@ -63,10 +73,7 @@ def read_document(path: Path) -> Any:
         raise ValueError(f"unsupported plan file type {path.suffix!r}: use .yaml, .yml or .json")
     text = path.read_text(encoding="utf-8")
     if suffix == ".json":
-        try:
-            return json.loads(text, object_pairs_hook=_json_object, parse_constant=_json_constant)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"invalid JSON: {exc}") from exc
+        return strict_json(text)
     try:
         return yaml.load(text, Loader=_StrictLoader)
     except yaml.YAMLError as exc:

@@ -10,9 +10,24 @@ import re
 from dataclasses import dataclass, field
 from typing import Final
 
-__all__ = ["DIRECTIONS", "Increments", "RatePlan", "VoiceRate", "check_currency", "check_plan_id"]
+__all__ = [
+    "DIRECTIONS",
+    "MAX_INCREMENT_S",
+    "MAX_PRICE_MICROS",
+    "Increments",
+    "RatePlan",
+    "VoiceRate",
+    "check_currency",
+    "check_plan_id",
+]
 
 DIRECTIONS: Final = frozenset({"outbound", "inbound", "forwarded"})
+# The highest price a plan may state: 10,000 currency units a minute, a text or an attempt.
+# Far above any real tariff, and low enough that a week-long call's cost stays exact in the
+# doubles apply.lua computes holds with (10**10 * 604_800 < 2**53).
+MAX_PRICE_MICROS: Final = 10**10
+# A billing increment longer than an hour is a typo (60/6 written 60/600000).
+MAX_INCREMENT_S: Final = 3600
 
 _INCREMENTS = re.compile(r"\s*([0-9]+)\s*/\s*([0-9]+)\s*")
 _PREFIX = re.compile(r"[0-9]*")
@@ -38,12 +53,14 @@ def check_currency(value: object) -> str:
     return value
 
 
-def _require_int(name: str, value: object, minimum: int) -> None:
+def _require_int(name: str, value: object, minimum: int, maximum: int | None = None) -> None:
     # bool is an int subclass; True as a price or increment is always a mistake.
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError(f"{name} must be an int, got {type(value).__name__} {value!r}")
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be <= {maximum}, got {value}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,8 +72,8 @@ class Increments:
     next: int
 
     def __post_init__(self) -> None:
-        _require_int("increments.first", self.first, 1)
-        _require_int("increments.next", self.next, 1)
+        _require_int("increments.first", self.first, 1, MAX_INCREMENT_S)
+        _require_int("increments.next", self.next, 1, MAX_INCREMENT_S)
 
     @classmethod
     def parse(cls, text: str) -> Increments:
@@ -92,8 +109,8 @@ class VoiceRate:
             raise ValueError(
                 f"direction must be one of {sorted(DIRECTIONS)}, got {self.direction!r}"
             )
-        _require_int("per_minute_micros", self.per_minute_micros, 0)
-        _require_int("connect_fee_micros", self.connect_fee_micros, 0)
+        _require_int("per_minute_micros", self.per_minute_micros, 0, MAX_PRICE_MICROS)
+        _require_int("connect_fee_micros", self.connect_fee_micros, 0, MAX_PRICE_MICROS)
         if not isinstance(self.increments, Increments):
             raise ValueError(f"increments must be Increments, got {self.increments!r}")
 
@@ -128,9 +145,9 @@ class RatePlan:
                 raise ValueError(f"{name} {exc}") from None
         if not isinstance(self.voice, tuple):
             raise ValueError(f"voice must be a tuple of VoiceRate, got {type(self.voice).__name__}")
-        _require_int("sms_out_micros", self.sms_out_micros, 0)
-        _require_int("sms_in_micros", self.sms_in_micros, 0)
-        _require_int("ring_through_micros", self.ring_through_micros, 0)
+        _require_int("sms_out_micros", self.sms_out_micros, 0, MAX_PRICE_MICROS)
+        _require_int("sms_in_micros", self.sms_in_micros, 0, MAX_PRICE_MICROS)
+        _require_int("ring_through_micros", self.ring_through_micros, 0, MAX_PRICE_MICROS)
         index: dict[str, dict[str, VoiceRate]] = {d: {} for d in DIRECTIONS}
         for position, rate in enumerate(self.voice):
             if not isinstance(rate, VoiceRate):

@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from charger.money import parse_money
 from charger.rating.model import (
     DIRECTIONS,
+    MAX_PRICE_MICROS,
     Increments,
     RatePlan,
     VoiceRate,
@@ -134,6 +135,10 @@ def _money(
         raise PlanError(plan_id, field, f"missing (give {name} or {micros_name})")
     if amount < 0:
         raise PlanError(plan_id, field, f"must not be negative, got {amount} micros")
+    if amount > MAX_PRICE_MICROS:
+        raise PlanError(
+            plan_id, field, f"must be at most {MAX_PRICE_MICROS} micros, got {amount} micros"
+        )
     return amount
 
 

@@ -1,0 +1,65 @@
+"""What an ``account.upserted`` may set, beyond the shape the decoder checks. Pure.
+
+The decoder knows the contract's types and bounds; these checks need more: the code list
+of currencies (a lowercase ``usd`` would never match a plan and every call would be refused
+later, far from its cause), the account's current settings (its currency cannot change
+under a running balance) and the deployment's auto-recharge policy. A refused upsert leaves
+the account's previous settings in force.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Final
+
+from charger.charging.records import AccountInfo, RechargePolicy
+from charger.charging.usage import RatingError
+from charger.rating.model import check_currency
+
+__all__ = ["check_settings"]
+
+# One @, something on each side, a dot in the domain, no spaces: enough to catch a field
+# filled with a name or a phone number, without pretending to validate RFC 5321.
+_EMAIL: Final = re.compile(r"[^@\s]+@[^@\s.]+(?:\.[^@\s.]+)+")
+
+
+def check_settings(body: dict[str, Any], prev: AccountInfo | None, policy: RechargePolicy) -> None:
+    """Raise :class:`RatingError` when the upsert in ``body`` must be refused.
+
+    ``prev`` is what the account has now (None for a new account).
+    """
+    account = body["account"]
+    try:
+        check_currency(body["currency"])
+    except ValueError as exc:
+        raise RatingError(
+            "invalid_account_settings", f"account {account!r}: currency {exc}"
+        ) from None
+    email = body.get("notify_email")
+    if email is not None and _EMAIL.fullmatch(email) is None:
+        raise RatingError(
+            "invalid_account_settings",
+            f"account {account!r}: notify_email must be an e-mail address, got {email!r}",
+        )
+    _check_auto_recharge(account, body.get("auto_recharge"), policy)
+    if prev is not None and prev.currency != body["currency"]:
+        raise RatingError(
+            "currency_change",
+            f"account {account!r} is in {prev.currency}, cannot move to {body['currency']}",
+        )
+
+
+def _check_auto_recharge(account: str, ar: dict[str, Any] | None, pol: RechargePolicy) -> None:
+    """Settings the payment side would refuse, or that would recharge in a loop."""
+    if not ar or not ar["enabled"]:
+        return
+    thr, amt = ar["threshold_micros"], ar["amount_micros"]
+    problem = ""
+    if thr < pol.min_threshold_micros:
+        problem = f"threshold_micros {thr} is below the minimum {pol.min_threshold_micros}"
+    elif amt < pol.min_amount_micros:
+        problem = f"amount_micros {amt} is below the minimum {pol.min_amount_micros}"
+    elif amt <= thr:
+        problem = f"amount_micros {amt} must be above threshold_micros {thr}"
+    if problem:
+        raise RatingError("invalid_auto_recharge", f"account {account!r}: {problem}")
