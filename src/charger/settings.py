@@ -151,7 +151,9 @@ class Settings(BaseSettings):
             sasl = {
                 "CHARGER_KAFKA_SASL_USERNAME": bool(self.kafka_sasl_username),
                 "CHARGER_KAFKA_SASL_PASSWORD": bool(self.kafka_sasl_password.get_secret_value()),
-                "CHARGER_KAFKA_SASL_MECHANISM": "kafka_sasl_mechanism" in self.model_fields_set,
+                # Judged by value, not by "was given": settings copied field by field
+                # (model_dump) carry the default mechanism explicitly.
+                "CHARGER_KAFKA_SASL_MECHANISM": self.kafka_sasl_mechanism != "PLAIN",
             }
             out += [
                 f"{name} is set but CHARGER_KAFKA_SECURITY_PROTOCOL={proto} uses no SASL "

@@ -50,9 +50,35 @@ class NullProducer:
         self, topic: str, value: bytes | None = None, key: bytes | None = None, headers: Any = None
     ) -> asyncio.Future[Any]:
         self.sent += 1
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        fut.set_result(None)
-        return fut
+        return _done()
+
+    def create_batch(self) -> _Batch:
+        return _Batch()
+
+    async def send_batch(self, batch: _Batch, topic: str, *, partition: int) -> asyncio.Future[Any]:
+        self.sent += batch.n
+        return _done()
+
+    async def partitions_for(self, topic: str) -> set[int]:
+        return set(range(8))
+
+
+class _Batch:
+    def __init__(self) -> None:
+        self.n = 0
+
+    def append(self, **_: Any) -> bool:
+        self.n += 1
+        return True
+
+    def record_count(self) -> int:
+        return self.n
+
+
+def _done() -> asyncio.Future[Any]:
+    fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    fut.set_result(None)
+    return fut
 
 
 class Setup:

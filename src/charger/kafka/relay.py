@@ -17,18 +17,29 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import orjson
+from aiokafka.partitioner import murmur2
 
 from charger.charging import ledger
 from charger.events.timefmt import format_time_ms
 from charger.metrics import Metrics
-from charger.store.redis_store import RedisStore
+from charger.store.redis_store import OutboxEntry, RedisStore
 from topics import names
 
 
 class Producer(Protocol):
+    """What the relay needs of aiokafka's producer."""
+
     async def send(
         self, topic: str, value: bytes | None = ..., key: bytes | None = ..., headers: Any = ...
     ) -> asyncio.Future[Any]: ...
+
+    def create_batch(self) -> Any: ...
+
+    async def send_batch(
+        self, batch: Any, topic: str, *, partition: int
+    ) -> asyncio.Future[Any]: ...
+
+    async def partitions_for(self, topic: str) -> set[int]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,7 +219,14 @@ def render(f: dict[bytes, bytes]) -> list[Output]:
 
 
 class Relay:
-    """Publishes slot outboxes to Kafka in order and deletes what the broker acknowledged."""
+    """Publishes slot outboxes to Kafka in order and deletes what the broker acknowledged.
+
+    Outputs keyed by account go out as one record batch per topic partition: the
+    partition is the slot when the topic has as many partitions as there are slots (the
+    slot *is* the default partitioner's choice), otherwise the default partitioner's hash.
+    Building batches directly skips aiokafka's per-record `send` path, which cost more
+    than everything else the relay does.
+    """
 
     def __init__(
         self,
@@ -221,6 +239,63 @@ class Relay:
         self.producer = producer
         self.chunk = chunk
         self.metrics = metrics
+        self._partitions: dict[str, int] = {}
+        self._hashed: dict[tuple[bytes, int], int] = {}
+
+    async def _partition(self, topic: str, key: bytes, slot: int) -> int:
+        n = self._partitions.get(topic)
+        if n is None:
+            n = self._partitions[topic] = len(await self.producer.partitions_for(topic))
+        if n == self.store.keys.slots:
+            return slot
+        p = self._hashed.get((key, n))
+        if p is None:
+            if len(self._hashed) > 100_000:
+                self._hashed.clear()
+            p = self._hashed[(key, n)] = (murmur2(key) & 0x7FFFFFFF) % n
+        return p
+
+    async def _publish(
+        self, batches: dict[int, list[OutboxEntry]], counts: Counter[str]
+    ) -> tuple[list[asyncio.Future[Any]], list[tuple[dict[bytes, bytes], list[Output]]]]:
+        """Hand every output of `batches` to the producer; the futures of their acks."""
+        producer = self.producer
+        futures: list[asyncio.Future[Any]] = []
+        sent: list[tuple[dict[bytes, bytes], list[Output]]] = []
+        open_batches: dict[tuple[str, int], Any] = {}
+        try:
+            for slot, entries in batches.items():
+                for _, f in entries:
+                    outs = render(f)
+                    sent.append((f, outs))
+                    for out in outs:
+                        counts[out.kind] += 1
+                        if out.key is None or out.topic == names.DLQ:
+                            # refused records keep whatever key they came with
+                            futures.append(
+                                await producer.send(
+                                    out.topic, value=out.value, key=out.key, headers=out.headers
+                                )
+                            )
+                            continue
+                        where = (out.topic, await self._partition(out.topic, out.key, slot))
+                        batch = open_batches.get(where)
+                        if batch is None:
+                            batch = open_batches[where] = producer.create_batch()
+                        if not _append(batch, out):
+                            futures.append(
+                                await producer.send_batch(batch, where[0], partition=where[1])
+                            )
+                            batch = open_batches[where] = producer.create_batch()
+                            if not _append(batch, out):
+                                raise ValueError(
+                                    f"an output of {len(out.value)} bytes fits no batch"
+                                )
+        finally:
+            for (topic, partition), batch in open_batches.items():
+                if batch.record_count():
+                    futures.append(await producer.send_batch(batch, topic, partition=partition))
+        return futures, sent
 
     async def drain(self, slots: Iterable[int]) -> Counter[str]:
         """Publish everything pending in `slots`; returns counts by output kind."""
@@ -231,20 +306,9 @@ class Relay:
             if not batches:
                 break
             futures: list[asyncio.Future[Any]] = []
-            done: dict[int, list[bytes]] = {}
             sent: list[tuple[dict[bytes, bytes], list[Output]]] = []
             try:
-                for slot, entries in batches.items():
-                    done[slot] = [eid for eid, _ in entries]
-                    for _, f in entries:
-                        outs = render(f)
-                        sent.append((f, outs))
-                        for out in outs:
-                            fut = await self.producer.send(
-                                out.topic, value=out.value, key=out.key, headers=out.headers
-                            )
-                            futures.append(fut)
-                            counts[out.kind] += 1
+                futures, sent = await self._publish(batches, counts)
             finally:
                 # Every send settles before a failure is raised: nothing is left in flight
                 # when the caller backs off, and no outcome goes unread.
@@ -256,6 +320,14 @@ class Relay:
                 raise failed
             if self.metrics is not None:
                 self.metrics.relayed(sent, time.time())
-            await self.store.ack_outbox(done)
+            await self.store.ack_outbox(
+                {slot: [eid for eid, _ in e] for slot, e in batches.items()}
+            )
             pending = {s for s, entries in batches.items() if len(entries) >= self.chunk}
         return counts
+
+
+def _append(batch: Any, out: Output) -> bool:
+    """Add `out` to a record batch; False when the batch is full."""
+    meta = batch.append(timestamp=None, key=out.key, value=out.value, headers=out.headers or [])
+    return meta is not None
