@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import msgpack  # type: ignore[import-untyped]
 import orjson
 
 from charger.charging.records import Inbound
@@ -74,7 +75,6 @@ class SlotBatch:
             k.accounts(self.slot),
             k.sessions(self.slot),
             k.recharges(self.slot),
-            *self.keys,
         ]
         head: list[KeyArg] = [
             now_ms,
@@ -90,7 +90,10 @@ class SlotBatch:
         for source in self.sources:  # dicts keep insertion order == index order
             head.append(source)
             head.append(highest[source])
-        return keys, head + self.argv
+        # Raw strings (no "bin" type): Redis's cmsgpack reads bytes and text alike as strings.
+        packed: bytes = msgpack.packb([self.argv, self.keys], use_bin_type=False)
+        head.append(packed)
+        return keys, head
 
 
 class SlotPlan:

@@ -23,15 +23,18 @@
 -- backs off. Request states live in the account hash as fields "rq:<request id>".
 --
 -- KEYS: 1 watermark hash, 2 outbox stream, 3 accounts set, 4 sessions zset,
---       5 recharges zset (account keys by in-flight request deadline),
---       then the keys of each op in order (count fixed per opcode, see below).
+--       5 recharges zset (account keys by in-flight request deadline).
+--       The ops' own keys (count fixed per opcode, see below) travel in the packed
+--       argument; every one of them carries this slot's hash tag, like the five above.
 --       The tick op reaches call and account keys named inside the sessions zset and call
 --       hashes: all of them carry this slot's hash tag.
 -- ARGV: 1 now (ms), 2 seen ttl (s), 3 tombstone ttl (s), 4 hold interval (s),
 --       5 hold lead (ms), 6 max call length (ms), 7 recharge timeout (ms),
 --       8 recharge backoff after a failure (ms), 9 number of sources S,
 --       then S pairs (source "topic/partition", highest offset in batch),
---       then ops: opcode, [source index (1-based), offset,] args...
+--       then one MessagePack array {ops, keys}: ops is the flat list
+--       opcode, [source index (1-based), offset,] args... and keys the ops' keys in order.
+--       Below, A[...] is an op value ("ARGV" of the op) and K[...] one of its keys.
 
 local wm_key = KEYS[1]
 local outbox_key = KEYS[2]
@@ -277,25 +280,30 @@ local function tick(max_sessions)
   return #due, cuts
 end
 
+-- The ops and their keys come packed in one MessagePack argument: one argument per op
+-- value made the client's packing cost more than the script itself.
+local packed = cmsgpack.unpack(ARGV[a])
+local A, K = packed[1], packed[2]
 local applied, skipped = 0, 0
-local k = 6
-local n = #ARGV
+local k = 1
+local n = #A
+a = 1
 while a <= n do
-  local op = ARGV[a]
+  local op = A[a]
   if op == 'T' then
     -- tick the slot's due sessions: ARGV max sessions
-    local looked, cuts = tick(tonumber(ARGV[a + 1]))
+    local looked, cuts = tick(tonumber(A[a + 1]))
     applied = applied + looked
     skipped = skipped + cuts
     a = a + 2
   else
-    local src = tonumber(ARGV[a + 1])
-    local fresh = tonumber(ARGV[a + 2]) > marks[src]
+    local src = tonumber(A[a + 1])
+    local fresh = tonumber(A[a + 2]) > marks[src]
     local p = a + 3
     if op == 'U' then
       -- usage or credit: KEYS acct, seen; ARGV fp, amount, ledger head, account, cause, time
-      if fresh and first_time(KEYS[k + 1], ARGV[p]) then
-        move(KEYS[k], ARGV[p + 3], ARGV[p + 1], ARGV[p + 2], ARGV[p + 4], ARGV[p + 5])
+      if fresh and first_time(K[k + 1], A[p]) then
+        move(K[k], A[p + 3], A[p + 1], A[p + 2], A[p + 4], A[p + 5])
         applied = applied + 1
       else
         skipped = skipped + 1
@@ -305,14 +313,14 @@ while a <= n do
     elseif op == 'E' then
       -- settle a call: release its hold, charge the final cost. KEYS acct, seen, call,
       -- account calls; ARGV fp, amount, ledger head, account, cause, time
-      local call_key = KEYS[k + 2]
-      if fresh and first_time(KEYS[k + 1], ARGV[p]) and redis.call('HGET', call_key, 'state') ~= 'ended' then
+      local call_key = K[k + 2]
+      if fresh and first_time(K[k + 1], A[p]) and redis.call('HGET', call_key, 'state') ~= 'ended' then
         local held_here = tonumber(redis.call('HGET', call_key, 'hold') or '0')
-        if held_here > 0 then redis.call('HINCRBY', KEYS[k], 'held', -held_here) end
-        move(KEYS[k], ARGV[p + 3], ARGV[p + 1], ARGV[p + 2], ARGV[p + 4], ARGV[p + 5])
-        redis.call('HSET', call_key, 'state', 'ended', 'amount', ARGV[p + 1], 'hold', '0')
+        if held_here > 0 then redis.call('HINCRBY', K[k], 'held', -held_here) end
+        move(K[k], A[p + 3], A[p + 1], A[p + 2], A[p + 4], A[p + 5])
+        redis.call('HSET', call_key, 'state', 'ended', 'amount', A[p + 1], 'hold', '0')
         redis.call('EXPIRE', call_key, tomb_ttl_s)
-        redis.call('SREM', KEYS[k + 3], call_key)
+        redis.call('SREM', K[k + 3], call_key)
         redis.call('ZREM', sessions_key, call_key)
         applied = applied + 1
       else
@@ -324,17 +332,17 @@ while a <= n do
       -- open a call session and place its first hold. KEYS acct, seen, call, account calls;
       -- ARGV fp, call id, answer ms, direction, from, to, account,
       -- price per minute, connect fee, first increment, next increment
-      local call_key = KEYS[k + 2]
-      if fresh and first_time(KEYS[k + 1], ARGV[p]) and redis.call('EXISTS', call_key) == 0 then
-        local ppm, cf = tonumber(ARGV[p + 7]), tonumber(ARGV[p + 8])
+      local call_key = K[k + 2]
+      if fresh and first_time(K[k + 1], A[p]) and redis.call('EXISTS', call_key) == 0 then
+        local ppm, cf = tonumber(A[p + 7]), tonumber(A[p + 8])
         local zr = (ppm == 0 and cf == 0) and '1' or '0'
-        redis.call('HSET', call_key, 'state', 'active', 'call_id', ARGV[p + 1], 't0', ARGV[p + 2],
-          'dir', ARGV[p + 3], 'from', ARGV[p + 4], 'to', ARGV[p + 5], 'acct', ARGV[p + 6],
-          'akey', KEYS[k], 'acs', KEYS[k + 3], 'ppm', ARGV[p + 7], 'cf', ARGV[p + 8],
-          'i1', ARGV[p + 9], 'i2', ARGV[p + 10], 'cov', '0', 'hold', '0', 'zr', zr)
-        redis.call('SADD', KEYS[k + 3], call_key)
+        redis.call('HSET', call_key, 'state', 'active', 'call_id', A[p + 1], 't0', A[p + 2],
+          'dir', A[p + 3], 'from', A[p + 4], 'to', A[p + 5], 'acct', A[p + 6],
+          'akey', K[k], 'acs', K[k + 3], 'ppm', A[p + 7], 'cf', A[p + 8],
+          'i1', A[p + 9], 'i2', A[p + 10], 'cov', '0', 'hold', '0', 'zr', zr)
+        redis.call('SADD', K[k + 3], call_key)
         if zr == '1' then
-          redis.call('ZADD', sessions_key, tonumber(ARGV[p + 2]) + max_call_ms, call_key)
+          redis.call('ZADD', sessions_key, tonumber(A[p + 2]) + max_call_ms, call_key)
         else
           grow(call_key, load_session(call_key))
         end
@@ -347,10 +355,10 @@ while a <= n do
     elseif op == 'P' then
       -- an end with no start and no route yet: park it until the start arrives.
       -- KEYS seen, call; ARGV fp, duration ms, end event id, end time
-      local call_key = KEYS[k + 1]
-      if fresh and first_time(KEYS[k], ARGV[p]) and redis.call('EXISTS', call_key) == 0 then
-        redis.call('HSET', call_key, 'state', 'pending_end', 'dur', ARGV[p + 1],
-          'end_id', ARGV[p + 2], 'end_time', ARGV[p + 3])
+      local call_key = K[k + 1]
+      if fresh and first_time(K[k], A[p]) and redis.call('EXISTS', call_key) == 0 then
+        redis.call('HSET', call_key, 'state', 'pending_end', 'dur', A[p + 1],
+          'end_id', A[p + 2], 'end_time', A[p + 3])
         redis.call('EXPIRE', call_key, tomb_ttl_s)
         applied = applied + 1
       else
@@ -361,21 +369,21 @@ while a <= n do
     elseif op == 'A' then
       -- upsert settings: KEYS acct, seen; ARGV fp, account, currency, plan, credit limit,
       -- auto-recharge on, threshold, amount, e-mail, cause, time
-      local acct_key = KEYS[k]
-      if fresh and first_time(KEYS[k + 1], ARGV[p]) then
+      local acct_key = K[k]
+      if fresh and first_time(K[k + 1], A[p]) then
         local created = redis.call('HSETNX', acct_key, 'bal', '0') == 1
         if created then
-          redis.call('HSET', acct_key, 'id', ARGV[p + 1], 'held', '0', 'susp', '0', 'open', '0',
+          redis.call('HSET', acct_key, 'id', A[p + 1], 'held', '0', 'susp', '0', 'open', '0',
             'created', int(now_ms))
-          redis.call('SADD', accounts_key, ARGV[p + 1])
+          redis.call('SADD', accounts_key, A[p + 1])
         end
-        redis.call('HSET', acct_key, 'cur', ARGV[p + 2], 'plan', ARGV[p + 3], 'climit', ARGV[p + 4],
-          'ar_on', ARGV[p + 5], 'ar_thr', ARGV[p + 6], 'ar_amt', ARGV[p + 7], 'email', ARGV[p + 8])
+        redis.call('HSET', acct_key, 'cur', A[p + 2], 'plan', A[p + 3], 'climit', A[p + 4],
+          'ar_on', A[p + 5], 'ar_thr', A[p + 6], 'ar_amt', A[p + 7], 'email', A[p + 8])
         -- A new account waits for its first movement; a changed credit limit may move the floor.
         if not created then
           local st = account_state(acct_key)
-          check_floor(acct_key, ARGV[p + 1], ARGV[p + 9], 't', ARGV[p + 10], st)
-          check_recharge(acct_key, ARGV[p + 1], st)
+          check_floor(acct_key, A[p + 1], A[p + 9], 't', A[p + 10], st)
+          check_recharge(acct_key, A[p + 1], st)
         end
         applied = applied + 1
       else
@@ -386,19 +394,19 @@ while a <= n do
     elseif op == 'G' then
       -- a recharge result: KEYS acct, seen; ARGV fp, request id, status, amount,
       -- ledger head, account, cause, time, reason
-      local acct_key, rid = KEYS[k], ARGV[p + 1]
+      local acct_key, rid = K[k], A[p + 1]
       local state = redis.call('HGET', acct_key, 'rq:' .. rid)
-      if fresh and first_time(KEYS[k + 1], ARGV[p]) and (state == 'pending' or state == 'timed_out') then
-        if ARGV[p + 2] == 'succeeded' then
+      if fresh and first_time(K[k + 1], A[p]) and (state == 'pending' or state == 'timed_out') then
+        if A[p + 2] == 'succeeded' then
           end_request(acct_key, rid, 'succeeded')
-          move(acct_key, ARGV[p + 5], ARGV[p + 3], ARGV[p + 4], ARGV[p + 6], ARGV[p + 7])
+          move(acct_key, A[p + 5], A[p + 3], A[p + 4], A[p + 6], A[p + 7])
         else
           end_request(acct_key, rid, 'failed')
           redis.call('HSET', acct_key, 'rq_after', int(now_ms + rq_backoff_ms))
           local f = redis.call('HMGET', acct_key, 'bal', 'held', 'ar_thr', 'email')
-          redis.call('XADD', outbox_key, '*', 'o', 'F', 'k', ARGV[p + 5], 'i', rid,
-            'r', ARGV[p + 8], 'b', int(tonumber(f[1]) - tonumber(f[2])), 'h', f[3] or '0',
-            'e', f[4] or '', 't', ARGV[p + 7])
+          redis.call('XADD', outbox_key, '*', 'o', 'F', 'k', A[p + 5], 'i', rid,
+            'r', A[p + 8], 'b', int(tonumber(f[1]) - tonumber(f[2])), 'h', f[3] or '0',
+            'e', f[4] or '', 't', A[p + 7])
         end
         applied = applied + 1
       else
@@ -409,7 +417,7 @@ while a <= n do
     elseif op == 'K' then
       -- remember an event that moves nothing (a late start of a settled call): KEYS seen
       if fresh then
-        first_time(KEYS[k], ARGV[p])
+        first_time(K[k], A[p])
       end
       skipped = skipped + 1
       k = k + 1
@@ -417,7 +425,7 @@ while a <= n do
     elseif op == 'D' then
       -- refused record to the DLQ: no keys; ARGV kafka key, original bytes, headers (JSON)
       if fresh then
-        redis.call('XADD', outbox_key, '*', 'o', 'D', 'k', ARGV[p], 'v', ARGV[p + 1], 'h', ARGV[p + 2])
+        redis.call('XADD', outbox_key, '*', 'o', 'D', 'k', A[p], 'v', A[p + 1], 'h', A[p + 2])
         applied = applied + 1
       else
         skipped = skipped + 1
