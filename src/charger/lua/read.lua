@@ -4,17 +4,17 @@
 -- parsing, a timeout per reply) was a third of the worker's CPU. Read-only; every key
 -- carries the slot's hash tag, so it runs on Redis Cluster.
 --
--- KEYS: the seen-id keys, then the account keys, then the call keys, then the account
---       keys of the recharge requests (counts in ARGV).
--- ARGV: 1 number of seen keys, 2 number of account keys, 3 number of call keys,
---       then one account hash field per recharge request ("rq:<request id>").
+-- KEYS: one key of the slot (routes the call; every key read carries the same tag).
+-- ARGV: 1 one MessagePack array {seen-id keys, account keys, call keys, recharge requests
+--       as a flat list of account key, field ("rq:<request id>") pairs}: one argument
+--       instead of one per key keeps the client's packing cost flat.
 -- Returns {seen values, account fields (3 per account: currency, rate plan,
 --          credit limit in micros), call fields (9 per call, see CALL_FIELDS),
 --          request states}; a missing value is nil.
 
-local n_seen = tonumber(ARGV[1])
-local n_acct = tonumber(ARGV[2])
-local n_call = tonumber(ARGV[3])
+local packed = cmsgpack.unpack(ARGV[1])
+local seen_keys, acct_keys, call_keys, req = packed[1], packed[2], packed[3], packed[4]
+local n_seen = #seen_keys
 local CHUNK = 1000 -- keys per MGET: unpack() has a stack limit
 
 local CALL_FIELDS = {'state', 'dir', 'from', 'to', 't0', 'dur', 'end_id', 'end_time',
@@ -24,7 +24,7 @@ local seen = {}
 local i = 1
 while i <= n_seen do
   local last = math.min(i + CHUNK - 1, n_seen)
-  local got = redis.call('MGET', unpack(KEYS, i, last))
+  local got = redis.call('MGET', unpack(seen_keys, i, last))
   for j = 1, last - i + 1 do
     seen[#seen + 1] = got[j]
   end
@@ -32,25 +32,24 @@ while i <= n_seen do
 end
 
 local accounts = {}
-for k = n_seen + 1, n_seen + n_acct do
-  local f = redis.call('HMGET', KEYS[k], 'cur', 'plan', 'climit')
+for k = 1, #acct_keys do
+  local f = redis.call('HMGET', acct_keys[k], 'cur', 'plan', 'climit')
   accounts[#accounts + 1] = f[1]
   accounts[#accounts + 1] = f[2]
   accounts[#accounts + 1] = f[3]
 end
 
 local calls = {}
-for k = n_seen + n_acct + 1, n_seen + n_acct + n_call do
-  local f = redis.call('HMGET', KEYS[k], unpack(CALL_FIELDS))
+for k = 1, #call_keys do
+  local f = redis.call('HMGET', call_keys[k], unpack(CALL_FIELDS))
   for j = 1, #CALL_FIELDS do
     calls[#calls + 1] = f[j]
   end
 end
 
 local requests = {}
-local first_request = n_seen + n_acct + n_call
-for r = 4, #ARGV do
-  requests[#requests + 1] = redis.call('HGET', KEYS[first_request + r - 3], ARGV[r])
+for r = 1, #req, 2 do
+  requests[#requests + 1] = redis.call('HGET', req[r], req[r + 1])
 end
 
 return {seen, accounts, calls, requests}

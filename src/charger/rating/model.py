@@ -173,7 +173,11 @@ class RatePlan:
         by_prefix = self._index.get(direction)
         if by_prefix is None:
             raise ValueError(f"direction must be one of {sorted(DIRECTIONS)}, got {direction!r}")
-        digits = "".join(ch for ch in number if "0" <= ch <= "9")
+        tail = number[1:] if number[:1] == "+" else number
+        if tail.isascii() and tail.isdigit():  # the common "+<digits>" form, without a scan
+            digits = tail
+        else:
+            digits = "".join(ch for ch in number if "0" <= ch <= "9")
         for length in range(min(len(digits), self._longest[direction]), -1, -1):
             rate = by_prefix.get(digits[:length])
             if rate is not None:

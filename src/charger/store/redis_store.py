@@ -6,6 +6,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgpack  # type: ignore[import-untyped]
 from redis.asyncio import Redis
 
 from charger.charging.ops import ScriptConfig, SlotPlan
@@ -61,11 +62,10 @@ class RedisStore:
         for key, fld in p.request_fields:
             of(slot_of(key)).requests.append((key, fld))
         pipe = self.client.pipeline(transaction=False)
-        for sr in by_slot.values():
-            keys = [*sr.seen, *sr.accounts, *sr.calls, *(k for k, _ in sr.requests)]
-            argv: list[int | str] = [len(sr.seen), len(sr.accounts), len(sr.calls)]
-            argv += [f for _, f in sr.requests]
-            await self.scripts.read(keys=keys, args=argv, client=pipe)
+        for slot, sr in by_slot.items():
+            requests = [x for pair in sr.requests for x in pair]
+            packed = msgpack.packb([sr.seen, sr.accounts, sr.calls, requests], use_bin_type=False)
+            await self.scripts.read(keys=[self.keys.watermark(slot)], args=[packed], client=pipe)
         res: list[list[list[Any]]] = await pipe.execute()
         n = len(CALL_FIELDS)
         for sr, (seen_vals, acct_vals, call_vals, req_vals) in zip(
