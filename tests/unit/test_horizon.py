@@ -58,3 +58,17 @@ def test_horizon_never_passes_now_and_forget_resets() -> None:
     assert got == {2: NOW}  # partition 6 lives in slot 6 % 4 == 2
     h.forget()
     assert h.slot_now(NOW, [TopicPartition(EV, 6)], lambda tp: 1, lambda tp: 3) == {}
+
+
+def test_records_fetched_but_not_applied_keep_the_slot_behind() -> None:
+    h = Horizon(8)
+    tp = TopicPartition(EV, 0)
+    h.advance({tp: [Rec(0, 100)]})
+    # a fetch returned offsets 1..2; the consumer's position already says 3 == highwater
+    h.fetched({tp: [Rec(1, 200), Rec(2, 300)]})
+    assert h.slot_now(NOW, [tp], lambda _: 3, lambda _: 3) == {0: 100}
+    h.advance({tp: [Rec(1, 200), Rec(2, 300)]})
+    assert h.slot_now(NOW, [tp], lambda _: 3, lambda _: 3) == {0: NOW}
+    h.fetched({tp: [Rec(3, 400)]})
+    h.released()  # the batch failed: rewound, nothing in hand
+    assert h.slot_now(NOW, [tp], lambda _: 3, lambda _: 4) == {0: 300}

@@ -161,6 +161,7 @@ class BatchWorker:
                 max_records=self.settings.batch_max_records,
             )
             self.metrics.polled(data)
+            self.horizon.fetched(data)
             n = await self._handle(data) if data else 0
         except Exception as exc:
             if self._stopping.is_set():
@@ -212,6 +213,7 @@ class BatchWorker:
         """Forget what the failed batch learnt and fetch its records again next time."""
         self.planner.accounts.clear()
         self.needs_drain = True
+        self.horizon.released()
         consumer = self.consumer
         if consumer is None or not data:
             return

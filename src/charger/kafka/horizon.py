@@ -13,6 +13,11 @@ have changed the decision. So the ticker acts "as of" a horizon per slot:
 
 After a restart or a rebalance this turns "cut every call whose money ran out while we
 were away" into "replay the backlog, deciding each cut as of the moment it was due".
+
+"Read" means processed: records a fetch has returned but the batch loop has not yet
+applied are "in hand", and the partition counts as behind until they are (the consumer's
+own position has already moved past them; found by `charger chaos`, where a tick slipped
+in between a fetch and its batch and cut a call whose end was in that very fetch).
 """
 
 from __future__ import annotations
@@ -29,10 +34,22 @@ class Horizon:
     def __init__(self, slots: int) -> None:
         self.slots = slots
         self._read: dict[TopicPartition, tuple[int, int]] = {}  # next offset, last timestamp
+        self._in_hand: dict[TopicPartition, int] = {}  # first offset fetched, not yet applied
+
+    def fetched(self, data: Mapping[TopicPartition, Sequence[Any]]) -> None:
+        """Records returned by a fetch, not applied yet."""
+        for tp, msgs in data.items():
+            if msgs:
+                self._in_hand.setdefault(tp, msgs[0].offset)
+
+    def released(self) -> None:
+        """The batch in hand failed and will be fetched again: nothing is in hand."""
+        self._in_hand.clear()
 
     def advance(self, data: Mapping[TopicPartition, Sequence[Any]]) -> None:
         """Record a processed batch (records with `.offset` and `.timestamp`, in order)."""
         for tp, msgs in data.items():
+            self._in_hand.pop(tp, None)
             if msgs:
                 last = max(m.timestamp for m in msgs)
                 _, before = self._read.get(tp, (0, last))
@@ -41,6 +58,7 @@ class Horizon:
     def forget(self) -> None:
         """Partitions were revoked or reassigned: progress is known again after a batch."""
         self._read.clear()
+        self._in_hand.clear()
 
     def slot_now(
         self,
@@ -54,8 +72,10 @@ class Horizon:
         blocked: set[int] = set()
         for tp in assigned:
             slot = tp.partition % self.slots
-            hw, pos = highwater(tp), position(tp)
-            read = self._read.get(tp)
+            hw, read = highwater(tp), self._read.get(tp)
+            pos = self._in_hand.get(tp)
+            if pos is None:
+                pos = position(tp)
             if pos is None and read is not None:
                 pos = read[0]
             if hw is not None and pos is not None and pos >= hw:
