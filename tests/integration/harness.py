@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import subprocess
 import sys
 import uuid
@@ -26,6 +25,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from charger.embedded import create_topics, free_port
+from charger.processes import stop_process
 from charger.settings import Settings
 from charger.store.keys import Keys
 from topics import names
@@ -274,11 +274,4 @@ def spawn_worker(run: Run, web_port: int = 0, **env: str) -> subprocess.Popen[by
 
 
 def stop_worker(proc: subprocess.Popen[bytes], timeout: float = 30.0) -> int:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    return proc.returncode
+    return stop_process(proc, timeout)

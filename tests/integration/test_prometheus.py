@@ -16,7 +16,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -33,6 +32,7 @@ import yaml
 
 from charger.embedded import free_port
 from charger.metrics import Metrics
+from charger.processes import stop_process
 from charger.simulate import SimConfig
 from charger.simulate.produce import run_switch
 from tests.integration.harness import Run
@@ -158,14 +158,7 @@ async def _wait_for(url: str, timeout: float, what: str, proc: subprocess.Popen[
 
 
 def _stop(proc: subprocess.Popen[bytes], timeout: float = 30.0) -> int:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    return proc.returncode
+    return stop_process(proc, timeout)
 
 
 class Prometheus:

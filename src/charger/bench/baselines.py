@@ -22,9 +22,10 @@ from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from redis.asyncio import Redis
 
 from charger.bench.proc import cpu_seconds, read_json, say, write_json
-from charger.bench.runs import Env, spawn, stop_process
+from charger.bench.runs import Env, spawn
 from charger.bench.workload import Workload, load_plain_accounts, plain_key, start_group
 from charger.embedded import create_topics
+from charger.processes import stop_process
 from topics import names
 from topics.names import TopicSpec
 

@@ -22,9 +22,10 @@ from redis.asyncio import Redis
 
 from charger.bench.proc import cpu_seconds, peak_rss_mb
 from charger.bench.report import latency_summary
-from charger.bench.runs import Env, prepare_charger, settings_env, spawn, stop_process
+from charger.bench.runs import Env, prepare_charger, settings_env, spawn
 from charger.bench.workload import Workload, producer
 from charger.embedded import free_port
+from charger.processes import stop_process
 from charger.store.keys import Keys
 from topics import names
 

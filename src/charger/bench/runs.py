@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ from charger.bench.workload import (
     load_charger_accounts,
     start_group,
 )
+from charger.processes import stop_process
 from charger.rating import load_plans
 from charger.runtime import default_plans_path, script_config
 from charger.settings import Settings
@@ -100,18 +100,6 @@ async def wait_stats(path: Path, proc: subprocess.Popen[bytes], timeout: float) 
             raise RuntimeError(f"benchmark process exited with {proc.returncode}")
         await asyncio.sleep(0.05)
     raise TimeoutError(f"no result from the benchmark process after {timeout:.0f}s")
-
-
-def stop_process(proc: subprocess.Popen[bytes], timeout: float = 30.0) -> int:
-    """SIGTERM the process we started (by its pid), then kill it if it lingers."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    return proc.returncode
 
 
 def spawn(argv: list[str], environ: dict[str, str], log: Path) -> subprocess.Popen[bytes]:

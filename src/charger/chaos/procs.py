@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import signal
 import subprocess
 import sys
 import urllib.error
@@ -11,6 +10,7 @@ import urllib.request
 from pathlib import Path
 
 from charger.embedded import free_port
+from charger.processes import stop_process
 
 
 class Workers:
@@ -59,16 +59,7 @@ class Workers:
     def stop(self, name: str, timeout: float = 30.0) -> int | None:
         """SIGTERM and wait; SIGKILL only if it does not exit in time."""
         proc = self.procs.pop(name, None)
-        if proc is None:
-            return None
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        return proc.returncode
+        return None if proc is None else stop_process(proc, timeout)
 
     def unhealthy(self) -> list[str]:
         """Workers whose /health answers 503: alive, but the batch loop died or stalled.

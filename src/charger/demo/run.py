@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import signal
 import subprocess
 import sys
 import tempfile
@@ -30,6 +29,7 @@ from charger.demo.payments import Payments
 from charger.demo.tail import OutputTail
 from charger.demo.view import CLEAR, AccountRow, Frame, render
 from charger.embedded import create_topics, embedded_stack
+from charger.processes import stop_process
 from charger.settings import Settings
 from charger.simulate import (
     SimConfig,
@@ -247,17 +247,7 @@ class Demo:
             await c.stop()
 
     def stop_worker(self, timeout: float = 30.0) -> int | None:
-        w = self.worker
-        if w is None:
-            return None
-        if w.poll() is None:
-            w.send_signal(signal.SIGTERM)
-            try:
-                w.wait(timeout)
-            except subprocess.TimeoutExpired:
-                w.kill()
-                w.wait()
-        return w.returncode
+        return None if self.worker is None else stop_process(self.worker, timeout)
 
     async def summary(self, tail: OutputTail, seconds: float, caught_up: bool) -> dict[str, Any]:
         t = tail.tally
