@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from charger.bench.report import percentile
 from charger.chaos.workload import CohortCall
 from charger.events.timefmt import parse_time_ms
 from topics import names
@@ -74,13 +75,6 @@ class Observed:
     call_states: dict[tuple[str, str], str | None] = field(default_factory=dict)
     request_states: dict[tuple[str, str], str | None] = field(default_factory=dict)
     active_sessions: int = 0
-
-
-def _percentile(values: list[int], pct: int) -> int | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[max(0, -(-pct * len(ordered) // 100) - 1)]
 
 
 def check(expected: list[Expected], cohort: list[CohortCall], seen: Observed) -> dict[str, Any]:
@@ -157,8 +151,8 @@ def check(expected: list[Expected], cohort: list[CohortCall], seen: Observed) ->
             "cohort_cut": sum(c.doomed for c in cohort) - len(missed),
             "cutoff_at_error_ms_max": max(off_ms, default=None),
             "spurious_cohort_cutoffs": len(spurious),
-            "lateness_ms_p50": _percentile(late, 50),
-            "lateness_ms_p99": _percentile(late, 99),
+            "lateness_ms_p50": percentile(late, 50),
+            "lateness_ms_p99": percentile(late, 99),
             "lateness_ms_max": max(late, default=None),
         },
         "examples": {

@@ -24,6 +24,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 from redis.asyncio import Redis
 
+from charger.bench.report import percentile
 from charger.connections import kafka_security, redis_client
 from charger.demo.payments import Payments
 from charger.demo.tail import OutputTail
@@ -288,14 +289,6 @@ class Demo:
     async def close(self) -> None:
         await self.producer.stop()
         await self.redis.aclose()
-
-
-def percentile(values: list[int], pct: int) -> int | None:
-    """Nearest-rank percentile; None when there is nothing to rank."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[max(0, -(-pct * len(ordered) // 100) - 1)]
 
 
 async def run_demo(opts: DemoOptions, bootstrap: str, redis_url: str) -> dict[str, Any]:

@@ -242,10 +242,12 @@ class Relay:
         self._partitions: dict[str, int] = {}
         self._hashed: dict[tuple[bytes, int], int] = {}
 
-    async def _partition(self, topic: str, key: bytes, slot: int) -> int:
-        n = self._partitions.get(topic)
-        if n is None:
-            n = self._partitions[topic] = len(await self.producer.partitions_for(topic))
+    async def _count(self, topic: str) -> int:
+        n = self._partitions[topic] = len(await self.producer.partitions_for(topic))
+        return n
+
+    def _partition(self, n: int, key: bytes, slot: int) -> int:
+        """The partition of `key` among `n`: the slot itself when there are as many."""
         if n == self.store.keys.slots:
             return slot
         p = self._hashed.get((key, n))
@@ -278,7 +280,8 @@ class Relay:
                                 )
                             )
                             continue
-                        where = (out.topic, await self._partition(out.topic, out.key, slot))
+                        n = self._partitions.get(out.topic) or await self._count(out.topic)
+                        where = (out.topic, self._partition(n, out.key, slot))
                         batch = open_batches.get(where)
                         if batch is None:
                             batch = open_batches[where] = producer.create_batch()
