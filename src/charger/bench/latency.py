@@ -24,6 +24,7 @@ from charger.bench.proc import cpu_seconds, peak_rss_mb
 from charger.bench.report import latency_summary
 from charger.bench.runs import Env, prepare_charger, settings_env, spawn
 from charger.bench.workload import Workload, producer
+from charger.catchup import wait_caught_up
 from charger.embedded import free_port
 from charger.processes import stop_process
 from charger.store.keys import Keys
@@ -147,7 +148,9 @@ async def run_latency(
         for md in acked:
             tp = TopicPartition(md.topic, md.partition)
             ends[tp] = max(ends.get(tp, 0), md.offset + 1)
-        caught_up = await _wait_caught_up(env, s.group_id, ends, redis, Keys(prefix, s.partitions))
+        caught_up = await wait_caught_up(
+            env.bootstrap, s.group_id, ends, redis, Keys(prefix, s.partitions), 60
+        )
         # Then read on until the ledger has been quiet for a moment.
         while time.monotonic() - tail.last_data < 1.0:
             await asyncio.sleep(0.1)
@@ -175,23 +178,3 @@ async def run_latency(
         "other_cpu_share": others,
         "worker_rss_mb": rss,
     }
-
-
-async def _wait_caught_up(
-    env: Env, group: str, ends: dict[TopicPartition, int], redis: Redis, keys: Keys
-) -> bool:
-    c = AIOKafkaConsumer(bootstrap_servers=env.bootstrap, group_id=group, enable_auto_commit=False)
-    await c.start()
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            behind = 0
-            for tp, end in ends.items():
-                behind += max(0, end - ((await c.committed(tp)) or 0))
-            backlog = sum([await redis.xlen(keys.outbox(s)) for s in range(keys.slots)])
-            if behind == 0 and backlog == 0:
-                return True
-            await asyncio.sleep(0.2)
-        return False
-    finally:
-        await c.stop()

@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer, TopicPartition
 from redis.asyncio import Redis
 
+from charger.catchup import behind
 from charger.chaos.checker import check, expectations
 from charger.chaos.collect import observe
 from charger.chaos.procs import Workers
@@ -112,22 +113,7 @@ class ChaosRun:
     # ---- progress ----
     async def lag(self) -> int:
         """Input records not committed by the group, plus unrelayed outputs."""
-        c = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap, group_id=self.group, enable_auto_commit=False
-        )
-        await c.start()
-        try:
-            behind = 0
-            for tp, end in self.produced.items():
-                if tp.topic in names.CO_PARTITIONED:
-                    behind += max(0, end - (await c.committed(tp) or 0))
-        finally:
-            await c.stop()
-        pipe = self.redis.pipeline(transaction=False)
-        for slot in range(self.keys.slots):
-            pipe.xlen(self.keys.outbox(slot))
-        backlog: list[int] = await pipe.execute()
-        return behind + sum(backlog)
+        return await behind(self.bootstrap, self.group, self.produced, self.redis, self.keys)
 
     async def wait_settled(self, payments: Payments, tail: OutputTail, timeout: float) -> bool:
         """Until nothing is behind, no session is open and the payment service is quiet."""

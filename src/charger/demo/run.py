@@ -25,6 +25,7 @@ from aiokafka.structs import OffsetAndMetadata
 from redis.asyncio import Redis
 
 from charger.bench.report import percentile
+from charger.catchup import wait_caught_up
 from charger.connections import kafka_security, redis_client
 from charger.demo.payments import Payments
 from charger.demo.tail import OutputTail
@@ -222,30 +223,16 @@ class Demo:
 
     async def wait_caught_up(self, timeout: float = 120.0) -> bool:
         """Until the worker committed everything we produced and every outbox is empty."""
-        c = AIOKafkaConsumer(
-            bootstrap_servers=self.settings.kafka_bootstrap,
-            group_id=self.settings.group_id,
-            enable_auto_commit=False,
+        s = self.settings
+        return await wait_caught_up(
+            s.kafka_bootstrap,
+            s.group_id,
+            self.produced,
+            self.redis,
+            self.keys,
+            timeout,
             **self.security,
         )
-        await c.start()
-        try:
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline:
-                behind = 0
-                for tp, end in self.produced.items():
-                    if tp.topic in names.CO_PARTITIONED:
-                        done = await c.committed(tp)
-                        behind += max(0, end - (done or 0))
-                backlog = 0
-                for slot in range(self.keys.slots):
-                    backlog += await self.redis.xlen(self.keys.outbox(slot))
-                if behind == 0 and backlog == 0:
-                    return True
-                await asyncio.sleep(0.2)
-            return False
-        finally:
-            await c.stop()
 
     def stop_worker(self, timeout: float = 30.0) -> int | None:
         return None if self.worker is None else stop_process(self.worker, timeout)
