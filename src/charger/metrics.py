@@ -214,7 +214,8 @@ class Metrics:
         )
         self.outbox_backlog = Gauge(
             "charger_outbox_backlog",
-            "Outbox entries not yet relayed, in the key slots this worker owns.",
+            "Outbox entries not yet relayed, in the key slots this worker owns "
+            "(an entry holds the outputs of one apply call).",
             registry=r,
         )
         self.active_calls = Gauge(
@@ -426,9 +427,8 @@ class Sampler:
     """Reads the gauges that no event updates: lag, backlog, active calls, holds.
 
     Lag comes from the consumer's own state (no broker round trip) every `lag_period`
-    seconds; the Redis gauges take three pipelined round trips every `redis_period`
-    seconds over the slots this worker owns, reading at most `max_sessions` call sessions
-    per slot (holds are then a lower bound).
+    seconds; the Redis gauges take one pipelined round trip of three commands per slot
+    every `redis_period` seconds over the slots this worker owns.
     """
 
     def __init__(
@@ -439,15 +439,12 @@ class Sampler:
         *,
         lag_period: float = 1.0,
         redis_period: float = 5.0,
-        max_sessions: int = 5000,
     ) -> None:
         self.metrics = metrics
         self.redis = redis
         self.keys = keys
         self.lag_period = lag_period
         self.redis_period = redis_period
-        self.max_sessions = max_sessions
-        self._currency: dict[bytes, str] = {}  # account key -> currency (never changes)
         self._currencies_seen: set[str] = set()
         self._redis_due = 0.0
 
@@ -487,44 +484,24 @@ class Sampler:
 
     async def sample_redis(self, slots: Sequence[int]) -> None:
         m = self.metrics
-        if not slots:
-            m.outbox_backlog.set(0)
-            m.active_calls.set(0)
-            for cur in self._currencies_seen:
-                m.holds.labels(cur).set(0)
-            return
-        pipe = self.redis.pipeline(transaction=False)
-        for slot in slots:
-            pipe.xlen(self.keys.outbox(slot))
-            pipe.zcard(self.keys.sessions(slot))
-            pipe.zrange(self.keys.sessions(slot), 0, self.max_sessions - 1)
-        res: list[Any] = await pipe.execute()
-        m.outbox_backlog.set(sum(res[0::3]))
-        m.active_calls.set(sum(res[1::3]))
-        calls: list[bytes] = [ck for chunk in res[2::3] for ck in chunk]
-        held: dict[bytes, int] = {}
-        if calls:
-            pipe = self.redis.pipeline(transaction=False)
-            for ck in calls:
-                pipe.hmget(ck, ["hold", "akey", "state"])
-            for hold, akey, state in await pipe.execute():
-                if hold and akey and state == b"active":
-                    held[akey] = held.get(akey, 0) + int(hold)
-        unknown = [a for a in held if a not in self._currency]
-        if unknown:
-            pipe = self.redis.pipeline(transaction=False)
-            for akey in unknown:
-                pipe.hget(akey, "cur")
-            if len(self._currency) > 200_000:
-                self._currency.clear()
-            for akey, cur in zip(unknown, await pipe.execute(), strict=True):
-                if cur:
-                    self._currency[akey] = cur.decode()
         totals = dict.fromkeys(self._currencies_seen, 0)
-        for akey, amount in held.items():
-            currency = self._currency.get(akey)
-            if currency is not None:
-                totals[currency] = totals.get(currency, 0) + amount
+        backlog = calls = 0
+        if slots:
+            # Three commands per slot, whatever the number of calls: apply.lua keeps the
+            # slot's held total per currency as it moves holds.
+            pipe = self.redis.pipeline(transaction=False)
+            for slot in slots:
+                pipe.xlen(self.keys.outbox(slot))
+                pipe.zcard(self.keys.sessions(slot))
+                pipe.hgetall(self.keys.held(slot))
+            res: list[Any] = await pipe.execute()
+            backlog, calls = sum(res[0::3]), sum(res[1::3])
+            for held in res[2::3]:
+                for cur, amount in held.items():
+                    if cur:  # an account without a currency holds nothing worth a label
+                        totals[cur.decode()] = totals.get(cur.decode(), 0) + int(amount)
+        m.outbox_backlog.set(backlog)
+        m.active_calls.set(calls)
         for currency, amount in totals.items():
             self._currencies_seen.add(currency)
             m.holds.labels(currency).set(amount / MICROS)

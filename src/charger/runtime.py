@@ -163,7 +163,8 @@ class Runtime:
     async def stop(self) -> None:
         """Finish the batch in hand, flush outputs, close connections."""
         if self._ticker is not None:
-            async with self.worker.lock:  # never in the middle of a tick's apply or relay
+            # never in the middle of a tick's apply or of a relay pass
+            async with self.worker.lock, self.worker.publisher.lock:
                 self._ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._ticker

@@ -3,8 +3,8 @@
 Run as ``python -m charger.bench.child SPEC.json`` with the ``CHARGER_*`` settings in its
 environment. It starts `charger.runtime.Runtime` exactly as the Faust service does, notes
 when the first fetch that returned records was issued and when the commit that covered
-the last target offset returned (the relay publishes a batch's outputs before its commit,
-so every ledger entry is out by then), writes its figures to the spec's `stats` file and
+the last target offset returned and the relay pass that publishes that batch's outputs
+ended (so every ledger entry is out by then), writes its figures to the spec's `stats` file and
 keeps running until SIGTERM.
 
 When several of these processes share a consumer group, each waits behind a gate: it
@@ -29,6 +29,7 @@ from typing import Any
 import orjson
 
 from charger.bench.proc import cpu_seconds, peak_rss_mb, write_json
+from charger.kafka.publisher import Publisher
 from charger.runtime import Runtime
 from charger.settings import Settings
 
@@ -59,7 +60,7 @@ class Probe:
                 out[name] = seconds
         return out
 
-    def install(self, consumer: Any) -> None:
+    def install(self, consumer: Any, publisher: Publisher) -> None:
         getmany, commit = consumer.getmany, consumer.commit
 
         async def timed_getmany(*args: Any, **kwargs: Any) -> Any:
@@ -86,6 +87,7 @@ class Probe:
             if self.end is None and all(
                 self.committed.get(k, -1) >= v for k, v in self.targets.items()
             ):
+                await publisher.quiesce()  # commits run ahead of the relay: wait for it
                 self.end = time.monotonic()
                 if self.profiler is not None:
                     self.profiler.disable()
@@ -124,7 +126,7 @@ async def run(spec: dict[str, Any]) -> None:
     started = time.monotonic()
     await rt.start()
     # The batch loop task is scheduled but has not run yet: wrap before its first fetch.
-    probe.install(rt.worker.consumer)
+    probe.install(rt.worker.consumer, rt.worker.publisher)
     joined = time.monotonic()
     keeper = asyncio.create_task(
         gatekeeper(probe, rt.worker.consumer, Path(spec["ready"]), Path(spec["gate"]))

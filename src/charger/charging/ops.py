@@ -75,6 +75,7 @@ class SlotBatch:
             k.accounts(self.slot),
             k.sessions(self.slot),
             k.recharges(self.slot),
+            k.held(self.slot),
         ]
         head: list[KeyArg] = [
             now_ms,

@@ -1,7 +1,9 @@
-"""The charging path: fetch a batch, plan it, apply it in Redis, relay outputs, commit.
+"""The charging path: fetch a batch, plan it, apply it in Redis, commit, relay outputs.
 
-Offsets are committed only after the batch's money moved and its outputs were published,
-and redelivery is harmless anyway: apply.lua skips offsets at or below the slot watermark.
+Offsets are committed only after the batch's money moved and its outputs were written to
+the outbox in the same Lua call; the relay publishes them in the background while the next
+batch is planned (charger.kafka.publisher). Redelivery is harmless anyway: apply.lua skips
+offsets at or below the slot watermark.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from charger.clock import Clock
 from charger.connections import kafka_security
 from charger.deps import Retrier, backoff_for
 from charger.kafka.horizon import Horizon
+from charger.kafka.publisher import Publisher
 from charger.kafka.relay import Relay
 from charger.metrics import Metrics
 from charger.rating import RatePlan
@@ -54,8 +57,10 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         self.worker = worker
 
     async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
-        # Let the batch in hand finish; then forget cached settings of accounts we may lose.
+        # Let the batch and the relay pass in hand finish (the next owner publishes what is
+        # left); then forget cached settings of accounts we may lose.
         async with self.worker.lock:
+            await self.worker.publisher.quiesce()
             self.worker.planner.accounts.clear()
             self.worker.horizon.forget()
 
@@ -83,6 +88,7 @@ class BatchWorker:
         self.settings = settings
         self.store = store
         self.relay = relay
+        self.publisher = Publisher(relay, metrics)
         self.clock = clock
         self.metrics = metrics
         self.planner = Planner(
@@ -130,6 +136,7 @@ class BatchWorker:
             if self.consumer is not None:
                 await self.consumer.stop()
                 self.consumer = None
+        await self.publisher.stop()
 
     async def run(self) -> None:
         """Process batches until stopped; no failure ends the loop."""
@@ -156,6 +163,9 @@ class BatchWorker:
         try:
             if self.needs_drain:
                 await self._drain_assigned()
+            failed = self.publisher.failure()
+            if failed is not None:
+                await self.publisher.settle()  # raises it: take nothing new on meanwhile
             data = await self.consumer.getmany(
                 timeout_ms=self.settings.batch_timeout_ms,
                 max_records=self.settings.batch_max_records,
@@ -226,7 +236,7 @@ class BatchWorker:
                 consumer.seek(tp, msgs[0].offset)
 
     async def process(self, batch: list[Inbound]) -> Outcome:
-        """Plan, apply and relay one batch (no commit)."""
+        """Plan and apply one batch and start publishing its outputs (no commit)."""
         prepared = self.planner.prepare(batch)
         reads = await self.store.read(prepared)
         outcome = self.planner.plan(prepared, reads)
@@ -234,21 +244,31 @@ class BatchWorker:
         for rec in batch:
             if rec.offset > highest.get(rec.source, -1):
                 highest[rec.source] = rec.offset
+        # The previous batch's outputs are out before this one's go in: the outbox stays
+        # about one batch long, and a relay that cannot publish fails this batch.
+        await self.publisher.settle()
         t0 = time.perf_counter()
         await self.store.apply(outcome.plan, highest, self.clock.now_ms())
         self.metrics.redis_seconds.observe(time.perf_counter() - t0)
         if self.failpoint == "kill_after_apply":
             os.kill(os.getpid(), signal.SIGKILL)
-        published = await self.relay.drain(outcome.plan.slots)
-        self._count(outcome, published)
+        self.publisher.kick(outcome.plan.slots)
+        self._count(outcome)
         return outcome
 
     async def tick(self) -> Counter[str]:
-        """Extend holds of due sessions, cut exhausted calls, expire lost ones."""
+        """Extend holds of due sessions, cut exhausted calls, expire lost ones, and publish
+        what that wrote (outside the batch lock: batches go on meanwhile)."""
+        slots = await self._tick_apply()
+        if not slots:
+            return Counter()
+        return await self.publisher.drain(slots)
+
+    async def _tick_apply(self) -> list[int]:
         async with self.lock:
             slots = sorted(self.assigned_slots)
             if not slots or self.consumer is None:
-                return Counter()
+                return []
             # Each slot is ticked as of its event-time horizon: never ahead of a backlog.
             consumer = self.consumer
             assigned = list(consumer.assignment())
@@ -268,24 +288,17 @@ class BatchWorker:
                     plan.slot(slot).add_tick(self.settings.tick_max_sessions)
             looked, _cuts = await self.store.apply(plan, {}, self.clock.now_ms(), slot_now)
             self.metrics.ticked.inc(looked)
-            published = await self.relay.drain(slots)
-            for kind, n in published.items():
-                self.metrics.outputs.labels(kind).inc(n)
-            return published
+            return slots
 
     async def _drain_assigned(self) -> None:
         async with self.lock:
             self.needs_drain = False
-            published = await self.relay.drain(self.assigned_slots)
-            for kind, n in published.items():
-                self.metrics.outputs.labels(kind).inc(n)
+            await self.publisher.drain(self.assigned_slots)
 
-    def _count(self, outcome: Outcome, published: Mapping[str, int]) -> None:
+    def _count(self, outcome: Outcome) -> None:
         m = self.metrics
         for (typ, result), n in outcome.results.items():
             m.events.labels(typ, result).inc(n)
         for reason, n in outcome.dlq.items():
             m.dlq.labels(reason).inc(n)
             m.events.labels("refused", "dlq").inc(n)
-        for kind, n in published.items():
-            m.outputs.labels(kind).inc(n)

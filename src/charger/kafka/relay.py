@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import msgpack  # type: ignore[import-untyped]
 import orjson
 from aiokafka.partitioner import murmur2
 
@@ -190,6 +191,23 @@ def _declined(f: dict[bytes, bytes]) -> list[Output]:
     ]
 
 
+def unpack_entry(f: dict[bytes, bytes]) -> list[dict[bytes, bytes]]:
+    """The outputs one outbox entry holds, in order.
+
+    apply.lua writes the outputs of one call as one entry, a MessagePack list of flat
+    field lists (`p`); an entry without `p` is a single output written as stream fields.
+    Lua numbers come back as ints: fields are bytes either way.
+    """
+    packed = f.get(b"p")
+    if packed is None:
+        return [f]
+    outs: list[dict[bytes, bytes]] = []
+    for flat in msgpack.unpackb(packed, raw=True):
+        pairs = zip(flat[0::2], flat[1::2], strict=True)
+        outs.append({k: v if type(v) is bytes else str(v).encode() for k, v in pairs})
+    return outs
+
+
 def render(f: dict[bytes, bytes]) -> list[Output]:
     """Turn one compact outbox entry into the Kafka records it stands for."""
     op = f[b"o"]
@@ -232,7 +250,7 @@ class Relay:
         self,
         store: RedisStore,
         producer: Producer,
-        chunk: int = 5000,
+        chunk: int = 100,
         metrics: Metrics | None = None,
     ) -> None:
         self.store = store
@@ -267,7 +285,7 @@ class Relay:
         open_batches: dict[tuple[str, int], Any] = {}
         try:
             for slot, entries in batches.items():
-                for _, f in entries:
+                for f in (f for _, packed in entries for f in unpack_entry(packed)):
                     outs = render(f)
                     sent.append((f, outs))
                     for out in outs:

@@ -23,7 +23,9 @@
 -- backs off. Request states live in the account hash as fields "rq:<request id>".
 --
 -- KEYS: 1 watermark hash, 2 outbox stream, 3 accounts set, 4 sessions zset,
---       5 recharges zset (account keys by in-flight request deadline).
+--       5 recharges zset (account keys by in-flight request deadline),
+--       6 held hash (currency -> micro-units held by the slot's calls: the holds gauge
+--       reads it instead of every session; changed wherever an account's 'held' is).
 --       The ops' own keys (count fixed per opcode, see below) travel in the packed
 --       argument; every one of them carries this slot's hash tag, like the five above.
 --       The tick op reaches call and account keys named inside the sessions zset and call
@@ -41,6 +43,7 @@ local outbox_key = KEYS[2]
 local accounts_key = KEYS[3]
 local sessions_key = KEYS[4]
 local recharges_key = KEYS[5]
+local held_key = KEYS[6]
 
 local now_ms = tonumber(ARGV[1])
 local seen_ttl_s = tonumber(ARGV[2])
@@ -65,6 +68,13 @@ end
 
 local function int(x)
   return string.format('%d', x)
+end
+
+-- Outputs of this call, in order: each a flat field list {'o', opcode, 'k', account, ...}.
+-- They go to the outbox as one entry at the end (one XADD instead of one per output).
+local outputs = {}
+local function emit(...)
+  outputs[#outputs + 1] = {...}
 end
 
 -- ---- integer maths on doubles, exact below 2^53 ----
@@ -128,11 +138,11 @@ local function check_floor(acct_key, acct_id, cause, tf, tv, st)
   local floor = -tonumber(st.climit or '0')
   if avail <= floor and st.susp ~= '1' then
     redis.call('HSET', acct_key, 'susp', '1')
-    redis.call('XADD', outbox_key, '*', 'o', 'S', 'k', acct_id, 'b', int(avail), 'c', cause,
+    emit('o', 'S', 'k', acct_id, 'b', int(avail), 'c', cause,
       tf, tv, 'e', st.email or '')
   elseif avail > floor and st.susp == '1' then
     redis.call('HSET', acct_key, 'susp', '0')
-    redis.call('XADD', outbox_key, '*', 'o', 'R', 'k', acct_id, 'b', int(avail), 'c', cause,
+    emit('o', 'R', 'k', acct_id, 'b', int(avail), 'c', cause,
       tf, tv)
   end
 end
@@ -147,17 +157,18 @@ local function check_recharge(acct_key, acct_id, st)
   local rid = 'rq-' .. acct_id .. '-' .. int(redis.call('HINCRBY', acct_key, 'rq_seq', 1))
   redis.call('HSET', acct_key, 'rq', rid, 'rq:' .. rid, 'pending')
   redis.call('ZADD', recharges_key, now_ms + rq_timeout_ms, acct_key)
-  redis.call('XADD', outbox_key, '*', 'o', 'Q', 'k', acct_id, 'i', rid, 'a', st.ar_amt,
+  emit('o', 'Q', 'k', acct_id, 'i', rid, 'a', st.ar_amt,
     'b', int(avail), 'h', st.ar_thr, 'u', st.cur or '', 'm', int(now_ms))
 end
 
 -- Move money and write its ledger entry (the relay appends balance_after to the head).
 local function move(acct_key, acct_id, amount, head, cause, time)
   local bal = redis.call('HINCRBY', acct_key, 'bal', amount)
-  redis.call('XADD', outbox_key, '*', 'o', 'L', 'k', acct_id, 'v', head, 'b', int(bal))
+  emit('o', 'L', 'k', acct_id, 'v', head, 'b', int(bal))
   local st = account_state(acct_key)
   check_floor(acct_key, acct_id, cause, 't', time, st)
   check_recharge(acct_key, acct_id, st)
+  return st
 end
 
 -- The request in flight ended (result or timeout): the account may ask again.
@@ -191,12 +202,14 @@ end
 
 -- Reserve one more interval (or what is left) and reschedule; returns new coverage, exhausted.
 local function grow(call_key, s)
-  local f = redis.call('HMGET', s.akey, 'bal', 'held', 'climit')
-  local room = tonumber(f[1] or '0') - tonumber(f[2] or '0') + tonumber(f[3] or '0')
+  local st = account_state(s.akey)
+  local room = st.avail + tonumber(st.climit or '0')
   local covered, hold, exhausted = extend(s.cov, s.hold, room, s.ppm, s.cf, s.i1, s.i2)
   if hold ~= s.hold then
     redis.call('HINCRBY', s.akey, 'held', hold - s.hold)
-    check_recharge(s.akey, s.acct, account_state(s.akey))
+    redis.call('HINCRBY', held_key, st.cur or '', hold - s.hold)
+    st.avail = st.avail - (hold - s.hold)
+    check_recharge(s.akey, s.acct, st)
   end
   redis.call('HSET', call_key, 'cov', int(covered), 'hold', int(hold))
   local ends = s.t0 + covered * 1000
@@ -215,14 +228,14 @@ local function cut_account(s, instant)
     if c[1] == 'active' and c[2] ~= '1' then
       redis.call('HSET', ck, 'state', 'cut', 'cut_at', int(instant))
       redis.call('ZADD', sessions_key, tonumber(c[4]) + max_call_ms, ck)
-      redis.call('XADD', outbox_key, '*', 'o', 'C', 'k', s.acct, 'c', c[3], 'x', int(instant),
+      emit('o', 'C', 'k', s.acct, 'c', c[3], 'x', int(instant),
         'm', int(now_ms), 'e', email)
     end
   end
   local f = redis.call('HMGET', s.akey, 'bal', 'held', 'susp')
   if f[3] ~= '1' then
     redis.call('HSET', s.akey, 'susp', '1')
-    redis.call('XADD', outbox_key, '*', 'o', 'S', 'k', s.acct,
+    emit('o', 'S', 'k', s.acct,
       'b', int(tonumber(f[1]) - tonumber(f[2])), 'c', 'cut:' .. s.call_id .. ':', 'm', int(now_ms),
       'e', email)
   end
@@ -238,7 +251,8 @@ local function expire(call_key, s)
   redis.call('ZREM', sessions_key, call_key)
   redis.call('SREM', s.acs, call_key)
   local st = account_state(s.akey)
-  redis.call('XADD', outbox_key, '*', 'o', 'X', 'k', s.acct, 'c', s.call_id, 'a', int(-hold),
+  if hold > 0 then redis.call('HINCRBY', held_key, st.cur or '', -hold) end
+  emit('o', 'X', 'k', s.acct, 'c', s.call_id, 'a', int(-hold),
     'b', int(bal), 'm', int(now_ms), 'q', int(s.cov), 'r', int(s.ppm), 'u', st.cur or '')
   check_floor(s.akey, s.acct, 'expired:' .. s.call_id .. ':', 'm', int(now_ms), st)
 end
@@ -250,7 +264,7 @@ local function time_out_requests(max_accounts)
     redis.call('ZREM', recharges_key, acct_key)
     if f[1] and f[1] ~= '' then
       end_request(acct_key, f[1], 'timed_out')
-      redis.call('XADD', outbox_key, '*', 'o', 'T', 'k', f[2], 'i', f[1], 'm', int(now_ms))
+      emit('o', 'T', 'k', f[2], 'i', f[1], 'm', int(now_ms))
       check_recharge(acct_key, f[2], account_state(acct_key))
     end
   end
@@ -314,10 +328,12 @@ while a <= n do
       -- settle a call: release its hold, charge the final cost. KEYS acct, seen, call,
       -- account calls; ARGV fp, amount, ledger head, account, cause, time
       local call_key = K[k + 2]
-      if fresh and first_time(K[k + 1], A[p]) and redis.call('HGET', call_key, 'state') ~= 'ended' then
-        local held_here = tonumber(redis.call('HGET', call_key, 'hold') or '0')
+      local c = fresh and first_time(K[k + 1], A[p]) and redis.call('HMGET', call_key, 'state', 'hold')
+      if c and c[1] ~= 'ended' then
+        local held_here = tonumber(c[2] or '0')
         if held_here > 0 then redis.call('HINCRBY', K[k], 'held', -held_here) end
-        move(K[k], A[p + 3], A[p + 1], A[p + 2], A[p + 4], A[p + 5])
+        local st = move(K[k], A[p + 3], A[p + 1], A[p + 2], A[p + 4], A[p + 5])
+        if held_here > 0 then redis.call('HINCRBY', held_key, st.cur or '', -held_here) end
         redis.call('HSET', call_key, 'state', 'ended', 'amount', A[p + 1], 'hold', '0')
         redis.call('EXPIRE', call_key, tomb_ttl_s)
         redis.call('SREM', K[k + 3], call_key)
@@ -344,7 +360,10 @@ while a <= n do
         if zr == '1' then
           redis.call('ZADD', sessions_key, tonumber(A[p + 2]) + max_call_ms, call_key)
         else
-          grow(call_key, load_session(call_key))
+          -- what load_session would read back from the hash just written
+          grow(call_key, {state = 'active', acct = A[p + 6], akey = K[k], acs = K[k + 3],
+            t0 = tonumber(A[p + 2]), cov = 0, hold = 0, ppm = ppm, cf = cf,
+            i1 = tonumber(A[p + 9]), i2 = tonumber(A[p + 10]), zr = zr, call_id = A[p + 1]})
         end
         applied = applied + 1
       else
@@ -404,7 +423,7 @@ while a <= n do
           end_request(acct_key, rid, 'failed')
           redis.call('HSET', acct_key, 'rq_after', int(now_ms + rq_backoff_ms))
           local f = redis.call('HMGET', acct_key, 'bal', 'held', 'ar_thr', 'email')
-          redis.call('XADD', outbox_key, '*', 'o', 'F', 'k', A[p + 5], 'i', rid,
+          emit('o', 'F', 'k', A[p + 5], 'i', rid,
             'r', A[p + 8], 'b', int(tonumber(f[1]) - tonumber(f[2])), 'h', f[3] or '0',
             'e', f[4] or '', 't', A[p + 7])
         end
@@ -425,7 +444,7 @@ while a <= n do
     elseif op == 'D' then
       -- refused record to the DLQ: no keys; ARGV kafka key, original bytes, headers (JSON)
       if fresh then
-        redis.call('XADD', outbox_key, '*', 'o', 'D', 'k', A[p], 'v', A[p + 1], 'h', A[p + 2])
+        emit('o', 'D', 'k', A[p], 'v', A[p + 1], 'h', A[p + 2])
         applied = applied + 1
       else
         skipped = skipped + 1
@@ -435,6 +454,10 @@ while a <= n do
       return redis.error_reply('apply.lua: unknown opcode ' .. tostring(op))
     end
   end
+end
+
+if #outputs > 0 then
+  redis.call('XADD', outbox_key, '*', 'p', cmsgpack.pack(outputs))
 end
 
 for s = 1, n_sources do

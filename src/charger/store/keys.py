@@ -48,6 +48,10 @@ class Keys:
         """Stream of outputs written with the money they describe, relayed to Kafka."""
         return f"{self.tag(slot)}:outbox"
 
+    def held(self, slot: int) -> str:
+        """Hash: currency -> micro-units held by the slot's active calls (kept by apply.lua)."""
+        return f"{self.tag(slot)}:held"
+
     def accounts(self, slot: int) -> str:
         """Set of account ids living in this slot."""
         return f"{self.tag(slot)}:accounts"
