@@ -14,7 +14,7 @@ import pytest
 from redis.asyncio import Redis
 
 from charger.charging.ops import ScriptConfig, SlotPlan
-from charger.kafka.relay import render
+from charger.kafka.relay import render, unpack_entry
 from charger.store.keys import Keys
 from charger.store.redis_store import RedisStore
 from tests.conftest import Stack
@@ -56,7 +56,7 @@ def upsert(sp: SlotPlan, k: Keys, offset: int, climit: int = 0, acct: str = "a")
 
 async def outputs(store: RedisStore) -> list[str]:
     entries = (await store.outbox([0], 1000)).get(0, [])
-    return [o.kind for _, f in entries for o in render(f)]
+    return [o.kind for _, e in entries for f in unpack_entry(e) for o in render(f)]
 
 
 async def test_moves_money_once_per_offset_and_per_id(store: RedisStore) -> None:
@@ -103,7 +103,13 @@ async def test_ledger_balance_after_is_exact_for_large_balances(store: RedisStor
     usage(sp, k, 2, "one", -1)
     await store.apply(sp, {SRC: 2, "billing.accounts/0": 0}, 1)
     entries = (await store.outbox([0], 10))[0]
-    values = [o.value for _, f in entries for o in render(f) if o.kind == "ledger"]
+    values = [
+        o.value
+        for _, e in entries
+        for f in unpack_entry(e)
+        for o in render(f)
+        if o.kind == "ledger"
+    ]
     assert values[-1].endswith(b'"balance_after_micros":999999999999998}')
 
 
@@ -114,6 +120,12 @@ async def test_relay_ack_removes_only_acknowledged_entries(store: RedisStore) ->
     usage(sp, k, 1, "x", 10)
     usage(sp, k, 2, "y", 10)
     await store.apply(sp, {SRC: 2, "billing.accounts/0": 0}, 1)
+    later = SlotPlan()
+    usage(later, k, 3, "z", 10)
+    await store.apply(later, {SRC: 3}, 2)
     entries = (await store.outbox([0], 10))[0]
+    # one entry per apply call, holding its outputs in order
+    assert [len(unpack_entry(e)) for _, e in entries] == [2, 1]
     await store.ack_outbox({0: [entries[0][0]]})
-    assert len((await store.outbox([0], 10))[0]) == len(entries) - 1
+    left = (await store.outbox([0], 10))[0]
+    assert [eid for eid, _ in left] == [entries[1][0]]

@@ -10,6 +10,7 @@ import pytest
 
 from charger.clock import ManualClock
 from charger.events.timefmt import format_time_ms, parse_time_ms
+from charger.metrics import Sampler
 from charger.runtime import Runtime
 from charger.settings import Settings
 from tests.integration.harness import T0, Run, at
@@ -211,3 +212,50 @@ async def test_killed_worker_restarted_mid_call_still_cuts_once_on_time(run: Run
     assert cmds[0]["cutoff_at"] == format_time_ms(answer_ms + 45_000)
     lateness = parse_time_ms(cmds[0]["time"]) - (answer_ms + 45_000)
     assert 0 <= lateness <= 1_000, lateness
+
+
+async def held_by_slots(run: Run) -> int:
+    """What the slots' held totals (the holds gauge's source) add up to, all currencies."""
+    total = 0
+    for slot in range(run.keys.slots):
+        total += sum(int(v) for v in (await run.redis.hgetall(run.keys.held(slot))).values())
+    return total
+
+
+async def held_by_accounts(run: Run, accounts: list[str]) -> int:
+    total = 0
+    for a in accounts:
+        total += int(await run.redis.hget(run.keys.account_of(a), "held"))
+    return total
+
+
+async def test_the_holds_gauge_is_the_slots_held_total_through_extend_cut_and_end(
+    run: Run,
+) -> None:
+    a, b = run.acct("gauge1"), run.acct("gauge2")
+    await run.account(a, credit=5_000_000)
+    await run.account(b, credit=300_000)  # cut at 30 s: a cut call keeps its hold
+    clock = ManualClock(T0_MS)
+    rt = await manual_runtime(run, clock)
+    sampler = Sampler(rt.metrics, rt.redis, rt.keys)
+
+    def gauge() -> float | None:
+        return rt.metrics.registry.get_sample_value("charger_holds", {"currency": "USD"})
+
+    try:
+        await run.send_all([(EV, a, start(a, f"g1-{run.uid}")), (EV, b, start(b, f"g2-{run.uid}"))])
+        await run.wait_idle()
+        assert await cut_times(rt, clock, 45) == [30]
+        held = await held_by_accounts(run, [a, b])
+        assert held > 0 and await held_by_slots(run) == held
+        await sampler.sample_redis(range(run.keys.slots))
+        assert gauge() == held / 1_000_000
+        await run.send_all(
+            [(EV, a, end(a, f"g1-{run.uid}", 44_000)), (EV, b, end(b, f"g2-{run.uid}", 30_000))]
+        )
+        await run.wait_idle()
+        assert await held_by_accounts(run, [a, b]) == 0 == await held_by_slots(run)
+        await sampler.sample_redis(range(run.keys.slots))
+        assert gauge() == 0
+    finally:
+        await rt.stop()
