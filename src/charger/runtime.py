@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from pathlib import Path
 
@@ -137,6 +138,10 @@ class Runtime:
         self._task = asyncio.create_task(self.worker.run())
         if self.settings.tick_ms > 0:
             self._ticker = asyncio.create_task(self._tick_forever())
+        # What start-up built lives as long as the process: keep it out of the cyclic
+        # collector's full passes, which otherwise walk it all in the middle of a batch.
+        gc.collect()
+        gc.freeze()
         log.info("charging path started", extra={"plans": len(self.plans.current())})
 
     async def _broker_answers(self) -> None:

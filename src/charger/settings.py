@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     # Batch loop: how much one fetch may hold and how long it waits for data.
     batch_max_records: int = Field(2000, ge=1, le=100_000)
     batch_timeout_ms: int = Field(50, ge=1, le=10_000)
+    # How long the broker may hold a fetch request open waiting for new records. Short, so
+    # a record waits little in the broker; the batch loop still takes what has piled up.
+    fetch_wait_ms: int = Field(10, ge=0, le=10_000)
     # How long an event id is remembered to catch producer resends (seconds).
     dedupe_ttl_s: int = Field(24 * 3600, ge=60)
     # How long an ended call is remembered, so late duplicates and late starts change nothing.

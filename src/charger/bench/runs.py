@@ -178,6 +178,7 @@ async def run_charger(
         "settings": {
             "batch_max_records": s.batch_max_records,
             "batch_timeout_ms": s.batch_timeout_ms,
+            "fetch_wait_ms": s.fetch_wait_ms,
             "partitions": s.partitions,
             "tick_ms": s.tick_ms,
         },

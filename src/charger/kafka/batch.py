@@ -122,9 +122,10 @@ class BatchWorker:
             session_timeout_ms=s.session_timeout_ms,
             heartbeat_interval_ms=min(1_000, s.session_timeout_ms // 3),
             rebalance_timeout_ms=s.rebalance_timeout_ms,
-            # A fetch returns as soon as data is there or after the batch timeout: the
-            # library default (500 ms) would sit on the first records of a quiet moment.
-            fetch_max_wait_ms=s.batch_timeout_ms,
+            # The broker answers a fetch when data is there or after this wait; the library
+            # default (500 ms) would sit on the first records of a quiet moment, and some
+            # brokers hold a fetch for the whole wait, which then adds to every record.
+            fetch_max_wait_ms=s.fetch_wait_ms,
             **kafka_security(s),
         )
         self.consumer.subscribe(list(names.CO_PARTITIONED), listener=_Rebalance(self))
