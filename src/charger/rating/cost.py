@@ -19,6 +19,8 @@ _SECONDS_PER_MINUTE = 60
 
 
 def _non_negative_int(name: str, value: object) -> int:
+    if type(value) is int and value >= 0:  # the hot path: bool is refused below
+        return value
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError(f"{name} must be an int, got {type(value).__name__} {value!r}")
     if value < 0:
