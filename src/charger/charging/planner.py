@@ -51,6 +51,7 @@ class Decoded:
     fp: str
     seen_key: str
     account_key: str
+    source: str  # rec.source, built once per partition of the batch
     call_key: str = ""
 
 
@@ -101,8 +102,11 @@ class Planner:
         k = self.keys
         places, known = self._places, self.accounts
         refused, decoded, seen_keys = p.refused, p.decoded, p.seen_keys
+        last_topic, last_partition, source = "", -1, ""
         for rec in batch:
             topic = rec.topic
+            if rec.partition != last_partition or topic != last_topic:
+                last_topic, last_partition, source = topic, rec.partition, rec.source
             body = decode(rec.value, INPUT_TYPES.get(topic))
             if isinstance(body, Invalid):
                 refused.append((rec, body))
@@ -124,7 +128,8 @@ class Planner:
                 continue
             _, slot, account_key = place
             tag = ledger.SOURCE_TAGS[topic]
-            d = Decoded(rec, body, slot, tag, fp, k.seen(slot, tag, body["id"]), account_key)
+            seen_key = k.seen(slot, tag, body["id"])
+            d = Decoded(rec, body, slot, tag, fp, seen_key, account_key, source)
             in_slot = seen_keys.get(slot)
             if in_slot is None:
                 in_slot = seen_keys[slot] = []
@@ -227,7 +232,7 @@ class Planner:
         usage = rate_record(b, info, None)
         sp.slot(d.slot).add(
             "G",
-            d.rec.source,
+            d.source,
             d.rec.offset,
             [d.account_key, d.seen_key],
             [
@@ -254,7 +259,7 @@ class Planner:
         )
         sp.slot(d.slot).add(
             "A",
-            d.rec.source,
+            d.source,
             d.rec.offset,
             [d.account_key, d.seen_key],
             [
@@ -277,7 +282,7 @@ class Planner:
         cause = ledger.entry_id(d.tag, d.body["id"], "")
         sp.slot(d.slot).add(
             "U",
-            d.rec.source,
+            d.source,
             d.rec.offset,
             [d.account_key, d.seen_key],
             [d.fp, amount, head, d.body["account"], cause, d.body["time"]],
@@ -314,7 +319,7 @@ class Planner:
         answer_ms = parse_time_ms(b["time"])
         sp.slot(d.slot).add(
             "S",
-            d.rec.source,
+            d.source,
             d.rec.offset,
             [d.account_key, d.seen_key, d.call_key, self.keys.account_calls(d.slot, b["account"])],
             [
@@ -355,7 +360,7 @@ class Planner:
         if "direction" not in route or "to" not in route:
             sp.slot(d.slot).add(
                 "P",
-                d.rec.source,
+                d.source,
                 d.rec.offset,
                 [d.seen_key, d.call_key],
                 [d.fp, b["duration_ms"], b["id"], b["time"]],
@@ -377,14 +382,14 @@ class Planner:
         acct = d.body["account"]
         sp.slot(d.slot).add(
             "E",
-            d.rec.source,
+            d.source,
             d.rec.offset,
             [d.account_key, d.seen_key, d.call_key, self.keys.account_calls(d.slot, acct)],
             [d.fp, amount, head, acct, ledger.entry_id(d.tag, end_id, ""), time],
         )
 
     def _remember(self, sp: SlotPlan, d: Decoded) -> None:
-        sp.slot(d.slot).add("K", d.rec.source, d.rec.offset, [d.seen_key], [d.fp])
+        sp.slot(d.slot).add("K", d.source, d.rec.offset, [d.seen_key], [d.fp])
 
     def _dlq(self, out: Outcome, rec: Inbound, reason: str, detail: str) -> None:
         add_dlq(out.plan, self.keys.slots, rec, reason, detail)
