@@ -7,7 +7,8 @@ from typing import Any
 
 from charger.charging import ledger
 from charger.charging.records import AccountInfo
-from charger.rating import RatePlan, call_charge, sms_charge
+from charger.rating import RatePlan, sms_charge
+from charger.rating.cost import charge_parts
 from topics import names
 from topics.records import MAX_MICROS
 
@@ -84,20 +85,20 @@ def rate_record(
             raise RatingError(
                 "no_rate", f"plan {p.id!r} has no {body['direction']} rate for {body['to']!r}"
             )
-        charge = call_charge(body["duration_ms"], rate)
+        billed, charge = charge_parts(body["duration_ms"], rate)
         inc = rate.increments
         extra = {
             "call_id": body["call_id"],
             "rate_plan": p.id,
             "prefix": rate.prefix,
             "direction": body["direction"],
-            "connect_fee_micros": charge.connect_fee_micros,
+            "connect_fee_micros": rate.connect_fee_micros,
             "increments": f"{inc.first}/{inc.next}",
             "duration_ms": body["duration_ms"],
         }
         if already_charged:
             extra = {"already_charged_micros": already_charged, **extra}
-        amount = -charge.amount_micros + already_charged
+        amount = -charge + already_charged
         price = rate.per_minute_micros
         return _usage(
             typ,
@@ -107,7 +108,7 @@ def rate_record(
             info,
             "call",
             amount,
-            charge.billed_seconds,
+            billed,
             "second",
             price,
             extra,
