@@ -352,12 +352,8 @@ class Planner:
         if state is not None and state.state not in ("active", "cut", "expired"):
             self._remember(sp, d)  # already settled or parked: a second end moves nothing
             return "ignored"
-        route = b
-        if state is not None:
-            route = dict(
-                b, direction=state.direction, to=state.number_to, **{"from": state.number_from}
-            )
-        if "direction" not in route or "to" not in route:
+        route = None if state is None else (state.direction, state.number_to)
+        if route is None and ("direction" not in b or "to" not in b):
             sp.slot(d.slot).add(
                 "P",
                 d.source,
@@ -371,7 +367,7 @@ class Planner:
             return "parked"
         # A session closed by its TTL already charged what it held: charge the rest only.
         charged = state.charged if state is not None and state.state == "expired" else 0
-        usage = rate_record(route, info, plan, already_charged=charged)
+        usage = rate_record(b, info, plan, already_charged=charged, route=route)
         self._settle(sp, d, usage.amount_micros, usage.head, b["id"], b["time"])
         calls[d.call_key] = CallState("ended")
         return "applied"

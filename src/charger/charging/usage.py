@@ -59,11 +59,13 @@ def rate_record(
     plan: RatePlan | None,
     call_type: str | None = None,
     already_charged: int = 0,
+    route: tuple[str, str] | None = None,
 ) -> Usage:
     """Price `body` (a call.ended with its route, an attempt, an SMS or a top-up).
 
     `already_charged` is what an expired session of this call charged: the end charges
-    only the difference.
+    only the difference. `route` (direction, number called) replaces the body's: an end
+    learns it from the call's session.
     """
     typ = call_type or body["type"]
     account: str = body["account"]
@@ -80,18 +82,17 @@ def rate_record(
     if p is None:
         p = plan_for(info, plan, account)  # raises: says why the plan is unusable
     if typ == "call.ended":
-        rate = p.voice_rate(body["direction"], body["to"])
+        direction, to = route if route is not None else (body["direction"], body["to"])
+        rate = p.voice_rate(direction, to)
         if rate is None:
-            raise RatingError(
-                "no_rate", f"plan {p.id!r} has no {body['direction']} rate for {body['to']!r}"
-            )
+            raise RatingError("no_rate", f"plan {p.id!r} has no {direction} rate for {to!r}")
         billed, charge = charge_parts(body["duration_ms"], rate)
         inc = rate.increments
         extra = {
             "call_id": body["call_id"],
             "rate_plan": p.id,
             "prefix": rate.prefix,
-            "direction": body["direction"],
+            "direction": direction,
             "connect_fee_micros": rate.connect_fee_micros,
             "increments": f"{inc.first}/{inc.next}",
             "duration_ms": body["duration_ms"],
