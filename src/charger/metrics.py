@@ -22,6 +22,7 @@ import contextlib
 import logging
 import platform
 import time
+from bisect import bisect_left
 from collections import Counter as Counter_
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -309,9 +310,7 @@ class Metrics:
         if tally.recharges:
             self.recharge_results.labels("succeeded").inc(tally.recharges)
         if tally.delays:
-            observe = self.event_to_ledger.observe
-            for delay in tally.delays:
-                observe(delay)
+            observe_all(self.event_to_ledger, tally.delays)
 
     def _relayed_one(
         self, f: Mapping[bytes, bytes], outs: Sequence[Output], now: float, tally: _LedgerTally
@@ -381,6 +380,30 @@ class _LedgerTally:
         if kind == "recharge":
             self.recharges += 1
         self.delays.append(max(now - at_ms / 1000, 0.0))
+
+
+def observe_all(h: Histogram, values: Sequence[float]) -> None:
+    """``h.observe(v)`` for every value, in order, with one update per bucket.
+
+    An observation takes two locked increments; per ledger entry they were a fifth of the
+    relay's metrics. The sum is added value by value from the running sum, so it is the
+    very float the observations one by one would give. Only for unlabelled histograms
+    that one task observes (the relay's).
+    """
+    # prometheus_client's own fields, as observe() uses them (test_metrics compares the two)
+    bounds: Sequence[float] = h._upper_bounds
+    counts = [0] * len(bounds)
+    last = len(bounds)
+    total: float = h._sum.get()
+    for v in values:
+        total += v
+        i = bisect_left(bounds, v)
+        if i < last and v <= bounds[i]:  # observe() puts a NaN in no bucket
+            counts[i] += 1
+    h._sum.set(total)
+    for bucket, n in zip(h._buckets, counts, strict=True):
+        if n:
+            bucket.inc(n)
 
 
 _MINUTES: dict[str, int] = {}

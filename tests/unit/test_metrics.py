@@ -7,12 +7,14 @@ from typing import Any
 import orjson
 import pytest
 from aiokafka import TopicPartition
-from prometheus_client import CollectorRegistry
+from hypothesis import given
+from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry, Histogram
 
 from charger.charging.ledger import ledger_head
 from charger.events.timefmt import parse_time_ms
 from charger.kafka.relay import render
-from charger.metrics import Metrics, Sampler
+from charger.metrics import Metrics, Sampler, observe_all
 from charger.store.keys import Keys
 from topics import names
 
@@ -159,3 +161,25 @@ def test_polled_counts_records_by_topic() -> None:
     m.polled({})
     assert value(m, "charger_records_consumed_total", topic=names.TELEPHONY_EVENTS) == 3
     assert m.polled_at > 0 and value(m, "charger_last_poll_timestamp_seconds") > 0
+
+
+@given(
+    st.lists(st.floats(allow_infinity=True, allow_nan=True, width=64), max_size=50),
+    st.lists(st.floats(min_value=-1e6, max_value=1e6), max_size=20),
+)
+def test_observe_all_exports_what_observe_one_by_one_does(
+    values: list[float], before: list[float]
+) -> None:
+    buckets = (0.01, 0.5, 1.0, 2.5, 60.0)
+    one, many = CollectorRegistry(), CollectorRegistry()
+    h1 = Histogram("h", "h", buckets=buckets, registry=one)
+    h2 = Histogram("h", "h", buckets=buckets, registry=many)
+    for v in before:  # a running sum that is not zero
+        h1.observe(v)
+        h2.observe(v)
+    for v in values:
+        h1.observe(v)
+    observe_all(h2, values)
+    s1 = [(s.name, s.labels, repr(s.value)) for m in one.collect() for s in m.samples]
+    s2 = [(s.name, s.labels, repr(s.value)) for m in many.collect() for s in m.samples]
+    assert [s for s in s1 if s[0] != "h_created"] == [s for s in s2 if s[0] != "h_created"]

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from charger.events import REASONS, Invalid, decode, format_time_ms, parse_time_ms
-from charger.events.timefmt import MAX_TIME_MS, MIN_TIME_MS
+from charger.events.timefmt import MAX_TIME_MS, MIN_TIME_MS, TIME_RE, is_time
 from topics.records import COMMON, RECORDS, Field, RecordType
 from topics.schema import TIME_PATTERN, record_schema
 
@@ -368,6 +368,23 @@ def test_known_times() -> None:
 def test_parse_refuses_non_contract_times(text: str) -> None:
     with pytest.raises(ValueError):
         parse_time_ms(text)
+
+
+@given(
+    st.integers(MIN_TIME_MS, MAX_TIME_MS),
+    st.text(min_size=4, max_size=6) | st.from_regex(r"\.[0-9]{3}Z", fullmatch=True),
+)
+def test_a_known_second_with_another_tail_is_judged_like_the_regex(ms: int, tail: str) -> None:
+    second = format_time_ms(ms)[:19]
+    parse_time_ms(second + ".000Z")  # the second is known from now on
+    text = second + tail
+    assert is_time(text) == (TIME_RE.fullmatch(text) is not None)
+    if is_time(text):
+        assert parse_time_ms(text) == parse_time_ms(second + ".000Z") + int(text[20:23])
+    else:
+        with pytest.raises(ValueError):
+            parse_time_ms(text)
+    assert isinstance(decode(ended(time=text)), dict) == is_time(text)
 
 
 def test_format_refuses_out_of_range() -> None:

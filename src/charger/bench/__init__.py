@@ -4,7 +4,8 @@ On the embedded broker and Redis (or the CHARGER_KAFKA_BOOTSTRAP / CHARGER_REDIS
 servers), one realistic switch mix is produced once; then the real charging path, a plain
 Faust agent and a bare fetch-decode-debit loop each consume it on a fresh consumer group
 and Redis key prefix. Latency is measured at a fixed open-loop rate against the real
-`charger worker` process, and the ticker under 100,000 active calls. See
+`charger worker` process, and the ticker under 100,000 active calls. `--only planner`
+alone measures the CPU of the charging core on the same mix, without servers. See
 docs/performance.md.
 """
 
@@ -26,7 +27,9 @@ def bench_command(argv: Sequence[str]) -> int:
 
     p = argparse.ArgumentParser(prog="charger bench", description=__doc__)
     p.add_argument("--events", type=int, default=200_000, help="events in the produced mix")
-    p.add_argument("--only", default=",".join(ALL), help=f"comma-separated subset of {ALL}")
+    p.add_argument(
+        "--only", default=",".join(ALL), help=f"comma-separated subset of {ALL}, or planner alone"
+    )
     p.add_argument("--json", default="", help="also write the report to this file")
     p.add_argument("--batch-max-records", type=int, default=Options.batch_max_records)
     p.add_argument("--batch-timeout-ms", type=int, default=Options.batch_timeout_ms)
@@ -47,6 +50,12 @@ def bench_command(argv: Sequence[str]) -> int:
     p.add_argument("--profile", default="", help="cProfile the charger run into this file")
     p.add_argument("--seed", type=int, default=Options.seed)
     a = p.parse_args(argv)
+    if a.only == "planner":  # pure CPU, no servers: not part of the suite's report
+        from charger.bench.planner import main as planner_main
+
+        return planner_main(
+            ["--events", str(a.events), "--batch", str(a.batch_max_records), "--seed", str(a.seed)]
+        )
     only = tuple(x.strip() for x in a.only.split(",") if x.strip())
     unknown = sorted(set(only) - set(ALL))
     if unknown or not only:

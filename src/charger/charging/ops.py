@@ -52,11 +52,13 @@ class SlotBatch:
     def add(
         self, opcode: str, source: str, offset: int, keys: list[str], args: list[KeyArg]
     ) -> None:
-        self.keys.extend(keys)
-        self.argv.append(opcode)
-        self.argv.append(self.source_index(source))
-        self.argv.append(offset)
-        self.argv.extend(args)
+        self.keys += keys
+        idx = self.sources.get(source)
+        argv = self.argv
+        argv.append(opcode)
+        argv.append(idx if idx is not None else self.source_index(source))
+        argv.append(offset)
+        argv += args
         self.ops += 1
 
     def add_tick(self, max_sessions: int) -> None:

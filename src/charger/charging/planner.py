@@ -34,6 +34,7 @@ from charger.rating import RatePlan
 from charger.store.keys import Keys, request_state, slot_of
 from topics import records
 
+_MAX_PLACES = 1 << 16
 INPUT_TYPES = {
     topic: frozenset(rt.type for rt in records.types_on(topic)) for topic in ledger.SOURCE_TAGS
 }
@@ -50,6 +51,7 @@ class Decoded:
     fp: str
     seen_key: str
     account_key: str
+    source: str  # rec.source, built once per partition of the batch
     call_key: str = ""
 
 
@@ -90,46 +92,65 @@ class Planner:
         # Settings of accounts this worker has read or written; only the owner of an
         # account's partition writes them, so the cache stays true while we own it.
         self.accounts: dict[str, AccountInfo] = accounts_cache if accounts_cache is not None else {}
+        # account -> (its record key, slot, account key): the same accounts recur.
+        self._places: dict[str, tuple[bytes, int, str]] = {}
+        self._plans: Mapping[str, RatePlan] = {}  # the plans of the batch being planned
 
     # ---- step 1 ----
     def prepare(self, batch: list[Inbound]) -> Prepared:
         p = Prepared()
         k = self.keys
+        places, known = self._places, self.accounts
+        refused, decoded, seen_keys = p.refused, p.decoded, p.seen_keys
+        last_topic, last_partition, source = "", -1, ""
         for rec in batch:
-            allowed = INPUT_TYPES.get(rec.topic)
-            body = decode(rec.value, allowed)
+            topic = rec.topic
+            if rec.partition != last_partition or topic != last_topic:
+                last_topic, last_partition, source = topic, rec.partition, rec.source
+            body = decode(rec.value, INPUT_TYPES.get(topic))
             if isinstance(body, Invalid):
-                p.refused.append((rec, body))
+                refused.append((rec, body))
                 continue
             account: str = body["account"]
-            if rec.key is None or rec.key != account.encode():
+            place = places.get(account) or self._place(account)
+            if rec.key != place[0]:
                 # Another key puts the record on another partition than its account's:
                 # a worker that does not own the account would charge it.
                 key = "no key" if rec.key is None else f"key {_shown_key(rec.key)}"
-                p.refused.append(
+                refused.append(
                     (rec, Invalid("key_mismatch", f"record has {key}, not its account {account!r}"))
                 )
                 continue
             try:
                 fp = fingerprint(body)
             except TypeError:  # orjson re-encodes only so many levels of nesting
-                p.refused.append((rec, too_deep()))
+                refused.append((rec, too_deep()))
                 continue
-            slot = slot_of(account, k.slots)
-            tag = ledger.SOURCE_TAGS[rec.topic]
-            d = Decoded(
-                rec, body, slot, tag, fp, k.seen(slot, tag, body["id"]), k.account(slot, account)
-            )
-            p.seen_keys.setdefault(slot, []).append(d.seen_key)
-            if account not in self.accounts:
-                p.account_keys[d.account_key] = account
-            if body["type"] in ("call.started", "call.ended"):
+            _, slot, account_key = place
+            tag = ledger.SOURCE_TAGS[topic]
+            seen_key = k.seen(slot, tag, body["id"])
+            d = Decoded(rec, body, slot, tag, fp, seen_key, account_key, source)
+            in_slot = seen_keys.get(slot)
+            if in_slot is None:
+                in_slot = seen_keys[slot] = []
+            in_slot.append(d.seen_key)
+            if account not in known:
+                p.account_keys[account_key] = account
+            typ = body["type"]
+            if typ == "call.started" or typ == "call.ended":
                 d.call_key = k.call(slot, account, body["call_id"])
                 p.call_keys.append(d.call_key)
-            elif body["type"] == "recharge.result":
-                p.request_fields.append((d.account_key, request_state(body["request_id"])))
-            p.decoded.append(d)
+            elif typ == "recharge.result":
+                p.request_fields.append((account_key, request_state(body["request_id"])))
+            decoded.append(d)
         return p
+
+    def _place(self, account: str) -> tuple[bytes, int, str]:
+        if len(self._places) >= _MAX_PLACES:
+            self._places.clear()
+        slot = slot_of(account, self.keys.slots)
+        place = self._places[account] = (account.encode(), slot, self.keys.account(slot, account))
+        return place
 
     # ---- step 2 ----
     def plan(self, p: Prepared, reads: Reads) -> Outcome:
@@ -142,12 +163,15 @@ class Planner:
         seen = dict(reads.seen)  # grows as the batch goes: in-batch duplicates
         calls = dict(reads.calls)
         self._requests = dict(reads.requests)
+        # Once a batch: plans change between batches (same thread), never during one.
+        self._plans = self.plans()
+        sp, results, plan_one = out.plan, out.results, self._plan_one
         for d in p.decoded:
             typ = d.body["type"]
             prior = seen.get(d.seen_key)
             if prior is not None:
                 if prior.decode() == d.fp:
-                    out.results[(typ, "duplicate")] += 1
+                    results[(typ, "duplicate")] += 1
                 else:
                     self._dlq(
                         out,
@@ -157,22 +181,24 @@ class Planner:
                     )
                 continue
             try:
-                applied = self._plan_one(out.plan, d, calls)
+                applied = plan_one(sp, d, typ, calls)
             except RatingError as exc:
                 self._dlq(out, d.rec, exc.reason, str(exc))
                 continue
             seen[d.seen_key] = d.fp.encode()
-            out.results[(typ, applied)] += 1
+            results[(typ, applied)] += 1
         return out
 
-    def _plan_one(self, sp: SlotPlan, d: Decoded, calls: dict[str, CallState | None]) -> str:
-        body, typ = d.body, d.body["type"]
+    def _plan_one(
+        self, sp: SlotPlan, d: Decoded, typ: str, calls: dict[str, CallState | None]
+    ) -> str:
+        body = d.body
         if typ == "account.upserted":
             return self._upsert(sp, d)
         info = self.accounts.get(body["account"])
         if info is None:
             raise RatingError("unknown_account", f"{typ}: account {body['account']!r} is unknown")
-        plan = self.plans().get(info.rate_plan)
+        plan = self._plans.get(info.rate_plan)
         if typ == "call.started":
             return self._call_started(sp, d, info, plan, calls)
         if typ == "call.ended":
@@ -206,7 +232,7 @@ class Planner:
         usage = rate_record(b, info, None)
         sp.slot(d.slot).add(
             "G",
-            d.rec.source,
+            d.source,
             d.rec.offset,
             [d.account_key, d.seen_key],
             [
@@ -233,7 +259,7 @@ class Planner:
         )
         sp.slot(d.slot).add(
             "A",
-            d.rec.source,
+            d.source,
             d.rec.offset,
             [d.account_key, d.seen_key],
             [
@@ -256,7 +282,7 @@ class Planner:
         cause = ledger.entry_id(d.tag, d.body["id"], "")
         sp.slot(d.slot).add(
             "U",
-            d.rec.source,
+            d.source,
             d.rec.offset,
             [d.account_key, d.seen_key],
             [d.fp, amount, head, d.body["account"], cause, d.body["time"]],
@@ -282,7 +308,9 @@ class Planner:
         if state is not None:
             self._remember(sp, d)  # duplicate start, or a start after the call settled
             return "ignored"
-        p = plan_for(info, plan, b["account"])
+        p = plan if plan is not None and plan.currency == info.currency else None
+        if p is None:
+            p = plan_for(info, plan, b["account"])  # raises: says why the plan is unusable
         rate = p.voice_rate(b["direction"], b["to"])
         if rate is None:
             raise RatingError(
@@ -291,7 +319,7 @@ class Planner:
         answer_ms = parse_time_ms(b["time"])
         sp.slot(d.slot).add(
             "S",
-            d.rec.source,
+            d.source,
             d.rec.offset,
             [d.account_key, d.seen_key, d.call_key, self.keys.account_calls(d.slot, b["account"])],
             [
@@ -324,15 +352,11 @@ class Planner:
         if state is not None and state.state not in ("active", "cut", "expired"):
             self._remember(sp, d)  # already settled or parked: a second end moves nothing
             return "ignored"
-        route = b
-        if state is not None:
-            route = dict(
-                b, direction=state.direction, to=state.number_to, **{"from": state.number_from}
-            )
-        if "direction" not in route or "to" not in route:
+        route = None if state is None else (state.direction, state.number_to)
+        if route is None and ("direction" not in b or "to" not in b):
             sp.slot(d.slot).add(
                 "P",
-                d.rec.source,
+                d.source,
                 d.rec.offset,
                 [d.seen_key, d.call_key],
                 [d.fp, b["duration_ms"], b["id"], b["time"]],
@@ -343,7 +367,7 @@ class Planner:
             return "parked"
         # A session closed by its TTL already charged what it held: charge the rest only.
         charged = state.charged if state is not None and state.state == "expired" else 0
-        usage = rate_record(route, info, plan, already_charged=charged)
+        usage = rate_record(b, info, plan, already_charged=charged, route=route)
         self._settle(sp, d, usage.amount_micros, usage.head, b["id"], b["time"])
         calls[d.call_key] = CallState("ended")
         return "applied"
@@ -354,14 +378,14 @@ class Planner:
         acct = d.body["account"]
         sp.slot(d.slot).add(
             "E",
-            d.rec.source,
+            d.source,
             d.rec.offset,
             [d.account_key, d.seen_key, d.call_key, self.keys.account_calls(d.slot, acct)],
             [d.fp, amount, head, acct, ledger.entry_id(d.tag, end_id, ""), time],
         )
 
     def _remember(self, sp: SlotPlan, d: Decoded) -> None:
-        sp.slot(d.slot).add("K", d.rec.source, d.rec.offset, [d.seen_key], [d.fp])
+        sp.slot(d.slot).add("K", d.source, d.rec.offset, [d.seen_key], [d.fp])
 
     def _dlq(self, out: Outcome, rec: Inbound, reason: str, detail: str) -> None:
         add_dlq(out.plan, self.keys.slots, rec, reason, detail)

@@ -7,7 +7,8 @@ from typing import Any
 
 from charger.charging import ledger
 from charger.charging.records import AccountInfo
-from charger.rating import RatePlan, call_charge, sms_charge
+from charger.rating import RatePlan, sms_charge
+from charger.rating.cost import charge_parts
 from topics import names
 from topics.records import MAX_MICROS
 
@@ -58,90 +59,113 @@ def rate_record(
     plan: RatePlan | None,
     call_type: str | None = None,
     already_charged: int = 0,
+    route: tuple[str, str] | None = None,
 ) -> Usage:
     """Price `body` (a call.ended with its route, an attempt, an SMS or a top-up).
 
     `already_charged` is what an expired session of this call charged: the end charges
-    only the difference.
+    only the difference. `route` (direction, number called) replaces the body's: an end
+    learns it from the call's session.
     """
     typ = call_type or body["type"]
     account: str = body["account"]
     topic = _SOURCE_OF[typ]
-    tag = ledger.SOURCE_TAGS[topic]
-
-    def head(kind: str, amount: int, quantity: int, unit: str, price: int, **extra: Any) -> Usage:
-        if abs(amount) > MAX_MICROS:
-            # The ledger contract bounds one movement; beyond it the plan or the record is
-            # wrong, and apply.lua's doubles would stop being exact not far above.
-            raise RatingError(
-                "charge_too_large",
-                f"{typ} {body['id']!r} rates to {abs(amount)} micros, above the limit "
-                f"of {MAX_MICROS} for one movement",
-            )
-        return Usage(
-            amount,
-            ledger.ledger_head(
-                entry=ledger.entry_id(tag, body["id"], kind),
-                account=account,
-                time=body["time"],
-                kind=kind,
-                amount_micros=amount,
-                currency=info.currency,
-                source_event_id=body["id"],
-                source_topic=topic,
-                quantity=quantity,
-                unit=unit,
-                unit_price_micros=price,
-                extra=extra,
-            ),
-        )
-
     if typ == "balance.credited":
         amt: int = body["amount_micros"]
-        return head("topup", amt, 1, "payment", amt, reference=body["reference"])
+        extra: dict[str, Any] = {"reference": body["reference"]}
+        return _usage(typ, topic, account, body, info, "topup", amt, 1, "payment", amt, extra)
     if typ == "recharge.result":
         amt = body["amount_micros"]
-        return head("recharge", amt, 1, "payment", amt, reference=body["request_id"])
-    p = plan_for(info, plan, account)
+        extra = {"reference": body["request_id"]}
+        return _usage(typ, topic, account, body, info, "recharge", amt, 1, "payment", amt, extra)
+    p = plan if plan is not None and plan.currency == info.currency else None
+    if p is None:
+        p = plan_for(info, plan, account)  # raises: says why the plan is unusable
     if typ == "call.ended":
-        rate = p.voice_rate(body["direction"], body["to"])
+        direction, to = route if route is not None else (body["direction"], body["to"])
+        rate = p.voice_rate(direction, to)
         if rate is None:
-            raise RatingError(
-                "no_rate", f"plan {p.id!r} has no {body['direction']} rate for {body['to']!r}"
-            )
-        charge = call_charge(body["duration_ms"], rate)
-        extra: dict[str, Any] = {}
+            raise RatingError("no_rate", f"plan {p.id!r} has no {direction} rate for {to!r}")
+        billed, charge = charge_parts(body["duration_ms"], rate)
+        inc = rate.increments
+        extra = {
+            "call_id": body["call_id"],
+            "rate_plan": p.id,
+            "prefix": rate.prefix,
+            "direction": direction,
+            "connect_fee_micros": rate.connect_fee_micros,
+            "increments": f"{inc.first}/{inc.next}",
+            "duration_ms": body["duration_ms"],
+        }
         if already_charged:
-            extra["already_charged_micros"] = already_charged
-        return head(
+            extra = {"already_charged_micros": already_charged, **extra}
+        amount = -charge + already_charged
+        price = rate.per_minute_micros
+        return _usage(
+            typ,
+            topic,
+            account,
+            body,
+            info,
             "call",
-            -charge.amount_micros + already_charged,
-            charge.billed_seconds,
+            amount,
+            billed,
             "second",
-            rate.per_minute_micros,
-            **extra,
-            call_id=body["call_id"],
-            rate_plan=p.id,
-            prefix=rate.prefix,
-            direction=body["direction"],
-            connect_fee_micros=charge.connect_fee_micros,
-            increments=f"{rate.increments.first}/{rate.increments.next}",
-            duration_ms=body["duration_ms"],
+            price,
+            extra,
         )
     if typ == "call.attempt":
         price = p.ring_through_micros
-        return head(
-            "ring_through", -price, 1, "attempt", price, call_id=body["call_id"], rate_plan=p.id
+        extra = {"call_id": body["call_id"], "rate_plan": p.id}
+        return _usage(
+            typ, topic, account, body, info, "ring_through", -price, 1, "attempt", price, extra
         )
     segments: int = body.get("segments", 1)
     outbound = typ == "sms.sent"
     amount = sms_charge(p, outbound, segments)
-    return head(
-        "sms_out" if outbound else "sms_in",
-        -amount,
-        segments,
-        "segment",
-        p.sms_out_micros if outbound else p.sms_in_micros,
-        message_id=body["message_id"],
-        rate_plan=p.id,
+    price = p.sms_out_micros if outbound else p.sms_in_micros
+    extra = {"message_id": body["message_id"], "rate_plan": p.id}
+    kind = "sms_out" if outbound else "sms_in"
+    return _usage(typ, topic, account, body, info, kind, -amount, segments, "segment", price, extra)
+
+
+def _usage(
+    typ: str,
+    topic: str,
+    account: str,
+    body: dict[str, Any],
+    info: AccountInfo,
+    kind: str,
+    amount: int,
+    quantity: int,
+    unit: str,
+    price: int,
+    extra: dict[str, Any],
+) -> Usage:
+    """The movement and its ledger head; `extra` fields follow the common ones in order."""
+    if abs(amount) > MAX_MICROS:
+        # The ledger contract bounds one movement; beyond it the plan or the record is
+        # wrong, and apply.lua's doubles would stop being exact not far above.
+        raise RatingError(
+            "charge_too_large",
+            f"{typ} {body['id']!r} rates to {abs(amount)} micros, above the limit "
+            f"of {MAX_MICROS} for one movement",
+        )
+    event_id = body["id"]
+    return Usage(
+        amount,
+        ledger.ledger_head(
+            entry=ledger.entry_id(ledger.SOURCE_TAGS[topic], event_id, kind),
+            account=account,
+            time=body["time"],
+            kind=kind,
+            amount_micros=amount,
+            currency=info.currency,
+            source_event_id=event_id,
+            source_topic=topic,
+            quantity=quantity,
+            unit=unit,
+            unit_price_micros=price,
+            extra=extra,
+        ),
     )

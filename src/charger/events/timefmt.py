@@ -12,7 +12,16 @@ from typing import Final
 
 from topics.schema import TIME_PATTERN
 
-__all__ = ["MAX_TIME_MS", "MIN_TIME_MS", "TIME_RE", "format_time_ms", "parse_time_ms"]
+__all__ = [
+    "MAX_TIME_MS",
+    "MILLIS",
+    "MIN_TIME_MS",
+    "SECONDS",
+    "TIME_RE",
+    "format_time_ms",
+    "is_time",
+    "parse_time_ms",
+]
 
 TIME_RE: Final = re.compile(TIME_PATTERN)
 
@@ -43,16 +52,47 @@ def _civil_from_days(days: int) -> tuple[int, int, int]:
     return yoe + era * 400 + (month <= 2), month, day
 
 
-def parse_time_ms(value: str) -> int:
-    """Epoch milliseconds of a contract time; ValueError if ``value`` is not one."""
-    if not isinstance(value, str) or TIME_RE.fullmatch(value) is None:
-        raise ValueError(
-            f"time must be RFC 3339 UTC with milliseconds (2026-11-22T10:00:00.000Z), "
-            f"got {value!r:.80}"
-        )
+# Every valid time is a valid "YYYY-MM-DDTHH:MM:SS" followed by one of these.
+MILLIS: Final = frozenset(f".{n:03d}Z" for n in range(1000))
+# Valid times seen, to the second -> epoch ms of that second. A stream's times share few
+# seconds, and the calendar regex and the parse cost more than the rest of a record's check.
+SECONDS: Final[dict[str, int]] = {}
+_MAX_SECONDS: Final = 1 << 15
+
+
+def _learn(value: str) -> int | None:
+    """Epoch ms of ``value`` if it is a contract time (its second is remembered), else None."""
+    if TIME_RE.fullmatch(value) is None:
+        return None
     days = _days_from_civil(int(value[0:4]), int(value[5:7]), int(value[8:10]))
     seconds = int(value[11:13]) * 3600 + int(value[14:16]) * 60 + int(value[17:19])
-    return days * _MS_PER_DAY + seconds * 1000 + int(value[20:23])
+    base = days * _MS_PER_DAY + seconds * 1000
+    if len(SECONDS) >= _MAX_SECONDS:
+        SECONDS.clear()
+    SECONDS[value[:19]] = base
+    return base + int(value[20:23])
+
+
+def is_time(value: str) -> bool:
+    """Whether the string ``value`` is a contract time (``TIME_RE.fullmatch`` accepts it)."""
+    if len(value) == 24 and value[19:] in MILLIS and value[:19] in SECONDS:
+        return True
+    return _learn(value) is not None
+
+
+def parse_time_ms(value: str) -> int:
+    """Epoch milliseconds of a contract time; ValueError if ``value`` is not one."""
+    if isinstance(value, str):
+        if len(value) == 24 and value[19:] in MILLIS:
+            base = SECONDS.get(value[:19])
+            if base is not None:
+                return base + int(value[20:23])
+        ms = _learn(value)
+        if ms is not None:
+            return ms
+    raise ValueError(
+        f"time must be RFC 3339 UTC with milliseconds (2026-11-22T10:00:00.000Z), got {value!r:.80}"
+    )
 
 
 MIN_TIME_MS: Final = _days_from_civil(0, 1, 1) * _MS_PER_DAY

@@ -15,6 +15,7 @@ from typing import Any, Final
 
 import orjson
 
+from charger.events.fastcheck import compile_valid
 from charger.events.timefmt import TIME_RE
 from topics import reasons
 from topics.records import COMMON, RECORDS, Field, RecordType
@@ -185,16 +186,23 @@ def _check_members(members: Members, record: dict[Any, Any]) -> Invalid | None:
     return None
 
 
-def _compile(rt: RecordType) -> Members:
+def _compile(rt: RecordType) -> Callable[[dict[Any, Any]], Invalid | None]:
+    """The record type's check: the compiled all-valid test, then the per-field checks."""
     fields = {k: f for k, f in COMMON.items() if k != "type"}
     optional: set[str] = set() if rt.keyed_by_account else {"account"}
     fields.update(rt.required)
     fields.update(rt.optional)
     optional.update(rt.optional)
-    return _members(rt.type + ": ", fields, frozenset(optional))
+    members = _members(rt.type + ": ", fields, frozenset(optional))
+
+    def refuse(record: dict[Any, Any]) -> Invalid | None:
+        return _check_members(members, record)
+
+    checks = {name: check for name, _, _, check in members}
+    return compile_valid(fields, frozenset(optional), checks, refuse)
 
 
-_CHECKERS: Final[dict[str, Members]] = {name: _compile(rt) for name, rt in RECORDS.items()}
+_CHECKERS: Final = {name: _compile(rt) for name, rt in RECORDS.items()}
 
 
 def decode(
@@ -221,15 +229,15 @@ def decode(
     rtype = record.get("type", _MISSING)
     if rtype is _MISSING:
         return Invalid("missing_field", "type is required")
-    members = _CHECKERS.get(rtype) if type(rtype) is str else None
-    if members is None:
+    check = _CHECKERS.get(rtype) if type(rtype) is str else None
+    if check is None:
         return Invalid("unknown_type", f"unknown record type {_shown(rtype)}")
     if allowed_types is not None and rtype not in allowed_types:
         accepted = ", ".join(sorted(allowed_types))
         return Invalid(
             "wrong_topic", f"type {rtype!r} does not travel on this topic (accepted: {accepted})"
         )
-    bad = _check_members(members, record)
+    bad = check(record)
     return record if bad is None else bad
 
 

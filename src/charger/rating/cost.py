@@ -12,13 +12,15 @@ from dataclasses import dataclass
 from charger.money import ceil_div
 from charger.rating.model import Increments, RatePlan, VoiceRate
 
-__all__ = ["CallCharge", "billed_seconds", "call_charge", "sms_charge"]
+__all__ = ["CallCharge", "billed_seconds", "call_charge", "charge_parts", "sms_charge"]
 
 _MS_PER_SECOND = 1000
 _SECONDS_PER_MINUTE = 60
 
 
 def _non_negative_int(name: str, value: object) -> int:
+    if type(value) is int and value >= 0:  # the hot path: bool is refused below
+        return value
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError(f"{name} must be an int, got {type(value).__name__} {value!r}")
     if value < 0:
@@ -69,14 +71,19 @@ def call_charge(duration_ms: int, rate: VoiceRate) -> CallCharge:
     The connect fee is due even for a zero-length call: reaching ``call.started`` means the
     call was answered. Usage is ``ceil(billed * per_minute / 60)`` micro-units.
     """
+    billed, amount = charge_parts(duration_ms, rate)
+    return CallCharge(
+        billed_seconds=billed, amount_micros=amount, connect_fee_micros=rate.connect_fee_micros
+    )
+
+
+def charge_parts(duration_ms: int, rate: VoiceRate) -> tuple[int, int]:
+    """``(billed_seconds, amount_micros)`` of :func:`call_charge`, without building (and
+    checking) a :class:`CallCharge`: the charging path rates every call end with it."""
     billed = billed_seconds(duration_ms, rate.increments)
     # Multiply before dividing so odd per-minute prices lose nothing before the single round-up.
     usage = ceil_div(billed * rate.per_minute_micros, _SECONDS_PER_MINUTE)
-    return CallCharge(
-        billed_seconds=billed,
-        amount_micros=usage + rate.connect_fee_micros,
-        connect_fee_micros=rate.connect_fee_micros,
-    )
+    return billed, usage + rate.connect_fee_micros
 
 
 def sms_charge(plan: RatePlan, outbound: bool, segments: int) -> int:

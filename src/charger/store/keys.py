@@ -8,7 +8,7 @@ partition's batch shares one tag and needs one call.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 from aiokafka.partitioner import murmur2
@@ -30,8 +30,16 @@ class Keys:
 
     prefix: str
     slots: int
+    # Every key of every record starts with its slot's tag: built once per slot.
+    _tags: tuple[str, ...] = field(init=False, repr=False, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        tags = tuple(f"{self.prefix}:{{t{slot}}}" for slot in range(self.slots))
+        object.__setattr__(self, "_tags", tags)  # frozen: set once, here
 
     def tag(self, slot: int) -> str:
+        if 0 <= slot < self.slots:
+            return self._tags[slot]
         return f"{self.prefix}:{{t{slot}}}"
 
     def slot_of_key(self, key: str) -> int:
