@@ -72,3 +72,13 @@ def test_records_fetched_but_not_applied_keep_the_slot_behind() -> None:
     h.fetched({tp: [Rec(3, 400)]})
     h.released()  # the batch failed: rewound, nothing in hand
     assert h.slot_now(NOW, [tp], lambda _: 3, lambda _: 4) == {0: 300}
+
+
+def test_a_stale_highwater_never_counts_as_caught_up() -> None:
+    # Position == high watermark, but the fetcher has not heard from the broker lately:
+    # records produced since may sit unread, so the slot waits at the last record read.
+    h = Horizon(8)
+    tp = TopicPartition(EV, 2)
+    h.advance({tp: [Rec(4, 700)]})
+    assert h.slot_now(NOW, [tp], lambda _: 5, lambda _: 5, lambda _: True) == {2: NOW}
+    assert h.slot_now(NOW, [tp], lambda _: 5, lambda _: 5, lambda _: False) == {2: 700}

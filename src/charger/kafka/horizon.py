@@ -14,6 +14,11 @@ have changed the decision. So the ticker acts "as of" a horizon per slot:
 After a restart or a rebalance this turns "cut every call whose money ran out while we
 were away" into "replay the backlog, deciding each cut as of the moment it was due".
 
+"Caught up" also needs a recent fetch answer: the high watermark is the broker's as of
+the last fetch, and a fetcher that has not heard from the broker for a while (a starved
+process, a slow broker) would otherwise call a partition caught up while records produced
+since sit unread.
+
 "Read" means processed: records a fetch has returned but the batch loop has not yet
 applied are "in hand", and the partition counts as behind until they are (the consumer's
 own position has already moved past them; found by `charger chaos`, where a tick slipped
@@ -66,8 +71,13 @@ class Horizon:
         assigned: Iterable[TopicPartition],
         position: Callable[[TopicPartition], int | None],
         highwater: Callable[[TopicPartition], int | None],
+        fresh: Callable[[TopicPartition], bool] = lambda tp: True,
     ) -> dict[int, int]:
-        """The instant each slot may be ticked as of; slots without one are left out."""
+        """The instant each slot may be ticked as of; slots without one are left out.
+
+        `fresh(tp)`: the broker answered a fetch of `tp` lately, so its high watermark is
+        current; a stale one never counts as caught up.
+        """
         horizon: dict[int, int] = {}
         blocked: set[int] = set()
         for tp in assigned:
@@ -78,7 +88,7 @@ class Horizon:
                 pos = position(tp)
             if pos is None and read is not None:
                 pos = read[0]
-            if hw is not None and pos is not None and pos >= hw:
+            if hw is not None and pos is not None and pos >= hw and fresh(tp):
                 at = now_ms
             elif read is not None:
                 at = min(now_ms, read[1])
