@@ -41,8 +41,8 @@ log = logging.getLogger("charger.batch")
 _TOPIC_ORDER = {names.BILLING_ACCOUNTS: 0, names.RECHARGE_RESULTS: 1, names.TELEPHONY_EVENTS: 2}
 # How long an offset commit may wait for the broker before the batch is retried.
 COMMIT_TIMEOUT_S = 10.0
-# A partition's high watermark older than this (ms since the last fetch answer) is stale:
-# the ticker does not call the partition caught up on it.
+# A partition's high watermark older than this (ms since the last fetch answer, or three
+# fetch waits if longer) is stale: the ticker does not call the partition caught up on it.
 STALE_HIGHWATER_MS = 1000
 
 
@@ -284,13 +284,14 @@ class BatchWorker:
                 )
             )
             wall_ms = time.time_ns() // 1_000_000  # fetch answers carry wall-clock times
+            stale_ms = max(STALE_HIGHWATER_MS, 3 * self.settings.fetch_wait_ms)
 
             def fresh(tp: TopicPartition) -> bool:
                 try:
                     polled: int | None = consumer.last_poll_timestamp(tp)
                 except (AssertionError, IllegalStateError):  # revoked meanwhile
                     return False
-                return polled is not None and wall_ms - polled <= STALE_HIGHWATER_MS
+                return polled is not None and wall_ms - polled <= stale_ms
 
             slot_now = self.horizon.slot_now(
                 self.clock.now_ms(), assigned, positions.get, consumer.highwater, fresh
