@@ -29,8 +29,8 @@ _LUA_CALL = re.compile(r"redis\.p?call\(\s*['\"](\w+)['\"]")
 # Client methods that send no command of their own.
 _NOT_COMMANDS = {"pipeline", "execute", "aclose", "close", "register_script"}
 # Sent by redis-py itself: naming the library on connect, SELECT for a database other
-# than 0, and EVALSHA of a registered script with SCRIPT EXISTS / LOAD before a pipeline.
-_BY_THE_CLIENT = {"client|setinfo", "select", "evalsha", "script|exists", "script|load"}
+# than 0.
+_BY_THE_CLIENT = {"client|setinfo", "select"}
 NEVER = {
     "flushall",
     "flushdb",
@@ -59,10 +59,14 @@ NEVER = {
 }
 
 
+# redis-py methods of container commands, by the ACL's name for the subcommand.
+_SUBCOMMANDS = {"script_load": "script|load"}
+
+
 def commands_in_code() -> set[str]:
     found = set()
     for path in WORKER_MODULES:
-        found |= {m.lower() for m in _PY_CALL.findall(path.read_text())}
+        found |= {_SUBCOMMANDS.get(m, m).lower() for m in _PY_CALL.findall(path.read_text())}
     for path in (SRC / "lua").glob("*.lua"):
         found |= {m.lower() for m in _LUA_CALL.findall(path.read_text())}
     return found - _NOT_COMMANDS

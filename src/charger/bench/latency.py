@@ -3,32 +3,49 @@
 Events are produced on a schedule (rate per second, whatever the worker does) with their
 send time as the record timestamp; the worker's ledger records carry the time the relay
 published them. Entries are matched to events by `source_event_id`.
+
+On the embedded stack the run gets a broker of its own, and the same schedule is played
+once more to a bare consumer on another fresh broker (`broker_only_ms`): the embedded
+broker's fetch latency grows with what it holds (bare produce-to-fetch p99 ~10 ms on an
+empty broker, ~45 ms after 50,000 records, hundreds of ms after 100,000 on 8
+partitions), so a broker filled by the throughput runs would measure itself, and the
+baseline says which part of the figure is the broker's.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import shutil
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from redis.asyncio import Redis
 
 from charger.bench.proc import cpu_seconds, peak_rss_mb
 from charger.bench.report import latency_summary
 from charger.bench.runs import Env, prepare_charger, settings_env, spawn
-from charger.bench.workload import Workload, producer
+from charger.bench.workload import Workload, produce_accounts, producer
 from charger.catchup import wait_caught_up
-from charger.embedded import free_port
+from charger.embedded import create_topics, free_port, start_broker
 from charger.processes import stop_process
+from charger.settings import Settings
+from charger.simulate.model import SimRecord
 from charger.store.keys import Keys
 from topics import names
+
+# The switch's producer waits this long to fill a record batch: Kafka's own default since
+# 4.0. The wait counts in the latency (records are stamped when sent); on the embedded
+# broker, 1 ms gave batches of one or two records, and its fetches slow down with the
+# number of batches it holds (bare produce-to-fetch p99 ~45 ms after 10 s at 1 ms).
+SWITCH_LINGER_MS = 5
 
 
 def _event_id(value: bytes) -> str | None:
@@ -98,7 +115,103 @@ async def _wait_ready(port: int, proc: Any, timeout: float = 90) -> float:
     raise TimeoutError("charger worker not ready")
 
 
+async def play(
+    prod: AIOKafkaProducer, records: list[SimRecord], rate: int, sent: dict[str, int]
+) -> tuple[list[Any], float]:
+    """Send `records` at `rate` per second on a fixed schedule, each stamped with its send
+    time (noted in `sent` by event id); the acks and how long the schedule took."""
+    ids = [_event_id(r.value) for r in records]
+    futures = []
+    began = time.monotonic()
+    i = 0
+    while i < len(records):
+        due = min(len(records), int((time.monotonic() - began) * rate) + 1)
+        for j in range(i, due):
+            ts = time.time_ns() // 1_000_000
+            eid = ids[j]
+            if eid is not None and eid not in sent:
+                sent[eid] = ts
+            r = records[j]
+            futures.append(await prod.send(r.topic, r.value, key=r.key, timestamp_ms=ts))
+        i = due
+        await asyncio.sleep(0.002)
+    acked = await asyncio.gather(*futures)
+    return acked, time.monotonic() - began
+
+
+@contextlib.asynccontextmanager
+async def own_broker(env: Env) -> AsyncIterator[Env]:
+    """A fresh embedded broker with the topics, when the servers are ours; else `env`."""
+    if "broker" not in env.pids:
+        yield env
+        return
+    broker = start_broker()
+    try:
+        await create_topics(broker.address, names.TOPICS.values())
+        pids = {**env.pids, "broker": broker.pid}
+        yield Env(broker.address, env.redis_url, env.workdir, pids, env.prefixes)
+    finally:
+        broker.stop()
+
+
+async def broker_only(env: Env, w: Workload, rate: int, seconds: float) -> dict[str, Any]:
+    """The same schedule to a bare consumer (fetch wait as the worker's): the broker's part."""
+    records = w.extra[: int(rate * seconds)]
+    sent: dict[str, int] = {}
+    got: list[float] = []
+    async with own_broker(env) as benv:
+        tps = [
+            TopicPartition(names.TELEPHONY_EVENTS, p)
+            for p in range(names.TOPICS[names.TELEPHONY_EVENTS].partitions)
+        ]
+        c = AIOKafkaConsumer(
+            bootstrap_servers=benv.bootstrap,
+            enable_auto_commit=False,
+            fetch_max_wait_ms=Settings().fetch_wait_ms,
+        )
+        prod = producer(benv.bootstrap, linger_ms=SWITCH_LINGER_MS)
+        await c.start()
+        await prod.start()
+
+        async def consume() -> None:
+            while True:
+                data = await c.getmany(timeout_ms=100)
+                now = time.time_ns() // 1_000_000
+                got.extend(now - m.timestamp for msgs in data.values() for m in msgs)
+
+        c.assign(tps)
+        for tp, off in (await c.end_offsets(tps)).items():
+            c.seek(tp, off)
+        task = asyncio.create_task(consume())
+        try:
+            await play(prod, records, rate, sent)
+            deadline = time.monotonic() + 30
+            while len(got) < len(records) and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await prod.stop()
+            await c.stop()
+    return {"latency_ms": latency_summary(got), "records": len(records)}
+
+
 async def run_latency(
+    env: Env, w: Workload, rate: int, seconds: float, batch_max_records: int, batch_timeout_ms: int
+) -> dict[str, Any]:
+    own = "broker" in env.pids
+    async with own_broker(env) as benv:
+        if own:  # the accounts again, at this broker's offsets
+            w = dataclasses.replace(w, account_offsets=[], starts={}, ends={})
+            await produce_accounts(w, benv.bootstrap)
+        result = await _run_latency(benv, w, rate, seconds, batch_max_records, batch_timeout_ms)
+    result["own_broker"] = own
+    result["broker_only_ms"] = (await broker_only(env, w, rate, seconds))["latency_ms"]
+    return result
+
+
+async def _run_latency(
     env: Env, w: Workload, rate: int, seconds: float, batch_max_records: int, batch_timeout_ms: int
 ) -> dict[str, Any]:
     prefix, group = env.new("latency")
@@ -107,7 +220,6 @@ async def run_latency(
     )
     await prepare_charger(env, w, s, events_at="")  # every input from its end
     records = w.extra[: int(rate * seconds)]
-    ids = [_event_id(r.value) for r in records]
     sent: dict[str, int] = {}
     port = free_port()
     proc = spawn(
@@ -116,29 +228,15 @@ async def run_latency(
         env.workdir / f"{group}.log",
     )
     tail = LedgerTail(env.bootstrap, sent)
-    prod = producer(env.bootstrap, linger_ms=1)
+    prod = producer(env.bootstrap, linger_ms=SWITCH_LINGER_MS)
     redis = Redis.from_url(env.redis_url)
     try:
         ready_s = await _wait_ready(port, proc)
         await tail.start()
         await prod.start()
-        cpu0, began = cpu_seconds(proc.pid), time.monotonic()
+        cpu0 = cpu_seconds(proc.pid)
         others0 = {"bench": time.process_time(), **env.cpu()}
-        futures = []
-        i = 0
-        while i < len(records):
-            due = min(len(records), int((time.monotonic() - began) * rate) + 1)
-            for j in range(i, due):
-                ts = time.time_ns() // 1_000_000
-                eid = ids[j]
-                if eid is not None and eid not in sent:
-                    sent[eid] = ts
-                r = records[j]
-                futures.append(await prod.send(r.topic, r.value, key=r.key, timestamp_ms=ts))
-            i = due
-            await asyncio.sleep(0.002)
-        acked = await asyncio.gather(*futures)
-        produce_s = time.monotonic() - began
+        acked, produce_s = await play(prod, records, rate, sent)
         cpu1 = cpu_seconds(proc.pid)
         others = {
             k: round((v - others0[k]) / produce_s, 3)

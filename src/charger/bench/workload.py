@@ -113,15 +113,29 @@ async def produce(w: Workload, bootstrap: str) -> float:
     prod = producer(bootstrap)
     await prod.start()
     try:
-        w.account_offsets = await send_all(prod, w.accounts)
-        for part, off in w.account_offsets:
-            _extend(w, TopicPartition(names.BILLING_ACCOUNTS, part), off)
+        await _send_accounts(w, prod)
         began = time.monotonic()
         for part, off in await send_all(prod, w.events):
             _extend(w, TopicPartition(names.TELEPHONY_EVENTS, part), off)
         return len(w.events) / (time.monotonic() - began)
     finally:
         await prod.stop()
+
+
+async def produce_accounts(w: Workload, bootstrap: str) -> None:
+    """Send only the account records (a run on a broker of its own)."""
+    prod = producer(bootstrap)
+    await prod.start()
+    try:
+        await _send_accounts(w, prod)
+    finally:
+        await prod.stop()
+
+
+async def _send_accounts(w: Workload, prod: AIOKafkaProducer) -> None:
+    w.account_offsets = await send_all(prod, w.accounts)
+    for part, off in w.account_offsets:
+        _extend(w, TopicPartition(names.BILLING_ACCOUNTS, part), off)
 
 
 def _extend(w: Workload, tp: TopicPartition, offset: int) -> None:

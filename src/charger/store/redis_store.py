@@ -8,8 +8,9 @@ from typing import Any
 
 import msgpack  # type: ignore[import-untyped]
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
-from charger.charging.ops import ScriptConfig, SlotPlan
+from charger.charging.ops import KeyArg, ScriptConfig, SlotPlan
 from charger.charging.planner import Prepared
 from charger.charging.records import AccountInfo, CallState, Reads
 from charger.store.keys import Keys
@@ -61,12 +62,17 @@ class RedisStore:
             of(slot_of(key)).calls.append(key)
         for key, fld in p.request_fields:
             of(slot_of(key)).requests.append((key, fld))
-        pipe = self.client.pipeline(transaction=False)
+        calls: list[tuple[list[str], list[KeyArg]]] = []
         for slot, sr in by_slot.items():
             requests = [x for pair in sr.requests for x in pair]
             packed = msgpack.packb([sr.seen, sr.accounts, sr.calls, requests], use_bin_type=False)
-            await self.scripts.read(keys=[self.keys.watermark(slot)], args=[packed], client=pipe)
-        res: list[list[list[Any]]] = await pipe.execute()
+            calls.append(([self.keys.watermark(slot)], [packed]))
+
+        def queue(pipe: Pipeline) -> None:
+            for keys, args in calls:
+                self.scripts.read(pipe, keys, args)
+
+        res: list[list[list[Any]]] = await self.scripts.run(queue)
         n = len(CALL_FIELDS)
         for sr, (seen_vals, acct_vals, call_vals, req_vals) in zip(
             by_slot.values(), res, strict=True
@@ -97,12 +103,16 @@ class RedisStore:
         """
         if not plan.slots:
             return 0, 0
-        pipe = self.client.pipeline(transaction=False)
+        calls = []
         for slot, sb in plan.slots.items():
             at = slot_now.get(slot, now_ms) if slot_now else now_ms
-            keys, argv = sb.script_args(self.keys, at, self.cfg, highest)
-            await self.scripts.apply(keys=keys, args=argv, client=pipe)
-        res: list[list[int]] = await pipe.execute()
+            calls.append(sb.script_args(self.keys, at, self.cfg, highest))
+
+        def queue(pipe: Pipeline) -> None:
+            for keys, args in calls:
+                self.scripts.apply(pipe, keys, args)
+
+        res: list[list[int]] = await self.scripts.run(queue)
         return sum(r[0] for r in res), sum(r[1] for r in res)
 
     async def outbox(self, slots: Iterable[int], count: int) -> dict[int, list[OutboxEntry]]:
