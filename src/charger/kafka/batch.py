@@ -248,14 +248,16 @@ class BatchWorker:
         for rec in batch:
             if rec.offset > highest.get(rec.source, -1):
                 highest[rec.source] = rec.offset
-        # The previous batch's outputs are out before this one's go in: the outbox stays
-        # about one batch long, and a relay that cannot publish fails this batch.
-        await self.publisher.settle()
         t0 = time.perf_counter()
+        # Redis applies this batch while the previous batch's outputs are published.
         await self.store.apply(outcome.plan, highest, self.clock.now_ms())
         self.metrics.redis_seconds.observe(time.perf_counter() - t0)
         if self.failpoint == "kill_after_apply":
             os.kill(os.getpid(), signal.SIGKILL)
+        # Then that publishing is over before this batch's starts: the outbox stays about
+        # two batches long, and a relay that cannot publish fails this batch (its money
+        # moved; the retry skips it by the watermark and the outbox keeps its outputs).
+        await self.publisher.settle()
         self.publisher.kick(outcome.plan.slots)
         self._count(outcome)
         return outcome

@@ -4,9 +4,9 @@ apply.lua writes every output to the slot's outbox in the call that moves the mo
 an offset may be committed once its batch is applied: what is not yet published is in
 Redis and the relay (this process's, or the next owner's) publishes it. Publishing is
 therefore taken off the batch's critical path: the batch loop kicks a pass and goes on
-fetching and planning, and waits for that pass only before it applies the next batch,
-which bounds the outbox to about one batch and surfaces a failing relay as a failed
-batch (rewound and retried with backoff, as before).
+fetching, planning and applying the next batch, and waits for that pass only before it
+kicks the next one, which bounds the outbox to about two batches and surfaces a failing
+relay as a failed batch (rewound and retried with backoff, as before).
 """
 
 from __future__ import annotations
