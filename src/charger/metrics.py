@@ -370,7 +370,7 @@ class _LedgerTally:
         try:
             doc = orjson.loads(value)
             kind, currency, amount = doc["kind"], doc["currency"], int(doc["amount_micros"])
-            at_ms = _minute_ms(doc["time"])
+            at_ms = parse_time_ms(doc["time"])
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
             log.warning("unreadable ledger entry", extra={"bytes": len(value)})
             return
@@ -404,20 +404,6 @@ def observe_all(h: Histogram, values: Sequence[float]) -> None:
     for bucket, n in zip(h._buckets, counts, strict=True):
         if n:
             bucket.inc(n)
-
-
-_MINUTES: dict[str, int] = {}
-
-
-def _minute_ms(t: str) -> int:
-    """Epoch ms of a checked RFC 3339 time ("YYYY-MM-DDTHH:MM:SS.mmmZ"), parsing each
-    minute once: the full parse cost more than the rest of a ledger entry's metrics."""
-    minute = _MINUTES.get(t[:16])
-    if minute is None:
-        if len(_MINUTES) > 10_000:
-            _MINUTES.clear()
-        minute = _MINUTES[t[:16]] = parse_time_ms(t[:16] + ":00.000Z")
-    return minute + int(t[17:19]) * 1000 + int(t[20:23])
 
 
 def _text(v: bytes | None) -> str:
