@@ -506,9 +506,10 @@ class Sampler:
             res: list[Any] = await pipe.execute()
             backlog, calls = sum(res[0::3]), sum(res[1::3])
             for held in res[2::3]:
-                for cur, amount in held.items():
-                    if cur:  # an account without a currency holds nothing worth a label
-                        totals[cur.decode()] = totals.get(cur.decode(), 0) + int(amount)
+                for raw, amount in held.items():
+                    if raw:  # an account without a currency holds nothing worth a label
+                        cur = raw.decode()
+                        totals[cur] = totals.get(cur, 0) + int(amount)
         m.outbox_backlog.set(backlog)
         m.active_calls.set(calls)
         for currency, amount in totals.items():

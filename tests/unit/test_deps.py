@@ -233,7 +233,7 @@ async def test_a_failed_batch_commits_nothing_rewinds_backs_off_and_succeeds_lat
     assert await w.run_once() == 0
     assert consumer.commits == [] and consumer.seeks == {ev0: 10, ev1: 4}
     assert w.needs_drain and w.retry.backoff.attempts == 2
-    assert len(w.relay.drained) == 2  # type: ignore[attr-defined]  # the outbox first, each time
+    assert len(w.publisher.relay.drained) == 2  # type: ignore[attr-defined]  # the outbox first, each time
     assert (
         value(w.metrics, "charger_dependency_errors_total", dependency="redis", stage="batch") == 2
     )
@@ -267,7 +267,7 @@ async def test_an_outbox_that_cannot_be_drained_stops_fetching_but_not_the_loop(
     async def drain(slots: set[int]) -> Counter[str]:
         raise RedisConnectionError("refused")
 
-    w.relay.drain = drain  # type: ignore[method-assign]
+    w.publisher.relay.drain = drain  # type: ignore[method-assign]
     fetched: list[int] = []
 
     async def getmany(timeout_ms: int, max_records: int) -> dict[TopicPartition, list[Msg]]:

@@ -32,7 +32,7 @@ from redis.asyncio import Redis
 from charger.bench.proc import cpu_seconds, peak_rss_mb
 from charger.bench.report import latency_summary
 from charger.bench.runs import Env, prepare_charger, settings_env, spawn
-from charger.bench.workload import Workload, produce_accounts, producer
+from charger.bench.workload import Workload, assign_at_end, produce_accounts, producer
 from charger.catchup import wait_caught_up
 from charger.embedded import create_topics, free_port, start_broker
 from charger.processes import stop_process
@@ -72,11 +72,7 @@ class LedgerTail:
         c = self.consumer
         await c.start()
         parts = c.partitions_for_topic(names.LEDGER) or set()
-        tps = [TopicPartition(names.LEDGER, p) for p in sorted(parts)]
-        c.assign(tps)
-        # The reported end may lag: starting there only means reading a few older entries.
-        for tp, off in (await c.end_offsets(tps)).items():
-            c.seek(tp, off)
+        await assign_at_end(c, [TopicPartition(names.LEDGER, p) for p in sorted(parts)])
         self._task = asyncio.create_task(self._run())
 
     async def _run(self) -> None:
@@ -179,9 +175,7 @@ async def broker_only(env: Env, w: Workload, rate: int, seconds: float) -> dict[
                 now = time.time_ns() // 1_000_000
                 got.extend(now - m.timestamp for msgs in data.values() for m in msgs)
 
-        c.assign(tps)
-        for tp, off in (await c.end_offsets(tps)).items():
-            c.seek(tp, off)
+        await assign_at_end(c, tps)
         task = asyncio.create_task(consume())
         try:
             await play(prod, records, rate, sent)

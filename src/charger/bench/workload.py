@@ -148,14 +148,20 @@ def event_counts(w: Workload) -> dict[TopicPartition, int]:
     return {tp: w.ends[tp] - w.starts[tp] for tp in w.starts if tp.topic == names.TELEPHONY_EVENTS}
 
 
+async def assign_at_end(c: AIOKafkaConsumer, tps: list[TopicPartition]) -> None:
+    """Assign `tps` to a started consumer and place it at their reported ends (which may
+    lag on the embedded broker: at worst a few older records are read)."""
+    c.assign(tps)
+    for tp, off in (await c.end_offsets(tps)).items():
+        c.seek(tp, off)
+
+
 async def real_ends(bootstrap: str, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
     """Where each partition really ends: from the reported end, read until a fetch is empty."""
     c = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await c.start()
     try:
-        c.assign(tps)
-        for tp, off in (await c.end_offsets(tps)).items():
-            c.seek(tp, off)
+        await assign_at_end(c, tps)
         while await c.getmany(timeout_ms=300):
             pass
         return {tp: await c.position(tp) for tp in tps}

@@ -90,7 +90,6 @@ class BatchWorker:
     ) -> None:
         self.settings = settings
         self.store = store
-        self.relay = relay
         self.publisher = Publisher(relay, metrics)
         self.clock = clock
         self.metrics = metrics

@@ -57,14 +57,14 @@ class Scripts:
 
     async def run(self, queue: Callable[[Pipeline], None]) -> list[Any]:
         """Execute one pipeline that `queue` fills; once more after loading on NOSCRIPT."""
-        for attempt in (1, 2):
-            pipe = self.client.pipeline(transaction=False)
-            queue(pipe)
-            try:
-                res: list[Any] = await pipe.execute()
-                return res
-            except NoScriptError:
-                if attempt == 2:
-                    raise
-                await self.load()
-        raise AssertionError("unreachable")
+        try:
+            return await self._execute(queue)
+        except NoScriptError:
+            await self.load()
+        return await self._execute(queue)
+
+    async def _execute(self, queue: Callable[[Pipeline], None]) -> list[Any]:
+        pipe = self.client.pipeline(transaction=False)
+        queue(pipe)
+        res: list[Any] = await pipe.execute()
+        return res
