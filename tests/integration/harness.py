@@ -11,6 +11,7 @@ import asyncio
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -25,21 +26,20 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from charger.embedded import create_topics, free_port
+from charger.events.timefmt import format_time_ms
 from charger.processes import stop_process
 from charger.settings import Settings
 from charger.store.keys import Keys
 from topics import names
 
-T0 = "2026-11-22T10:00:00.000Z"
 
+def run_start_ms() -> int:
+    """The wall clock now, in whole seconds: where a run's event times begin.
 
-def at(seconds: float) -> str:
-    """RFC 3339 time `seconds` after T0."""
-    ms = int(seconds * 1000)
-    s, milli = divmod(ms, 1000)
-    m, s = divmod(s, 60)
-    h, m = divmod(m, 60)
-    return f"2026-11-22T{10 + h:02d}:{m:02d}:{s:02d}.{milli:03d}Z"
+    Event times are relative to the run, never a fixed calendar date: a worker on the
+    wall clock (the ticker, session TTLs) sees them as recent on any day the suite runs.
+    """
+    return time.time_ns() // 1_000_000_000 * 1000
 
 
 @dataclass
@@ -58,6 +58,8 @@ class Run:
 
     def __init__(self, bootstrap: str, redis_url: str) -> None:
         self.uid = uuid.uuid4().hex[:8]
+        self.t0_ms = run_start_ms()
+        self.t0 = format_time_ms(self.t0_ms)
         self.bootstrap = bootstrap
         self.redis_url = redis_url
         self.settings = Settings(
@@ -75,6 +77,16 @@ class Run:
         self.producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
         self.marks: dict[TopicPartition, int] = {}
         self.produced: dict[TopicPartition, int] = {}  # next offset after what we sent
+
+    def at(self, seconds: float) -> str:
+        """RFC 3339 time `seconds` after the run began (t0)."""
+        return format_time_ms(self.t0_ms + round(seconds * 1000))
+
+    def event(
+        self, typ: str, account: str, event_id: str, time: str | None = None, **fields: Any
+    ) -> dict[str, Any]:
+        """An input record of `typ` for `account`; its time is t0 unless given."""
+        return {"id": event_id, "type": typ, "account": account, "time": time or self.t0, **fields}
 
     def acct(self, name: str) -> str:
         return f"{name}-{self.uid}"
@@ -159,7 +171,7 @@ class Run:
                 "id": f"up-{account}",
                 "type": "account.upserted",
                 "account": account,
-                "time": T0,
+                "time": self.t0,
                 "currency": currency,
                 "rate_plan": plan,
                 "credit_limit_micros": credit_limit,
@@ -173,7 +185,7 @@ class Run:
                     "id": f"cr-{account}",
                     "type": "balance.credited",
                     "account": account,
-                    "time": T0,
+                    "time": self.t0,
                     "amount_micros": credit,
                     "reference": "opening",
                 },

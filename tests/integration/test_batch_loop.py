@@ -14,7 +14,7 @@ from redis.exceptions import BusyLoadingError
 
 from charger.runtime import Runtime
 from charger.settings import Settings
-from tests.integration.harness import T0, Run
+from tests.integration.harness import Run
 from topics import names
 
 
@@ -40,7 +40,7 @@ async def test_batch_loop_survives_a_failing_outbox_drain(run: Run) -> None:
             "id": f"sms-{acct}",
             "type": "sms.sent",
             "account": acct,
-            "time": T0,
+            "time": run.t0,
             "message_id": "m-1",
             "to": "+14155550100",
             "segments": 1,

@@ -15,7 +15,7 @@ from typing import Any
 
 from charger.runtime import Runtime
 from charger.store.keys import slot_of
-from tests.integration.harness import T0, Run, at
+from tests.integration.harness import Run
 from topics import names
 
 EV = names.TELEPHONY_EVENTS
@@ -25,13 +25,19 @@ FR_NUMBER = "+33142685300"
 
 
 def started(
-    acct: str, eid: str, cid: str, to: str, direction: str = "outbound", time: str = T0
+    run: Run,
+    acct: str,
+    eid: str,
+    cid: str,
+    to: str,
+    direction: str = "outbound",
+    time: str | None = None,
 ) -> dict[str, Any]:
     return {
         "id": eid,
         "type": "call.started",
         "account": acct,
-        "time": time,
+        "time": time or run.t0,
         "call_id": cid,
         "direction": direction,
         "from": "+15550001",
@@ -39,35 +45,37 @@ def started(
     }
 
 
-def ended(acct: str, eid: str, cid: str, duration_ms: int, **route: str) -> dict[str, Any]:
+def ended(
+    run: Run, acct: str, eid: str, cid: str, duration_ms: int, **route: str
+) -> dict[str, Any]:
     return {
         "id": eid,
         "type": "call.ended",
         "account": acct,
-        "time": at(duration_ms / 1000),
+        "time": run.at(duration_ms / 1000),
         "call_id": cid,
         "duration_ms": duration_ms,
         **route,
     }
 
 
-def sms(acct: str, eid: str) -> dict[str, Any]:
+def sms(run: Run, acct: str, eid: str) -> dict[str, Any]:
     return {
         "id": eid,
         "type": "sms.sent",
         "account": acct,
-        "time": T0,
+        "time": run.t0,
         "message_id": f"m-{eid}",
         "to": US_NUMBER,
     }
 
 
-def credit(acct: str, eid: str, amount: int) -> dict[str, Any]:
+def credit(run: Run, acct: str, eid: str, amount: int) -> dict[str, Any]:
     return {
         "id": eid,
         "type": "balance.credited",
         "account": acct,
-        "time": T0,
+        "time": run.t0,
         "amount_micros": amount,
         "reference": eid,
     }
@@ -98,7 +106,7 @@ async def test_end_before_start_is_parked_then_the_late_start_settles_it_once(ru
     u = run.uid
     a, b = run.acct("park"), run.acct("inbatch")
     ka, kb = f"ka-{u}", f"kb-{u}"
-    end_a = ended(a, f"ea-{u}", ka, 30_500)  # no route: cannot be rated yet
+    end_a = ended(run, a, f"ea-{u}", ka, 30_500)  # no route: cannot be rated yet
     rt = Runtime(run.settings)
     await rt.start()
     try:
@@ -115,16 +123,16 @@ async def test_end_before_start_is_parked_then_the_late_start_settles_it_once(ru
         assert await run.balance(a) == 5_000_000
         assert await entries(run, a, "call") == []
 
-        start_a = started(a, f"sa-{u}", ka, US_NUMBER)
+        start_a = started(run, a, f"sa-{u}", ka, US_NUMBER)
         await run.send_all(
             [
                 (EV, a, start_a),
                 (EV, a, start_a),  # resent start
                 (EV, a, end_a),  # resent end
-                (EV, a, ended(a, f"ea2-{u}", ka, 99_000)),  # a second end of the same call
+                (EV, a, ended(run, a, f"ea2-{u}", ka, 99_000)),  # a second end of the same call
                 # b: the same story within one batch (or two: the outcome must not differ).
-                (EV, b, ended(b, f"eb-{u}", kb, 61_200)),
-                (EV, b, started(b, f"sb-{u}", kb, UK_NUMBER)),
+                (EV, b, ended(run, b, f"eb-{u}", kb, 61_200)),
+                (EV, b, started(run, b, f"sb-{u}", kb, UK_NUMBER)),
             ]
         )
         await run.wait_idle()
@@ -161,7 +169,7 @@ async def test_end_with_route_settles_alone_and_a_late_start_opens_nothing(run: 
     a = run.acct("routed")
     k = f"k-{u}"
     route = {"direction": "outbound", "from": "+15550001", "to": UK_NUMBER}
-    end = ended(a, f"e-{u}", k, 61_200, **route)
+    end = ended(run, a, f"e-{u}", k, 61_200, **route)
     rt = Runtime(run.settings)
     await rt.start()
     try:
@@ -170,7 +178,7 @@ async def test_end_with_route_settles_alone_and_a_late_start_opens_nothing(run: 
         await run.send(EV, a, end)
         await run.wait_idle()
         assert await run.balance(a) == 5_000_000 - 1_040_000
-        await run.send_all([(EV, a, started(a, f"s-{u}", k, UK_NUMBER)), (EV, a, end)])
+        await run.send_all([(EV, a, started(run, a, f"s-{u}", k, UK_NUMBER)), (EV, a, end)])
         await run.wait_idle()
     finally:
         await rt.stop()
@@ -196,15 +204,19 @@ async def test_duplicate_starts_and_ends_change_nothing(run: Run) -> None:
     u = run.uid
     a = run.acct("dups")
     k = f"k-{u}"
-    start = started(a, f"s-{u}", k, FR_NUMBER)
-    end = ended(a, f"e-{u}", k, 61_000)
+    start = started(run, a, f"s-{u}", k, FR_NUMBER)
+    end = ended(run, a, f"e-{u}", k, 61_000)
     records = [
         (EV, a, start),
         (EV, a, start),
-        (EV, a, started(a, f"s2-{u}", k, FR_NUMBER, time=at(1))),  # another start, same call
+        (
+            EV,
+            a,
+            started(run, a, f"s2-{u}", k, FR_NUMBER, time=run.at(1)),
+        ),  # another start, same call
         (EV, a, end),
         (EV, a, end),
-        (EV, a, ended(a, f"e2-{u}", k, 600_000)),  # another end, same call, longer
+        (EV, a, ended(run, a, f"e2-{u}", k, 600_000)),  # another end, same call, longer
     ]
     rt = Runtime(run.settings)
     await rt.start()
@@ -244,10 +256,10 @@ async def test_a_settled_call_leaves_the_accounts_active_calls(run: Run) -> None
     try:
         await run.account(a, credit=5_000_000)
         await run.wait_idle(60)
-        await run.send(EV, a, started(a, f"s-{u}", k, US_NUMBER))
+        await run.send(EV, a, started(run, a, f"s-{u}", k, US_NUMBER))
         await run.wait_idle()
         assert await active_calls(run, a) == {k}
-        await run.send(EV, a, ended(a, f"e-{u}", k, 10_000))
+        await run.send(EV, a, ended(run, a, f"e-{u}", k, 10_000))
         await run.wait_idle()
     finally:
         await rt.stop()
@@ -278,8 +290,8 @@ async def test_zero_length_call_pays_the_connect_fee_and_inbound_calls_are_rated
         items = []
         for acct, direction, to, ms in cases:
             k = f"k-{acct}"
-            items.append((EV, acct, started(acct, f"s-{acct}", k, to, direction)))
-            items.append((EV, acct, ended(acct, f"e-{acct}", k, ms)))
+            items.append((EV, acct, started(run, acct, f"s-{acct}", k, to, direction)))
+            items.append((EV, acct, ended(run, acct, f"e-{acct}", k, ms)))
         await run.send_all(items)
         await run.wait_idle()
     finally:
@@ -327,10 +339,10 @@ async def test_usage_past_the_floor_is_charged_and_suspends_once_until_a_top_up(
         await run.account(a, credit=20_000)
         await run.wait_idle(60)
         opening = await commands_for(run, a)
-        await run.send_all([(EV, a, sms(a, f"s{i}-{u}")) for i in range(1, 6)])
+        await run.send_all([(EV, a, sms(run, a, f"s{i}-{u}")) for i in range(1, 6)])
         await run.wait_idle()
         burst = (await commands_for(run, a))[len(opening) :]
-        await run.send(names.BILLING_ACCOUNTS, a, credit(a, f"top-{u}", 1_000_000))
+        await run.send(names.BILLING_ACCOUNTS, a, credit(run, a, f"top-{u}", 1_000_000))
         await run.wait_idle()
         after = (await commands_for(run, a))[len(opening) + len(burst) :]
     finally:
@@ -366,11 +378,11 @@ async def test_credit_limit_moves_the_suspension_floor(run: Run) -> None:
         await run.wait_idle(60)
         assert await commands_for(run, a) == []  # opening at 0 > -50_000: not suspended
         await run.send_all(
-            [(EV, a, sms(a, f"a{i}-{u}")) for i in range(1, 11)]
-            + [(EV, b, sms(b, f"b{i}-{u}")) for i in range(1, 11)]
+            [(EV, a, sms(run, a, f"a{i}-{u}")) for i in range(1, 11)]
+            + [(EV, b, sms(run, b, f"b{i}-{u}")) for i in range(1, 11)]
         )
         await run.wait_idle()
-        await run.send(names.BILLING_ACCOUNTS, a, credit(a, f"top-{u}", 1_000_000))
+        await run.send(names.BILLING_ACCOUNTS, a, credit(run, a, f"top-{u}", 1_000_000))
         await run.wait_idle()
     finally:
         await rt.stop()

@@ -22,7 +22,7 @@ from aiokafka.structs import OffsetAndMetadata
 from charger.embedded import free_port
 from charger.kafka.relay import unpack_entry
 from charger.runtime import Runtime
-from tests.integration.harness import T0, Run, at, spawn_worker, stop_worker
+from tests.integration.harness import Run, spawn_worker, stop_worker
 from topics import names
 
 EV = names.TELEPHONY_EVENTS
@@ -76,12 +76,8 @@ class Worker:
         self._reader.join(5)
 
 
-def ev(typ: str, acct: str, eid: str, time: str = T0, **fields: Any) -> dict[str, Any]:
-    return {"id": eid, "type": typ, "account": acct, "time": time, **fields}
-
-
-def upsert(acct: str) -> dict[str, Any]:
-    return ev(
+def upsert(run: Run, acct: str) -> dict[str, Any]:
+    return run.event(
         "account.upserted",
         acct,
         f"up-{acct}",
@@ -91,8 +87,8 @@ def upsert(acct: str) -> dict[str, Any]:
     )
 
 
-def credit(acct: str, eid: str, amount: int) -> dict[str, Any]:
-    return ev("balance.credited", acct, eid, amount_micros=amount, reference=eid)
+def credit(run: Run, acct: str, eid: str, amount: int) -> dict[str, Any]:
+    return run.event("balance.credited", acct, eid, amount_micros=amount, reference=eid)
 
 
 def workload(run: Run) -> tuple[list[Item], dict[str, int], dict[str, set[str]], list[Item]]:
@@ -103,17 +99,19 @@ def workload(run: Run) -> tuple[list[Item], dict[str, int], dict[str, set[str]],
     """
     u = run.uid
     a1, a2, a3 = run.acct("c1"), run.acct("c2"), run.acct("c3")
-    sms1 = ev("sms.sent", a1, f"sms1-{u}", message_id=f"m1-{u}", to="+14155550100", segments=2)
-    att1 = ev("call.attempt", a2, f"att1-{u}", call_id=f"r1-{u}", to="+14155550100")
-    pay2 = credit(a3, f"pay2-{u}", 250_000)
+    sms1 = run.event(
+        "sms.sent", a1, f"sms1-{u}", message_id=f"m1-{u}", to="+14155550100", segments=2
+    )
+    att1 = run.event("call.attempt", a2, f"att1-{u}", call_id=f"r1-{u}", to="+14155550100")
+    pay2 = credit(run, a3, f"pay2-{u}", 250_000)
     bad: list[Item] = [(EV, a1, b"{this is not json")]
     items: list[Item] = [
-        (AC, a1, upsert(a1)),
-        (AC, a2, upsert(a2)),
-        (AC, a3, upsert(a3)),
-        (AC, a1, credit(a1, f"cr1-{u}", 5_000_000)),
-        (AC, a2, credit(a2, f"cr2-{u}", 2_000_000)),
-        (AC, a3, credit(a3, f"cr3-{u}", 1_000_000)),
+        (AC, a1, upsert(run, a1)),
+        (AC, a2, upsert(run, a2)),
+        (AC, a3, upsert(run, a3)),
+        (AC, a1, credit(run, a1, f"cr1-{u}", 5_000_000)),
+        (AC, a2, credit(run, a2, f"cr2-{u}", 2_000_000)),
+        (AC, a3, credit(run, a3, f"cr3-{u}", 1_000_000)),
         (AC, a3, pay2),
         (AC, a3, pay2),  # a resent top-up
         # a1: 2 SMS segments (and the same SMS resent), a call to "1", an inbound SMS
@@ -123,7 +121,7 @@ def workload(run: Run) -> tuple[list[Item], dict[str, int], dict[str, set[str]],
         (
             EV,
             a1,
-            ev(
+            run.event(
                 "call.started",
                 a1,
                 f"s1-{u}",
@@ -132,16 +130,26 @@ def workload(run: Run) -> tuple[list[Item], dict[str, int], dict[str, set[str]],
                 **{"from": "+15550001", "to": "+14155550123"},
             ),
         ),
-        (EV, a1, ev("call.ended", a1, f"e1-{u}", at(90.5), call_id=f"k1-{u}", duration_ms=90_500)),
-        (EV, a1, ev("sms.received", a1, f"in1-{u}", message_id=f"mi-{u}", **{"from": "+1415"})),
+        (
+            EV,
+            a1,
+            run.event(
+                "call.ended", a1, f"e1-{u}", run.at(90.5), call_id=f"k1-{u}", duration_ms=90_500
+            ),
+        ),
+        (
+            EV,
+            a1,
+            run.event("sms.received", a1, f"in1-{u}", message_id=f"mi-{u}", **{"from": "+1415"}),
+        ),
         # a2: two ring-through attempts (one resent) and a call to "44"
         (EV, a2, att1),
         (EV, a2, att1),
-        (EV, a2, ev("call.attempt", a2, f"att2-{u}", call_id=f"r2-{u}", to="+14155550100")),
+        (EV, a2, run.event("call.attempt", a2, f"att2-{u}", call_id=f"r2-{u}", to="+14155550100")),
         (
             EV,
             a2,
-            ev(
+            run.event(
                 "call.started",
                 a2,
                 f"s2-{u}",
@@ -150,17 +158,23 @@ def workload(run: Run) -> tuple[list[Item], dict[str, int], dict[str, set[str]],
                 **{"from": "+15550002", "to": "+442071234567"},
             ),
         ),
-        (EV, a2, ev("call.ended", a2, f"e2-{u}", at(61.2), call_id=f"k2-{u}", duration_ms=61_200)),
+        (
+            EV,
+            a2,
+            run.event(
+                "call.ended", a2, f"e2-{u}", run.at(61.2), call_id=f"k2-{u}", duration_ms=61_200
+            ),
+        ),
         # a3: an SMS, then a routed end with no start that takes it below zero
-        (EV, a3, ev("sms.sent", a3, f"sms3-{u}", message_id=f"m3-{u}", to="+14155550100")),
+        (EV, a3, run.event("sms.sent", a3, f"sms3-{u}", message_id=f"m3-{u}", to="+14155550100")),
         (
             EV,
             a3,
-            ev(
+            run.event(
                 "call.ended",
                 a3,
                 f"e3-{u}",
-                at(90),
+                run.at(90),
                 call_id=f"k3-{u}",
                 duration_ms=90_000,
                 direction="outbound",

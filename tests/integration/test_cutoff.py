@@ -13,22 +13,26 @@ from charger.events.timefmt import format_time_ms, parse_time_ms
 from charger.metrics import Sampler
 from charger.runtime import Runtime
 from charger.settings import Settings
-from tests.integration.harness import T0, Run, at
+from tests.integration.harness import Run
 from tests.integration.test_crash import Worker
 from topics import names
 
 EV = names.TELEPHONY_EVENTS
-T0_MS = parse_time_ms(T0)
 
 
 def start(
-    acct: str, call: str, to: str = "+14155550100", direction: str = "outbound", t: str = T0
+    run: Run,
+    acct: str,
+    call: str,
+    to: str = "+14155550100",
+    direction: str = "outbound",
+    t: str | None = None,
 ) -> dict[str, Any]:
     return {
         "id": f"s-{call}",
         "type": "call.started",
         "account": acct,
-        "time": t,
+        "time": t or run.t0,
         "call_id": call,
         "direction": direction,
         "from": "+15550001",
@@ -36,12 +40,12 @@ def start(
     }
 
 
-def end(acct: str, call: str, duration_ms: int) -> dict[str, Any]:
+def end(run: Run, acct: str, call: str, duration_ms: int) -> dict[str, Any]:
     return {
         "id": f"e-{call}",
         "type": "call.ended",
         "account": acct,
-        "time": at(duration_ms / 1000),
+        "time": run.at(duration_ms / 1000),
         "call_id": call,
         "duration_ms": duration_ms,
     }
@@ -54,11 +58,11 @@ async def manual_runtime(run: Run, clock: ManualClock) -> Runtime:
     return rt
 
 
-async def cut_times(rt: Runtime, clock: ManualClock, until_s: int) -> list[int]:
+async def cut_times(run: Run, rt: Runtime, clock: ManualClock, until_s: int) -> list[int]:
     """Tick once a second of simulated time; the seconds at which cutoffs were published."""
     cuts = []
     for sec in range(until_s + 1):
-        clock.set(T0_MS + sec * 1000)
+        clock.set(run.t0_ms + sec * 1000)
         published = await rt.worker.tick()
         cuts += [sec] * published.get("cutoff", 0)
     return cuts
@@ -85,23 +89,26 @@ async def test_cutoff_at_the_exact_second_credit_runs_out(
 ) -> None:
     a = run.acct(f"cut{calls}{credit_limit}")
     await run.account(a, credit=1_000_000, credit_limit=credit_limit)
-    clock = ManualClock(T0_MS)
+    clock = ManualClock(run.t0_ms)
     rt = await manual_runtime(run, clock)
     try:
-        await run.send_all([(EV, a, start(a, f"c{i}-{run.uid}")) for i in range(calls)])
+        await run.send_all([(EV, a, start(run, a, f"c{i}-{run.uid}")) for i in range(calls)])
         await run.wait_idle()
-        cuts = await cut_times(rt, clock, expected_cut_s + 30)
+        cuts = await cut_times(run, rt, clock, expected_cut_s + 30)
         assert cuts == [expected_cut_s] * calls
         # The switch reports the talk time: the final charge settles from it.
         await run.send_all(
-            [(EV, a, end(a, f"c{i}-{run.uid}", expected_cut_s * 1000 + 400)) for i in range(calls)]
+            [
+                (EV, a, end(run, a, f"c{i}-{run.uid}", expected_cut_s * 1000 + 400))
+                for i in range(calls)
+            ]
         )
         await run.wait_idle()
     finally:
         await rt.stop()
     cmds = await cutoffs(run)
     assert len(cmds) == calls
-    assert {c["cutoff_at"] for c in cmds} == {format_time_ms(T0_MS + expected_cut_s * 1000)}
+    assert {c["cutoff_at"] for c in cmds} == {format_time_ms(run.t0_ms + expected_cut_s * 1000)}
     suspended = [
         o.json()
         for o in await run.outputs(names.TELEPHONY_COMMANDS)
@@ -119,12 +126,14 @@ async def test_cutoff_at_the_exact_second_credit_runs_out(
 async def test_zero_rated_inbound_call_is_never_cut(run: Run) -> None:
     a = run.acct("free")
     await run.account(a, credit=0)
-    clock = ManualClock(T0_MS)
+    clock = ManualClock(run.t0_ms)
     rt = await manual_runtime(run, clock)
     try:
-        await run.send(EV, a, start(a, f"in-{run.uid}", to="+442071234567", direction="inbound"))
+        await run.send(
+            EV, a, start(run, a, f"in-{run.uid}", to="+442071234567", direction="inbound")
+        )
         await run.wait_idle()
-        assert await cut_times(rt, clock, 600) == []
+        assert await cut_times(run, rt, clock, 600) == []
     finally:
         await rt.stop()
 
@@ -132,12 +141,12 @@ async def test_zero_rated_inbound_call_is_never_cut(run: Run) -> None:
 async def test_a_top_up_before_the_instant_keeps_the_call_up(run: Run) -> None:
     a = run.acct("topup")
     await run.account(a, credit=100_000)  # 10 s at $0.60/min
-    clock = ManualClock(T0_MS)
+    clock = ManualClock(run.t0_ms)
     rt = await manual_runtime(run, clock)
     try:
-        await run.send(EV, a, start(a, f"t-{run.uid}"))
+        await run.send(EV, a, start(run, a, f"t-{run.uid}"))
         await run.wait_idle()
-        assert await cut_times(rt, clock, 5) == []
+        assert await cut_times(run, rt, clock, 5) == []
         await run.send(
             names.BILLING_ACCOUNTS,
             a,
@@ -145,13 +154,13 @@ async def test_a_top_up_before_the_instant_keeps_the_call_up(run: Run) -> None:
                 "id": f"pay-{run.uid}",
                 "type": "balance.credited",
                 "account": a,
-                "time": at(5),
+                "time": run.at(5),
                 "amount_micros": 100_000,
                 "reference": "PAY",
             },
         )
         await run.wait_idle()
-        cuts = [s for s in await cut_times(rt, clock, 40) if s > 5]
+        cuts = [s for s in await cut_times(run, rt, clock, 40) if s > 5]
         assert cuts == [20]
     finally:
         await rt.stop()
@@ -160,17 +169,17 @@ async def test_a_top_up_before_the_instant_keeps_the_call_up(run: Run) -> None:
 async def test_a_lost_end_is_closed_by_the_session_ttl_and_charged_what_it_held(run: Run) -> None:
     a = run.acct("ttl")
     await run.account(a, credit=50_000_000)
-    clock = ManualClock(T0_MS)
+    clock = ManualClock(run.t0_ms)
     settings = Settings(
         **{**run.settings.model_dump(), "tick_ms": 0, "max_call_s": 120, "redis_url": run.redis_url}
     )
     rt = Runtime(settings, clock=clock)
     await rt.start()
     try:
-        await run.send(EV, a, start(a, f"lost-{run.uid}"))
+        await run.send(EV, a, start(run, a, f"lost-{run.uid}"))
         await run.wait_idle()
         for sec in range(0, 126):
-            clock.set(T0_MS + sec * 1000)
+            clock.set(run.t0_ms + sec * 1000)
             await rt.worker.tick()
     finally:
         await rt.stop()
@@ -192,7 +201,7 @@ async def test_killed_worker_restarted_mid_call_still_cuts_once_on_time(run: Run
     await run.wait_idle(60)
     answer_ms = time.time_ns() // 1_000_000
     try:
-        await run.send(EV, a, start(a, f"k-{run.uid}", t=format_time_ms(answer_ms)))
+        await run.send(EV, a, start(run, a, f"k-{run.uid}", t=format_time_ms(answer_ms)))
         await run.wait_idle(60)
         w1.kill()  # SIGKILL mid-call: holds and schedule live in Redis only
         w2 = Worker(run, **fast)
@@ -235,7 +244,7 @@ async def test_the_holds_gauge_is_the_slots_held_total_through_extend_cut_and_en
     a, b = run.acct("gauge1"), run.acct("gauge2")
     await run.account(a, credit=5_000_000)
     await run.account(b, credit=300_000)  # cut at 30 s: a cut call keeps its hold
-    clock = ManualClock(T0_MS)
+    clock = ManualClock(run.t0_ms)
     rt = await manual_runtime(run, clock)
     sampler = Sampler(rt.metrics, rt.redis, rt.keys)
 
@@ -243,15 +252,20 @@ async def test_the_holds_gauge_is_the_slots_held_total_through_extend_cut_and_en
         return rt.metrics.registry.get_sample_value("charger_holds", {"currency": "USD"})
 
     try:
-        await run.send_all([(EV, a, start(a, f"g1-{run.uid}")), (EV, b, start(b, f"g2-{run.uid}"))])
+        await run.send_all(
+            [(EV, a, start(run, a, f"g1-{run.uid}")), (EV, b, start(run, b, f"g2-{run.uid}"))]
+        )
         await run.wait_idle()
-        assert await cut_times(rt, clock, 45) == [30]
+        assert await cut_times(run, rt, clock, 45) == [30]
         held = await held_by_accounts(run, [a, b])
         assert held > 0 and await held_by_slots(run) == held
         await sampler.sample_redis(range(run.keys.slots))
         assert gauge() == held / 1_000_000
         await run.send_all(
-            [(EV, a, end(a, f"g1-{run.uid}", 44_000)), (EV, b, end(b, f"g2-{run.uid}", 30_000))]
+            [
+                (EV, a, end(run, a, f"g1-{run.uid}", 44_000)),
+                (EV, b, end(run, b, f"g2-{run.uid}", 30_000)),
+            ]
         )
         await run.wait_idle()
         assert await held_by_accounts(run, [a, b]) == 0 == await held_by_slots(run)

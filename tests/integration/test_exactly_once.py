@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from charger.runtime import Runtime
-from tests.integration.harness import T0, Run, at
+from tests.integration.harness import Run
 from topics import names
 
 EV = names.TELEPHONY_EVENTS
@@ -14,7 +14,7 @@ def sms(run: Run, acct: str, eid: str, segments: int = 1) -> dict[str, object]:
         "id": eid,
         "type": "sms.sent",
         "account": acct,
-        "time": T0,
+        "time": run.t0,
         "message_id": f"m-{eid}",
         "to": "+14155550100",
         "segments": segments,
@@ -69,7 +69,7 @@ async def test_call_settles_from_duration_with_increments(run: Run) -> None:
         "id": f"cs-{run.uid}",
         "type": "call.started",
         "account": a,
-        "time": T0,
+        "time": run.t0,
         "call_id": cid,
         "direction": "outbound",
         "from": "+15550001",
@@ -79,7 +79,7 @@ async def test_call_settles_from_duration_with_increments(run: Run) -> None:
         "id": f"ce-{run.uid}",
         "type": "call.ended",
         "account": a,
-        "time": at(61.2),
+        "time": run.at(61.2),
         "call_id": cid,
         "duration_ms": 61_200,
     }

@@ -8,22 +8,20 @@ from typing import Any
 import pytest
 
 from charger.clock import ManualClock
-from charger.events.timefmt import parse_time_ms
 from charger.runtime import Runtime
 from charger.settings import Settings
-from tests.integration.harness import T0, Run
+from tests.integration.harness import Run
 from topics import names
 
 EV = names.TELEPHONY_EVENTS
 ACC = names.BILLING_ACCOUNTS
-T0_MS = parse_time_ms(T0)
 SMS = 7_900  # std-usd outbound SMS per segment
 THRESHOLD, AMOUNT = 10_000_000, 50_000_000
 
 
 @pytest.fixture
 async def clocked(run: Run) -> AsyncIterator[tuple[Runtime, ManualClock]]:
-    clock = ManualClock(T0_MS)
+    clock = ManualClock(run.t0_ms)
     settings = Settings(
         **{
             **run.settings.model_dump(),
@@ -40,13 +38,19 @@ async def clocked(run: Run) -> AsyncIterator[tuple[Runtime, ManualClock]]:
 
 
 def upsert(
-    a: str, eid: str, *, enabled: bool = True, threshold: int = THRESHOLD, amount: int = AMOUNT
+    run: Run,
+    a: str,
+    eid: str,
+    *,
+    enabled: bool = True,
+    threshold: int = THRESHOLD,
+    amount: int = AMOUNT,
 ) -> dict[str, Any]:
     return {
         "id": eid,
         "type": "account.upserted",
         "account": a,
-        "time": T0,
+        "time": run.t0,
         "currency": "USD",
         "rate_plan": "std-usd",
         "credit_limit_micros": 0,
@@ -59,34 +63,36 @@ def upsert(
     }
 
 
-def credit(a: str, eid: str, amount: int) -> dict[str, Any]:
+def credit(run: Run, a: str, eid: str, amount: int) -> dict[str, Any]:
     return {
         "id": eid,
         "type": "balance.credited",
         "account": a,
-        "time": T0,
+        "time": run.t0,
         "amount_micros": amount,
         "reference": eid,
     }
 
 
-def sms(a: str, eid: str) -> dict[str, Any]:
+def sms(run: Run, a: str, eid: str) -> dict[str, Any]:
     return {
         "id": eid,
         "type": "sms.sent",
         "account": a,
-        "time": T0,
+        "time": run.t0,
         "message_id": eid,
         "to": "+14155550100",
     }
 
 
-def result(a: str, eid: str, rid: str, status: str, amount: int = AMOUNT) -> dict[str, Any]:
+def result(
+    run: Run, a: str, eid: str, rid: str, status: str, amount: int = AMOUNT
+) -> dict[str, Any]:
     doc = {
         "id": eid,
         "type": "recharge.result",
         "account": a,
-        "time": T0,
+        "time": run.t0,
         "request_id": rid,
         "status": status,
         "amount_micros": amount,
@@ -97,7 +103,9 @@ def result(a: str, eid: str, rid: str, status: str, amount: int = AMOUNT) -> dic
 
 
 async def opened(run: Run, a: str, balance: int) -> None:
-    await run.send_all([(ACC, a, upsert(a, f"u-{a}")), (ACC, a, credit(a, f"c-{a}", balance))])
+    await run.send_all(
+        [(ACC, a, upsert(run, a, f"u-{a}")), (ACC, a, credit(run, a, f"c-{a}", balance))]
+    )
 
 
 async def requests(run: Run) -> list[dict[str, Any]]:
@@ -109,7 +117,7 @@ async def test_a_thousand_charges_crossing_the_threshold_make_one_request(
 ) -> None:
     a = run.acct("burst")
     await opened(run, a, 12_000_000)
-    await run.send_all([(EV, a, sms(a, f"s{i}-{run.uid}")) for i in range(1000)])
+    await run.send_all([(EV, a, sms(run, a, f"s{i}-{run.uid}")) for i in range(1000)])
     await run.wait_idle(60)
     reqs = await requests(run)
     assert len(reqs) == 1
@@ -127,11 +135,11 @@ async def test_a_decline_mails_and_backs_off_before_asking_again(
     _rt, clock = clocked
     a = run.acct("declined")
     await opened(run, a, 10_005_000)
-    await run.send(EV, a, sms(a, f"s1-{run.uid}"))
+    await run.send(EV, a, sms(run, a, f"s1-{run.uid}"))
     await run.wait_idle()
     (req,) = await requests(run)
     await run.send(
-        names.RECHARGE_RESULTS, a, result(a, f"r1-{run.uid}", req["request_id"], "failed")
+        names.RECHARGE_RESULTS, a, result(run, a, f"r1-{run.uid}", req["request_id"], "failed")
     )
     await run.wait_idle()
     notes = [o.json() for o in await run.outputs(names.NOTIFICATIONS)]
@@ -141,12 +149,12 @@ async def test_a_decline_mails_and_backs_off_before_asking_again(
     assert [n["type"] for n in notes].count("low_balance") == 1
     # Within the backoff, more charges ask for nothing.
     clock.advance(3599_000)
-    await run.send(EV, a, sms(a, f"s2-{run.uid}"))
+    await run.send(EV, a, sms(run, a, f"s2-{run.uid}"))
     await run.wait_idle()
     assert len(await requests(run)) == 1
     # After it, the next charge asks again, with a new id.
     clock.advance(2_000)
-    await run.send(EV, a, sms(a, f"s3-{run.uid}"))
+    await run.send(EV, a, sms(run, a, f"s3-{run.uid}"))
     await run.wait_idle()
     reqs = await requests(run)
     assert len(reqs) == 2 and reqs[1]["request_id"] != req["request_id"]
@@ -157,12 +165,12 @@ async def test_a_success_credits_once_and_restores_a_suspended_account(
 ) -> None:
     a = run.acct("restore")
     await opened(run, a, 10_000)  # 1 cent: two SMS take it below zero
-    await run.send_all([(EV, a, sms(a, f"s{i}-{run.uid}")) for i in range(2)])
+    await run.send_all([(EV, a, sms(run, a, f"s{i}-{run.uid}")) for i in range(2)])
     await run.wait_idle()
     (req,) = await requests(run)
     cmds = [o.json()["type"] for o in await run.outputs(names.TELEPHONY_COMMANDS)]
     assert cmds == ["account.suspended"]
-    ok = result(a, f"ok-{run.uid}", req["request_id"], "succeeded")
+    ok = result(run, a, f"ok-{run.uid}", req["request_id"], "succeeded")
     # delivered twice, and once more under another id by a retrying payment service
     await run.send_all([(names.RECHARGE_RESULTS, a, ok)] * 2)
     await run.send(names.RECHARGE_RESULTS, a, {**ok, "id": f"ok2-{run.uid}"})
@@ -180,10 +188,10 @@ async def test_a_manual_top_up_restores_and_keeps_the_request_in_flight(
 ) -> None:
     a = run.acct("topup")
     await opened(run, a, 5_000)
-    await run.send(EV, a, sms(a, f"s1-{run.uid}"))
+    await run.send(EV, a, sms(run, a, f"s1-{run.uid}"))
     await run.wait_idle()
-    await run.send(ACC, a, credit(a, f"pay-{run.uid}", 1_000_000))  # still below 10.00
-    await run.send(EV, a, sms(a, f"s2-{run.uid}"))
+    await run.send(ACC, a, credit(run, a, f"pay-{run.uid}", 1_000_000))  # still below 10.00
+    await run.send(EV, a, sms(run, a, f"s2-{run.uid}"))
     await run.wait_idle()
     cmds = [o.json()["type"] for o in await run.outputs(names.TELEPHONY_COMMANDS)]
     assert cmds == ["account.suspended", "account.restored"]
@@ -197,7 +205,7 @@ async def test_an_unanswered_request_times_out_and_a_new_one_follows(
     rt, clock = clocked
     a = run.acct("timeout")
     await opened(run, a, 9_000_000)  # already below: the first charge asks
-    await run.send(EV, a, sms(a, f"s1-{run.uid}"))
+    await run.send(EV, a, sms(run, a, f"s1-{run.uid}"))
     await run.wait_idle()
     clock.advance(599_000)
     await rt.worker.tick()
@@ -208,7 +216,9 @@ async def test_an_unanswered_request_times_out_and_a_new_one_follows(
     assert len(reqs) == 2
     # a late success for the timed-out request still credits: the card was charged
     await run.send(
-        names.RECHARGE_RESULTS, a, result(a, f"late-{run.uid}", reqs[0]["request_id"], "succeeded")
+        names.RECHARGE_RESULTS,
+        a,
+        result(run, a, f"late-{run.uid}", reqs[0]["request_id"], "succeeded"),
     )
     await run.wait_idle()
     assert [e["kind"] for e in await run.ledger()].count("recharge") == 1
@@ -223,7 +233,7 @@ async def test_invalid_settings_are_refused_and_the_old_ones_kept(
 ) -> None:
     a = run.acct("policy")
     await opened(run, a, 100_000_000)
-    await run.send(ACC, a, upsert(a, f"bad-{run.uid}", threshold=threshold, amount=amount))
+    await run.send(ACC, a, upsert(run, a, f"bad-{run.uid}", threshold=threshold, amount=amount))
     await run.wait_idle()
     (dlq,) = await run.outputs(names.DLQ)
     assert dlq.headers[names.DLQ_HEADER_ERROR] == b"invalid_auto_recharge"

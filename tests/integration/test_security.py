@@ -24,7 +24,7 @@ from redis.asyncio import Redis
 from charger.embedded import HOST
 from tests.acl import ROOT, WORKER_USER, render, users
 from tests.conftest import Stack
-from tests.integration.harness import T0, Run, at
+from tests.integration.harness import Run
 from tests.integration.secure_servers import valkey_with_acl
 from tests.integration.test_crash import Worker
 from topics import names
@@ -78,10 +78,6 @@ async def locked(stack: Stack) -> AsyncIterator[Locked]:
             await ops.aclose()
 
 
-def ev(typ: str, acct: str, eid: str, time: str = T0, **fields: Any) -> dict[str, Any]:
-    return {"id": eid, "type": typ, "account": acct, "time": time, **fields}
-
-
 async def command_stats(ops: Redis) -> dict[str, dict[str, Any]]:
     info: dict[str, Any] = await ops.info("commandstats")
     return {k.removeprefix("cmdstat_"): v for k, v in info.items()}
@@ -107,7 +103,7 @@ async def test_the_worker_charges_end_to_end_as_the_restricted_user(locked: Lock
                 (
                     AC,
                     a,
-                    ev(
+                    run.event(
                         "account.upserted",
                         a,
                         f"up-{u}",
@@ -125,7 +121,7 @@ async def test_the_worker_charges_end_to_end_as_the_restricted_user(locked: Lock
                 (
                     AC,
                     a,
-                    ev(
+                    run.event(
                         "balance.credited",
                         a,
                         f"cr-{u}",
@@ -134,13 +130,19 @@ async def test_the_worker_charges_end_to_end_as_the_restricted_user(locked: Lock
                     ),
                 ),
                 *[
-                    (EV, a, ev("sms.sent", a, f"s{i}-{u}", message_id=f"m{i}", to="+14155550100"))
+                    (
+                        EV,
+                        a,
+                        run.event(
+                            "sms.sent", a, f"s{i}-{u}", message_id=f"m{i}", to="+14155550100"
+                        ),
+                    )
                     for i in range(3)
                 ],
                 (
                     EV,
                     a,
-                    ev(
+                    run.event(
                         "call.started",
                         a,
                         f"cs-{u}",
@@ -152,7 +154,9 @@ async def test_the_worker_charges_end_to_end_as_the_restricted_user(locked: Lock
                 (
                     EV,
                     a,
-                    ev("call.ended", a, f"ce-{u}", at(60), call_id=f"c-{u}", duration_ms=60_000),
+                    run.event(
+                        "call.ended", a, f"ce-{u}", run.at(60), call_id=f"c-{u}", duration_ms=60_000
+                    ),
                 ),
                 (EV, a, b"{not json"),
             ]
@@ -163,7 +167,7 @@ async def test_the_worker_charges_end_to_end_as_the_restricted_user(locked: Lock
         await run.send(
             RR,
             a,
-            ev(
+            run.event(
                 "recharge.result",
                 a,
                 f"rr-{u}",

@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from tests.integration.harness import T0, Run, at
+from tests.integration.harness import Run
 from tests.integration.test_crash import Worker
 from topics import names
 
@@ -49,7 +49,7 @@ def traffic(
     for r in range(rounds):
         batch: list[tuple[str, str, dict[str, Any]]] = []
         for n, acct in enumerate(accounts):
-            base = {"account": acct, "time": T0}
+            base = {"account": acct, "time": run.t0}
             kind = (r + n) % 3
             eid = f"{kind}-{r}-{n}-{u}"
             if kind == 0:
@@ -102,7 +102,7 @@ def traffic(
                     **base,
                     "id": f"e{eid}",
                     "type": "call.ended",
-                    "time": at(seconds),
+                    "time": run.at(seconds),
                     "call_id": call,
                     "duration_ms": seconds * 1000,
                 }

@@ -34,7 +34,7 @@ from charger.settings import Settings
 from tests.acl import WORKER_USER
 from tests.certs import make_pki
 from tests.conftest import Stack
-from tests.integration.harness import T0, Run
+from tests.integration.harness import Run
 from tests.integration.secure_servers import TlsFront
 from tests.integration.test_crash import Worker
 from tests.integration.test_security import Locked, locked  # noqa: F401 - the fixture
@@ -43,21 +43,21 @@ from topics import names
 SMS = 7_900  # std-usd, outbound, per segment
 
 
-def ev(typ: str, acct: str, eid: str, **fields: Any) -> dict[str, Any]:
-    return {"id": eid, "type": typ, "account": acct, "time": T0, **fields}
+def ev(run: Run, typ: str, acct: str, eid: str, **fields: Any) -> dict[str, Any]:
+    return {"id": eid, "type": typ, "account": acct, "time": run.t0, **fields}
 
 
-def opening(acct: str, u: str, amount: int) -> list[tuple[str, str, dict[str, Any]]]:
-    up = ev(
+def opening(run: Run, acct: str, u: str, amount: int) -> list[tuple[str, str, dict[str, Any]]]:
+    up = ev(run,
         "account.upserted", acct, f"up-{u}", currency="USD", rate_plan="std-usd",
         credit_limit_micros=0,
     )  # fmt: skip
-    cr = ev("balance.credited", acct, f"cr-{u}", amount_micros=amount, reference="opening")
+    cr = ev(run, "balance.credited", acct, f"cr-{u}", amount_micros=amount, reference="opening")
     return [(names.BILLING_ACCOUNTS, acct, up), (names.BILLING_ACCOUNTS, acct, cr)]
 
 
-def sms(acct: str, eid: str) -> tuple[str, str, dict[str, Any]]:
-    doc = ev("sms.sent", acct, eid, message_id=eid, to="+14155550100")
+def sms(run: Run, acct: str, eid: str) -> tuple[str, str, dict[str, Any]]:
+    doc = ev(run, "sms.sent", acct, eid, message_id=eid, to="+14155550100")
     return (names.TELEPHONY_EVENTS, acct, doc)
 
 
@@ -86,7 +86,7 @@ async def test_the_charging_path_reaches_redis_over_mutual_tls_with_auth(
         await rt.start()
         try:
             a = run.acct("tls")
-            await run.send_all([*opening(a, run.uid, 1_000_000), sms(a, f"s1-{run.uid}")])
+            await run.send_all([*opening(run, a, run.uid, 1_000_000), sms(run, a, f"s1-{run.uid}")])
             await run.wait_idle(60)
         finally:
             await rt.stop()
@@ -194,7 +194,10 @@ async def test_the_worker_speaks_ssl_to_kafka(stack: Stack, tmp_path: Path) -> N
         await producer.start()
         try:
             a = run.acct("ssl")
-            for topic, key, doc in [*opening(a, run.uid, 1_000_000), sms(a, f"s-{run.uid}")]:
+            for topic, key, doc in [
+                *opening(run, a, run.uid, 1_000_000),
+                sms(run, a, f"s-{run.uid}"),
+            ]:
                 await producer.send_and_wait(topic, orjson.dumps(doc), key=key.encode())
             entries = await ledger_entries(bootstrap, security, want=2)
             balance = await run.balance(a)

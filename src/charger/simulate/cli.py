@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import time
 from collections.abc import Sequence
 
 from charger.cli import tool
@@ -26,7 +27,14 @@ def simulate_command(argv: Sequence[str]) -> int:
     a = p.parse_args(argv)
     if not a.bootstrap:
         p.error("--bootstrap or CHARGER_KAFKA_BOOTSTRAP is required")
-    cfg = SimConfig(accounts=a.accounts, seed=a.seed, call_rate_per_s=a.call_rate)
+    # Played live into a worker on the wall clock: simulated time starts now, or every
+    # call would be dated in the past and closed by the session TTL on arrival.
+    cfg = SimConfig(
+        accounts=a.accounts,
+        seed=a.seed,
+        call_rate_per_s=a.call_rate,
+        start_ms=time.time_ns() // 1_000_000,
+    )
     # A secured cluster: the same CHARGER_KAFKA_SECURITY_PROTOCOL / SASL / SSL settings.
     security = kafka_security(Settings())
     totals = asyncio.run(

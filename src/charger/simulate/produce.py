@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaProducer
 
+from charger.events.timefmt import format_time_ms
 from charger.simulate.model import SimConfig, SimRecord, account_records, stats
 from charger.simulate.switch import Switch
 from topics import names
@@ -20,7 +21,7 @@ from topics import names
 TICK_S = 0.05
 
 
-def plan_records(path: Path | None = None) -> list[SimRecord]:
+def plan_records(path: Path | None = None, at_ms: int | None = None) -> list[SimRecord]:
     """`rate_plan.upserted` for every plan in a plans file (the shipped samples by default),
     keyed by plan id for the compacted `billing.rate-plans` topic."""
     from charger.rating.loader import read_document
@@ -33,7 +34,7 @@ def plan_records(path: Path | None = None) -> list[SimRecord]:
         rec = {
             "id": f"plan-{plan['id']}",
             "type": "rate_plan.upserted",
-            "time": "2026-11-22T09:00:00.000Z",
+            "time": format_time_ms(time.time_ns() // 1_000_000 if at_ms is None else at_ms),
             "plan": plan,
         }
         value = orjson.dumps(rec)
