@@ -12,8 +12,8 @@ from charger.charging.session import (
     affordable,
     billed,
     cost,
-    extend,
     next_coverage,
+    reserve,
 )
 
 PER_SECOND = HoldRate(600_000, 0, 1, 1)  # $0.60/min, 1/1
@@ -69,33 +69,26 @@ def test_affordable(budget: int, rate: HoldRate, expected: int) -> None:
     assert affordable(budget, rate) == expected
 
 
-def test_extend_by_a_whole_interval_when_it_fits() -> None:
-    assert extend(0, 0, 1_000_000, 10, PER_SECOND).covered == 10
-    s = extend(10, 100_000, 900_000, 10, PER_SECOND)
-    assert (s.covered, s.hold, s.exhausted) == (20, 200_000, False)
+def test_reserve_a_whole_interval_when_it_fits() -> None:
+    assert reserve(0, 0, 1_000_000, 10, PER_SECOND) == Step(10, 100_000)
+    assert reserve(10, 100_000, 100_000, 10, PER_SECOND) == Step(20, 200_000)
 
 
-def test_extend_holds_exactly_what_is_left() -> None:
-    # $1.00 in all: 95 s covered, 0.05 left -> 100 s, exhausted
-    s = extend(95, 950_000, 50_000, 10, PER_SECOND)
-    assert (s.covered, s.hold, s.exhausted) == (100, 1_000_000, True)
-    # nothing left: coverage stays, exhausted
-    s = extend(100, 1_000_000, 0, 10, PER_SECOND)
-    assert (s.covered, s.hold, s.exhausted) == (100, 1_000_000, True)
+def test_no_reservation_when_the_whole_interval_does_not_fit() -> None:
+    # $1.00 in all: 95 s covered, 0.05 left: what is left is shared, not reserved here
+    assert reserve(95, 950_000, 50_000, 10, PER_SECOND) is None
+    assert reserve(100, 1_000_000, 0, 10, PER_SECOND) is None
 
 
 def test_first_hold_of_a_sixty_second_first_increment_covers_the_increment() -> None:
-    s = extend(0, 0, 10_000_000, 10, SIX)
-    assert (s.covered, s.hold) == (60, 950_000)
+    assert reserve(0, 0, 10_000_000, 10, SIX) == Step(60, 950_000)
     assert next_coverage(60, 10, SIX) == 72
 
 
-def test_a_connect_fee_only_rate_that_does_not_fit_is_exhausted_not_an_error() -> None:
-    # No price per minute: talk time is free, but the fee must fit (apply.lua agrees).
+def test_a_connect_fee_only_rate_reserves_free_minutes_once_the_fee_is_held() -> None:
     fee_only = HoldRate(0, 50_000, 60, 60)
-    assert extend(0, 0, 10_000, 10, fee_only) == Step(0, 0, True)
-    assert extend(60, 50_000, -1, 10, fee_only) == Step(60, 50_000, True)
-    assert extend(60, 50_000, 0, 10, fee_only) == Step(120, 50_000, False)  # free minutes
+    assert reserve(0, 0, 10_000, 10, fee_only) is None
+    assert reserve(60, 50_000, 0, 10, fee_only) == Step(120, 50_000)
 
 
 rates = st.builds(
@@ -117,12 +110,14 @@ def test_affordable_is_the_most_that_fits(r: HoldRate, budget: int) -> None:
 
 
 @given(rates, st.integers(0, 5000), st.integers(-(10**9), 10**10), st.integers(1, 120))
-def test_extend_never_reserves_more_than_allowed(
+def test_reserve_never_takes_more_than_allowed(
     r: HoldRate, cov: int, avail: int, interval: int
 ) -> None:
     covered = billed(cov, r)
     hold = cost(covered, r) if covered else 0
-    s = extend(covered, hold, avail, interval, r)
-    assert s.covered >= covered
-    assert s.hold - hold <= max(avail, 0) or s.hold == hold
-    assert isinstance(s.hold, int) and s.hold >= hold
+    step = reserve(covered, hold, avail, interval, r)
+    if step is None:
+        assert cost(next_coverage(covered, interval, r), r) - hold > avail
+    else:
+        assert step.covered > covered and billed(step.covered, r) == step.covered
+        assert step.hold - hold <= avail and step.hold == cost(step.covered, r)

@@ -1,13 +1,13 @@
 """Session maths of in-call holds: how far a hold covers a call and what it costs. Pure.
 
 A call's hold is the cost of the talk time it covers, counted like the final charge: whole
-billing increments, the connect fee included. `lua/tick.lua` implements the same functions
-for the ticker (tests check that both agree); this module is the reference.
+billing increments, the connect fee included. `lua/apply.lua` implements the same functions
+for the ticker; this module and :mod:`charger.charging.sharing` are the reference.
 
 State machine of a call session (stored in the call hash, driven by apply.lua and tick.lua):
 
     (none) --call.started--> active --tick: extend--> active
-    active --tick: cannot extend, coverage ran out--> cut        (call.cutoff published)
+    active --tick: its share of the account's money ran out--> cut   (call.cutoff published)
     active | cut --call.ended--> ended                          (hold released, charged)
     active | cut --tick: older than the max call length--> expired  (hold charged)
     (none) --call.ended without route--> pending_end --call.started--> ended
@@ -78,28 +78,23 @@ def affordable(budget: int, r: HoldRate) -> int:
 
 @dataclass(frozen=True, slots=True)
 class Step:
-    """One decision of the ticker for one session."""
+    """A call's reservation after one whole interval was added."""
 
-    covered: int  # billed seconds covered after the step
-    hold: int  # micro-units held for the call after the step
-    exhausted: bool  # coverage could not grow by a whole interval: cutoff at its end
+    covered: int  # billed seconds covered
+    hold: int  # micro-units held for the call
 
 
-def extend(covered: int, hold: int, available_above_floor: int, interval: int, r: HoldRate) -> Step:
-    """Grow a call's hold by one interval, or by what is left when that does not fit.
+def reserve(
+    covered: int, hold: int, available_above_floor: int, interval: int, r: HoldRate
+) -> Step | None:
+    """Grow a call's hold by one whole interval, or None when the account cannot cover it.
 
     `available_above_floor` is the account's balance minus all holds plus its credit
-    limit: what may still be reserved.
+    limit: what may still be reserved. None means the account's money must be shared
+    among its calls in the order it is spent (:mod:`charger.charging.sharing`).
     """
     want = next_coverage(covered, interval, r)
     want_cost = cost(want, r)
     if want_cost - hold <= available_above_floor:
-        return Step(want, want_cost, False)
-    if r.per_minute_micros == 0:
-        # Only the connect fee is priced and it does not fit: no talk time can be bought
-        # (apply.lua ends up in the same place, its division by zero comparing false).
-        return Step(covered, hold, True)
-    best = affordable(hold + max(available_above_floor, 0), r)
-    if best > covered:
-        return Step(best, cost(best, r), True)
-    return Step(covered, hold, True)
+        return Step(want, want_cost)
+    return None

@@ -13,8 +13,9 @@
 -- In-call holds: a call reserves the cost of the talk time it covers, one debit interval
 -- ahead, in whole billing increments (charging/session.py is the reference of this maths).
 -- Available balance = balance - held. When the next interval does not fit above the floor
--- (-credit limit), the call holds what is left and is due at the exact instant its
--- coverage ends; the tick op ('T') cuts every active call of the account at that instant.
+-- (-credit limit), what is left is shared among the account's calls in the order it is
+-- spent (see share below), and each call is due at the exact instant its share runs out;
+-- the tick op ('T') cuts it at that instant.
 -- The sessions zset scores each active call by when the ticker must look at it next.
 --
 -- Auto-recharge: when a movement or a hold takes the available balance below an account's
@@ -100,24 +101,6 @@ local function cost(covered, ppm, cf)
   return cdiv(covered * ppm, 60) + cf
 end
 
-local function affordable(budget, ppm, cf, i1, i2)
-  local usage = budget - cf
-  if usage < 0 then return 0 end
-  local secs = idiv(usage * 60, ppm)
-  if secs < i1 then return 0 end
-  return i1 + idiv(secs - i1, i2) * i2
-end
-
--- New (covered, hold, exhausted) for a call, given what may still be reserved.
-local function extend(covered, hold, room, ppm, cf, i1, i2)
-  local want = billed(covered + interval_s, i1, i2)
-  local want_cost = cost(want, ppm, cf)
-  if want_cost - hold <= room then return want, want_cost, false end
-  local best = affordable(hold + math.max(room, 0), ppm, cf, i1, i2)
-  if best > covered then return best, cost(best, ppm, cf), true end
-  return covered, hold, true
-end
-
 -- ---- outputs ----
 -- Suspend when available balance (balance - holds) is at or below the floor (-credit
 -- limit); restore when it is above again. tf is 't' (an RFC 3339 string) or 'm' (ms).
@@ -201,45 +184,171 @@ local function load_session(call_key)
     zr = v[12], call_id = v[13]}
 end
 
--- Reserve one more interval (or what is left) and reschedule; returns new coverage, exhausted.
-local function grow(call_key, s)
+-- When the ticker must look at a call again: at its cutoff instant when it is exhausted,
+-- a lead ahead of its coverage's end otherwise; never later than the session's TTL, so a
+-- lost end is noticed on time.
+local scheduled = {} -- call key -> when it is due, as scheduled by this script call
+local function schedule(call_key, t0, covered, exhausted)
+  local ends = t0 + covered * 1000
+  local due = exhausted and ends or (ends - lead_ms)
+  due = math.min(due, t0 + max_call_ms)
+  scheduled[call_key] = due
+  redis.call('ZADD', sessions_key, due, call_key)
+end
+
+-- ---- sharing what is left among an account's calls (charging/sharing.py is the reference) ----
+-- Every call of an account spends the same money. While each call can reserve a whole
+-- interval ahead, the reservations never compete. When one cannot, the account's money is
+-- shared out again in the order it is really spent: from instant `at`, each call buys its
+-- next billing increment at the instant that increment starts (earliest first; answers
+-- before purchases at one instant; then earlier answer, then call id), and a call that
+-- cannot pay for its next increment is exhausted there: its cutoff instant. Calls still
+-- buying at `at` + one interval are covered that far and looked at again before it ends.
+
+-- A binary heap of pending steps ordered by (time, kind, answer, call id).
+local function before(x, y)
+  if x.time ~= y.time then return x.time < y.time end
+  if x.kind ~= y.kind then return x.kind < y.kind end
+  if x.call.t0 ~= y.call.t0 then return x.call.t0 < y.call.t0 end
+  return x.call.call_id < y.call.call_id
+end
+
+local function heap_push(heap, item)
+  local i = #heap + 1
+  heap[i] = item
+  while i > 1 do
+    local parent = math.floor(i / 2)
+    if not before(heap[i], heap[parent]) then break end
+    heap[i], heap[parent] = heap[parent], heap[i]
+    i = parent
+  end
+end
+
+local function heap_pop(heap)
+  local top, n = heap[1], #heap
+  heap[1] = heap[n]
+  heap[n] = nil
+  n = n - 1
+  local i = 1
+  while true do
+    local smallest, left, right = i, 2 * i, 2 * i + 1
+    if left <= n and before(heap[left], heap[smallest]) then smallest = left end
+    if right <= n and before(heap[right], heap[smallest]) then smallest = right end
+    if smallest == i then break end
+    heap[i], heap[smallest] = heap[smallest], heap[i]
+    i = smallest
+  end
+  return top
+end
+
+local ANSWER, PURCHASE = 0, 1
+
+-- Share the account's money among its active calls as of instant `at` (ms); writes every
+-- call's coverage, hold and next look; returns call key -> {covered, exhausted}.
+local function share(akey, acs, acct, at)
+  local st = account_state(akey)
+  local pool = tonumber(st.bal or '0') + tonumber(st.climit or '0')
+  local window_end = at + interval_s * 1000
+  local heap, calls = {}, {}
+  for _, ck in ipairs(redis.call('SMEMBERS', acs)) do
+    local c = load_session(ck)
+    if c.state == 'cut' then
+      pool = pool - c.hold
+    elseif c.state == 'active' and c.zr ~= '1' then
+      c.key = ck
+      calls[#calls + 1] = c
+      c.exhausted = false
+      if c.ppm == 0 then
+        -- only a connect fee: the call never needs more money
+        pool = pool - c.cf
+        c.new_cov = billed(cdiv(math.max(window_end - c.t0, 1000), 1000), c.i1, c.i2)
+      elseif c.t0 > at then
+        c.new_cov = 0
+        heap_push(heap, {time = c.t0, kind = ANSWER, call = c})
+      else
+        -- the increment in progress at `at` is bought, never beyond what was covered
+        local b = billed(cdiv(at - c.t0, 1000), c.i1, c.i2)
+        if b > c.cov then b = c.cov end
+        c.new_cov = b
+        pool = pool - cost(b, c.ppm, c.cf)
+        heap_push(heap, {time = c.t0 + b * 1000, kind = PURCHASE, call = c})
+      end
+    end
+  end
+  while #heap > 0 do
+    local step = heap_pop(heap)
+    local c = step.call
+    if step.kind == ANSWER then
+      pool = pool - c.cf -- answered: the connect fee is spent whatever is left
+      heap_push(heap, {time = c.t0, kind = PURCHASE, call = c})
+    elseif step.time < window_end then
+      local next_cov = billed(c.new_cov + 1, c.i1, c.i2)
+      local price = cost(next_cov, c.ppm, c.cf) - cost(c.new_cov, c.ppm, c.cf)
+      if price <= pool then
+        pool = pool - price
+        c.new_cov = next_cov
+        heap_push(heap, {time = c.t0 + next_cov * 1000, kind = PURCHASE, call = c})
+      else
+        c.exhausted = true
+      end
+    end
+  end
+  local held_change, shared = 0, {}
+  for _, c in ipairs(calls) do
+    local hold = cost(c.new_cov, c.ppm, c.cf)
+    held_change = held_change + hold - c.hold
+    redis.call('HSET', c.key, 'cov', int(c.new_cov), 'hold', int(hold))
+    schedule(c.key, c.t0, c.new_cov, c.exhausted)
+    shared[c.key] = {c.new_cov, c.exhausted}
+  end
+  if held_change ~= 0 then
+    redis.call('HINCRBY', akey, 'held', held_change)
+    redis.call('HINCRBY', held_key, st.cur or '', held_change)
+    st.avail = st.avail - held_change
+    check_recharge(akey, acct, st)
+  end
+  return shared
+end
+
+-- Reserve one more interval for a call; when the account cannot cover it, share what is
+-- left as of `at`. Returns the call's new coverage and whether it is exhausted.
+local function grow(call_key, s, at)
   local st = account_state(s.akey)
   local room = st.avail + tonumber(st.climit or '0')
-  local covered, hold, exhausted = extend(s.cov, s.hold, room, s.ppm, s.cf, s.i1, s.i2)
+  local want = billed(s.cov + interval_s, s.i1, s.i2)
+  local hold = cost(want, s.ppm, s.cf)
+  if hold - s.hold > room then
+    local mine = share(s.akey, s.acs, s.acct, at)[call_key]
+    return mine[1], mine[2]
+  end
   if hold ~= s.hold then
     redis.call('HINCRBY', s.akey, 'held', hold - s.hold)
     redis.call('HINCRBY', held_key, st.cur or '', hold - s.hold)
     st.avail = st.avail - (hold - s.hold)
     check_recharge(s.akey, s.acct, st)
   end
-  redis.call('HSET', call_key, 'cov', int(covered), 'hold', int(hold))
-  local ends = s.t0 + covered * 1000
-  local due = exhausted and ends or (ends - lead_ms)
-  -- never later than the session's TTL, so a lost end is noticed on time
-  redis.call('ZADD', sessions_key, math.min(due, s.t0 + max_call_ms), call_key)
-  return covered, exhausted
+  redis.call('HSET', call_key, 'cov', int(want), 'hold', int(hold))
+  schedule(call_key, s.t0, want, false)
+  return want, false
 end
 
--- The account ran out at `instant`: cut every active, charged call of it, suspend once.
-local function cut_account(s, instant)
-  local calls = redis.call('SMEMBERS', s.acs)
-  local email = redis.call('HGET', s.akey, 'email') or ''
-  for _, ck in ipairs(calls) do
-    local c = redis.call('HMGET', ck, 'state', 'zr', 'call_id', 't0')
-    if c[1] == 'active' and c[2] ~= '1' then
-      redis.call('HSET', ck, 'state', 'cut', 'cut_at', int(instant))
-      redis.call('ZADD', sessions_key, tonumber(c[4]) + max_call_ms, ck)
-      emit('o', 'C', 'k', s.acct, 'c', c[3], 'x', int(instant),
-        'm', int(now_ms), 'e', email)
-    end
+-- A call could not pay for its next increment: cut it at the instant its coverage ends.
+-- The account is suspended once no call of it can go on: its money is spent.
+local function cut_call(call_key, s, instant)
+  redis.call('HSET', call_key, 'state', 'cut', 'cut_at', int(instant))
+  redis.call('ZADD', sessions_key, s.t0 + max_call_ms, call_key)
+  local f = redis.call('HMGET', s.akey, 'bal', 'held', 'susp', 'email')
+  local email = f[4] or ''
+  emit('o', 'C', 'k', s.acct, 'c', s.call_id, 'x', int(instant), 'm', int(now_ms), 'e', email)
+  if f[3] == '1' then return end
+  for _, ck in ipairs(redis.call('SMEMBERS', s.acs)) do
+    local c = redis.call('HMGET', ck, 'state', 'zr')
+    if c[1] == 'active' and c[2] ~= '1' then return end
   end
-  local f = redis.call('HMGET', s.akey, 'bal', 'held', 'susp')
-  if f[3] ~= '1' then
-    redis.call('HSET', s.akey, 'susp', '1')
-    emit('o', 'S', 'k', s.acct,
-      'b', int(tonumber(f[1]) - tonumber(f[2])), 'c', 'cut:' .. s.call_id .. ':', 'm', int(now_ms),
-      'e', email)
-  end
+  redis.call('HSET', s.akey, 'susp', '1')
+  emit('o', 'S', 'k', s.acct,
+    'b', int(tonumber(f[1]) - tonumber(f[2])), 'c', 'cut:' .. s.call_id .. ':', 'm', int(now_ms),
+    'e', email)
 end
 
 -- A call older than the longest possible call lost its end: charge what it held.
@@ -283,11 +392,12 @@ local function tick(max_sessions)
       expire(ck, s)
     elseif s.state == 'cut' or s.zr == '1' then
       redis.call('ZADD', sessions_key, s.t0 + max_call_ms, ck)
-    else
-      local covered, exhausted = grow(ck, s)
+    elseif (scheduled[ck] or now_ms) <= now_ms then
+      -- (not rescheduled later by sharing its account's money earlier in this tick)
+      local covered, exhausted = grow(ck, s, math.min(now_ms, s.t0 + s.cov * 1000))
       local ends = s.t0 + covered * 1000
-      if exhausted and covered == s.cov and now_ms >= ends then
-        cut_account(s, ends)
+      if exhausted and ends <= now_ms then
+        cut_call(ck, s, ends)
         cuts = cuts + 1
       end
     end
@@ -362,9 +472,10 @@ while a <= n do
           redis.call('ZADD', sessions_key, tonumber(A[p + 2]) + max_call_ms, call_key)
         else
           -- what load_session would read back from the hash just written
+          local t0 = tonumber(A[p + 2])
           grow(call_key, {state = 'active', acct = A[p + 6], akey = K[k], acs = K[k + 3],
-            t0 = tonumber(A[p + 2]), cov = 0, hold = 0, ppm = ppm, cf = cf,
-            i1 = tonumber(A[p + 9]), i2 = tonumber(A[p + 10]), zr = zr, call_id = A[p + 1]})
+            t0 = t0, cov = 0, hold = 0, ppm = ppm, cf = cf,
+            i1 = tonumber(A[p + 9]), i2 = tonumber(A[p + 10]), zr = zr, call_id = A[p + 1]}, t0)
         end
         applied = applied + 1
       else
