@@ -79,6 +79,24 @@ COMMON: dict[str, Field] = {
 DIRECTION = e("Call direction.", "outbound", "inbound", "forwarded")
 CURRENCY = Field("string", "ISO 4217 code.", max_length=3)
 
+# Outputs charger issues (commands, requests, notifications) all date them the same way.
+ISSUED = "`time` is when charger issued it: its clock when it made the decision."
+AVAILABLE = balance("Available balance: balance minus what active calls hold")
+FLOOR_REQUIRED: dict[str, Field] = {
+    "reason": s("Why."),
+    "available_micros": AVAILABLE,
+    "effective_at": Field(
+        "time",
+        "When, in event time, the account crossed its floor: the time of the record that "
+        "moved it, the instant a call's share ran out, or when a lost call was closed.",
+    ),
+}
+FLOOR_OPTIONAL: dict[str, Field] = {
+    "balance_micros": balance(
+        "Balance after the movement that crossed the floor; only when one did"
+    ),
+}
+
 AUTO_RECHARGE = Field(
     "object",
     "Auto-recharge settings.",
@@ -169,38 +187,38 @@ RECORDS: dict[str, RecordType] = {
         RecordType(
             "call.cutoff",
             names.TELEPHONY_COMMANDS,
-            "Disconnect a call now.",
+            "Disconnect a call now. " + ISSUED,
             {"call_id": s("Call id.", 128), "reason": s("Why.")},
-            {
-                "cutoff_at": Field(
-                    "time", "The instant the call's credit ran out; `time` is when it was sent."
-                )
-            },
+            {"cutoff_at": Field("time", "The instant the call's share of the money ran out.")},
         ),
         RecordType(
             "account.suspended",
             names.TELEPHONY_COMMANDS,
-            "The account's available balance reached its floor: refuse new calls and texts.",
-            {"reason": s("Why."), "balance_micros": balance("Balance after the movement.")},
+            "The account's money is spent: its available balance reached its floor, or no "
+            "call of it could go on. Refuse new calls and texts. " + ISSUED,
+            FLOOR_REQUIRED,
+            FLOOR_OPTIONAL,
         ),
         RecordType(
             "account.restored",
             names.TELEPHONY_COMMANDS,
-            "The account is above its floor again.",
-            {"reason": s("Why."), "balance_micros": balance("Balance after the movement.")},
+            "The account is above its floor again. " + ISSUED,
+            FLOOR_REQUIRED,
+            FLOOR_OPTIONAL,
         ),
         # --- billing.recharge-requests (to payments) ---
         RecordType(
             "recharge.requested",
             names.RECHARGE_REQUESTS,
-            "Charge the card on file and credit the account.",
+            "Charge the card on file and credit the account. " + ISSUED,
             {
                 "request_id": s("Deterministic request id.", 128),
                 "amount_micros": micros("Amount to charge"),
-                "balance_micros": balance("Available balance when requested."),
+                "available_micros": AVAILABLE,
                 "threshold_micros": micros("Threshold crossed"),
                 "currency": CURRENCY,
             },
+            {"balance_micros": balance("Balance when requested, holds of active calls included")},
         ),
         # --- billing.ledger (to invoicing) ---
         RecordType(
@@ -248,27 +266,27 @@ RECORDS: dict[str, RecordType] = {
         RecordType(
             "recharge_failed",
             names.NOTIFICATIONS,
-            "An automatic recharge was declined; sent to notify_email.",
+            "An automatic recharge was declined; sent to notify_email. " + ISSUED,
             {"email": s(), "reason": s(), "request_id": s(max_length=128)},
         ),
         RecordType(
             "low_balance",
             names.NOTIFICATIONS,
-            "Available balance is below the recharge threshold.",
-            {"balance_micros": balance(), "threshold_micros": micros("Threshold")},
+            "Available balance is below the recharge threshold. " + ISSUED,
+            {"available_micros": AVAILABLE, "threshold_micros": micros("Threshold")},
             {"email": s()},
         ),
         RecordType(
             "balance_exhausted",
             names.NOTIFICATIONS,
-            "Available balance reached the floor.",
-            {"balance_micros": balance()},
-            {"email": s()},
+            "The account's money is spent (sent with account.suspended). " + ISSUED,
+            FLOOR_REQUIRED,
+            {**FLOOR_OPTIONAL, "email": s()},
         ),
         RecordType(
             "call_cut_off",
             names.NOTIFICATIONS,
-            "A call was cut off for lack of credit.",
+            "A call was cut off for lack of credit. " + ISSUED,
             {"call_id": s(max_length=128), "reason": s()},
             {"email": s()},
         ),

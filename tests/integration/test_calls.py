@@ -356,12 +356,16 @@ async def test_usage_past_the_floor_is_charged_and_suspends_once_until_a_top_up(
     assert [e["balance_after_micros"] for e in sms_out] == [12_100, 4_200, -3_700, -11_600, -19_500]
     assert await run.balance(a) == -19_500 + 1_000_000
     # The third text reaches the floor (0): one suspension, caused by it, no more.
-    assert [(c["type"], c["id"], c["balance_micros"]) for c in burst] == [
+    assert [(c["type"], c["id"], c["available_micros"]) for c in burst] == [
         ("account.suspended", f"ev:s3-{u}:account.suspended", -3_700)
     ]
     assert burst[0]["reason"] == "balance_exhausted"
+    # A movement crossed the floor: its balance is reported, dated as that text; no holds,
+    # so available and balance agree. The command's own time is when it was issued.
+    assert (burst[0]["balance_micros"], burst[0]["effective_at"]) == (-3_700, run.t0)
+    assert after[0]["balance_micros"] == 980_500
     # The top-up lifts it above the floor: one restore.
-    assert [(c["type"], c["id"], c["balance_micros"]) for c in after] == [
+    assert [(c["type"], c["id"], c["available_micros"]) for c in after] == [
         ("account.restored", f"ac:top-{u}:account.restored", 980_500)
     ]
 
@@ -390,12 +394,12 @@ async def test_credit_limit_moves_the_suspension_floor(run: Run) -> None:
     # a: 20_000 - 7_900 n: after 8 texts -43_200 (above the floor), after 9 -51_100
     after_a = [e["balance_after_micros"] for e in await entries(run, a, "sms_out")]
     assert after_a == [20_000 - 7_900 * n for n in range(1, 11)]
-    assert [(c["type"], c["id"], c["balance_micros"]) for c in await commands_for(run, a)] == [
+    assert [(c["type"], c["id"], c["available_micros"]) for c in await commands_for(run, a)] == [
         ("account.suspended", f"ev:a9-{u}:account.suspended", -51_100),
         ("account.restored", f"ac:top-{u}:account.restored", -59_000 + 1_000_000),
     ]
     # b: 29_000 - 7_900 * 10 = -50_000 exactly: at the floor is suspended, by the 10th text
     assert await run.balance(b) == -50_000
-    assert [(c["type"], c["id"], c["balance_micros"]) for c in await commands_for(run, b)] == [
+    assert [(c["type"], c["id"], c["available_micros"]) for c in await commands_for(run, b)] == [
         ("account.suspended", f"ev:b10-{u}:account.suspended", -50_000),
     ]

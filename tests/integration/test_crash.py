@@ -229,9 +229,9 @@ async def check_published_once(
         assert mine[-1]["balance_after_micros"] == closing
     a3 = run.acct("c3")
     commands = [c.json() for c in await run.outputs(names.TELEPHONY_COMMANDS)]
-    assert [(c["id"], c["account"], c["balance_micros"]) for c in commands] == [
-        (f"ev:e3-{run.uid}:account.suspended", a3, balances[a3])
-    ]
+    assert [
+        (c["id"], c["account"], c["available_micros"], c["balance_micros"]) for c in commands
+    ] == [(f"ev:e3-{run.uid}:account.suspended", a3, balances[a3], balances[a3])]
     dlq = await run.outputs(names.DLQ)
     assert [(d.value, d.headers[names.DLQ_HEADER_ERROR]) for d in dlq] == [
         (value, b"malformed_json") for _, _, value in bad

@@ -125,7 +125,7 @@ async def test_a_thousand_charges_crossing_the_threshold_make_one_request(
     assert (r["amount_micros"], r["threshold_micros"]) == (AMOUNT, THRESHOLD)
     # requested by the first charge that took the balance below 10.00: 12.00 - n * 0.0079
     first_below = next(n for n in range(1, 1001) if 12_000_000 - n * SMS < THRESHOLD)
-    assert r["balance_micros"] == 12_000_000 - first_below * SMS
+    assert r["available_micros"] == r["balance_micros"] == 12_000_000 - first_below * SMS
     assert await run.balance(a) == 12_000_000 - 1000 * SMS
 
 

@@ -78,14 +78,21 @@ SAMPLES: dict[str, dict[str, Any]] = {
                 "voice": [{"prefix": "1", "direction": "outbound", "per_minute": "0.60"}],
             },
         ),
-        _rec("call.cutoff", call_id="c-1", reason="balance exhausted"),
-        _rec("account.suspended", reason="balance exhausted", balance_micros=-120_000),
-        _rec("account.restored", reason="recharged", balance_micros=19_880_000),
+        _rec("call.cutoff", call_id="c-1", reason="balance exhausted", cutoff_at=T),
+        _rec(
+            "account.suspended",
+            reason="balance exhausted",
+            available_micros=-120_000,
+            effective_at=T,
+            balance_micros=-20_000,
+        ),
+        _rec("account.restored", reason="recharged", available_micros=19_880_000, effective_at=T),
         _rec(
             "recharge.requested",
-            request_id="rr-1",
+            request_id="rq-1",
             amount_micros=20_000_000,
-            balance_micros=4_000_000,
+            available_micros=4_000_000,
+            balance_micros=4_500_000,
             threshold_micros=5_000_000,
             currency="USD",
         ),
@@ -110,8 +117,8 @@ SAMPLES: dict[str, dict[str, Any]] = {
             reason="card declined",
             request_id="rr-1",
         ),
-        _rec("low_balance", balance_micros=4_000_000, threshold_micros=5_000_000),
-        _rec("balance_exhausted", balance_micros=0),
+        _rec("low_balance", available_micros=4_000_000, threshold_micros=5_000_000),
+        _rec("balance_exhausted", reason="balance exhausted", available_micros=0, effective_at=T),
         _rec("call_cut_off", call_id="c-1", reason="balance exhausted"),
         _rec("session_expired", call_id="c-1", charged_micros=600_000),
     )
@@ -160,7 +167,7 @@ def test_sample_passes_schema_and_decoder(rtype: str) -> None:
     assert decoded == sample
 
 
-def test_readme_examples_are_valid_input_records() -> None:
+def test_readme_examples_are_valid_records() -> None:
     readme = (PACKAGE / "README.md").read_text(encoding="utf-8")
     blocks = re.findall(r"```json\n(.*?)```", readme, flags=re.DOTALL)
     inputs = {rt.type for t in CONSUMED for rt in types_on(t)}
@@ -168,9 +175,12 @@ def test_readme_examples_are_valid_input_records() -> None:
     for block in blocks:
         record = orjson.loads(block)
         jsonschema.Draft202012Validator(load_schema(record["type"])).validate(record)
-        assert not isinstance(decode(block.encode(), frozenset(inputs)), Invalid), block
+        if record["type"] in inputs:
+            assert not isinstance(decode(block.encode(), frozenset(inputs)), Invalid), block
         seen.add(record["type"])
-    assert seen == inputs
+    assert inputs <= seen
+    # the commands whose fields changed meaning are shown as they are sent
+    assert {"call.cutoff", "account.suspended", "account.restored", "recharge.requested"} <= seen
 
 
 def _resolve(doc: dict[str, Any], ref: str) -> Any:

@@ -62,19 +62,37 @@ def _json(doc: dict[str, Any]) -> bytes:
     return orjson.dumps(doc)
 
 
+def _available(f: dict[bytes, bytes]) -> int:
+    """The available balance of a floor entry (`b` in entries of earlier versions)."""
+    return int(f[b"a"] if b"a" in f else f[b"b"])
+
+
+def _effective(f: dict[bytes, bytes]) -> str:
+    """When, in event time, the account crossed its floor: the moving record's time (`w`),
+    epoch ms (`x`), or for entries of earlier versions their only time."""
+    if b"w" in f:
+        return f[b"w"].decode()
+    if b"x" in f:
+        return format_time_ms(int(f[b"x"]))
+    return _time(f)
+
+
 def _floor(typ: str, f: dict[bytes, bytes]) -> list[Output]:
     """account.suspended / account.restored, and the exhaustion notice with a suspension."""
-    account, cause, time = f[b"k"].decode(), f[b"c"].decode(), _time(f)
-    balance = int(f[b"b"])
+    account, cause = f[b"k"].decode(), f[b"c"].decode()
+    time = format_time_ms(int(f[b"m"])) if b"m" in f else _time(f)
     suspended = typ == "account.suspended"
     reason = "balance_exhausted" if suspended else "balance_above_floor"
+    facts: dict[str, Any] = {"available_micros": _available(f), "effective_at": _effective(f)}
+    if b"l" in f:  # a movement crossed the floor: the balance it left
+        facts["balance_micros"] = int(f[b"l"])
     cmd = {
         "id": f"{cause}{typ}",
         "type": typ,
         "account": account,
         "time": time,
         "reason": reason,
-        "balance_micros": balance,
+        **facts,
     }
     out = [Output(names.TELEPHONY_COMMANDS, f[b"k"], _json(cmd), None, typ.split(".")[1])]
     if suspended:
@@ -83,7 +101,8 @@ def _floor(typ: str, f: dict[bytes, bytes]) -> list[Output]:
             "type": "balance_exhausted",
             "account": account,
             "time": time,
-            "balance_micros": balance,
+            "reason": reason,
+            **facts,
         }
         if f.get(b"e"):
             note["email"] = f[b"e"].decode()
@@ -155,10 +174,12 @@ def _request(f: dict[bytes, bytes]) -> list[Output]:
         "time": _time(f),
         "request_id": rid,
         "amount_micros": int(f[b"a"]),
-        "balance_micros": int(f[b"b"]),
+        "available_micros": int(f[b"b"]),
         "threshold_micros": int(f[b"h"]),
         "currency": f[b"u"].decode(),
     }
+    if b"l" in f:
+        doc["balance_micros"] = int(f[b"l"])
     return [Output(names.RECHARGE_REQUESTS, f[b"k"], _json(doc), None, "recharge_request")]
 
 
@@ -180,7 +201,7 @@ def _declined(f: dict[bytes, bytes]) -> list[Output]:
         "type": "low_balance",
         "account": account,
         "time": time,
-        "balance_micros": int(f[b"b"]),
+        "available_micros": int(f[b"b"]),
         "threshold_micros": int(f[b"h"]),
     }
     if email:

@@ -102,8 +102,6 @@ local function cost(covered, ppm, cf)
 end
 
 -- ---- outputs ----
--- Suspend when available balance (balance - holds) is at or below the floor (-credit
--- limit); restore when it is above again. tf is 't' (an RFC 3339 string) or 'm' (ms).
 -- What the floor and recharge checks read of an account, in one HMGET after a movement.
 local ACCOUNT = {'bal', 'held', 'climit', 'susp', 'email', 'ar_on', 'ar_thr', 'ar_amt', 'rq',
   'rq_after', 'cur'}
@@ -116,17 +114,33 @@ local function account_state(acct_key)
     avail = tonumber(v[1] or '0') - tonumber(v[2] or '0')}
 end
 
-local function check_floor(acct_key, acct_id, cause, tf, tv, st)
+-- account.suspended ('S') or account.restored ('R'). Every command's time is now_ms, when
+-- it was decided; `effective` is when, in event time, the account crossed its floor: the
+-- time string of the record that moved it, or epoch ms. Only when a movement crossed it
+-- (`moved`) is its balance after that movement reported.
+local function floor_output(opcode, acct_id, cause, effective, st, moved)
+  local out = {'o', opcode, 'k', acct_id, 'a', int(st.avail), 'c', cause, 'm', int(now_ms)}
+  if type(effective) == 'number' then
+    out[#out + 1], out[#out + 2] = 'x', int(effective)
+  else
+    out[#out + 1], out[#out + 2] = 'w', effective
+  end
+  if moved then out[#out + 1], out[#out + 2] = 'l', int(tonumber(st.bal)) end
+  if opcode == 'S' then out[#out + 1], out[#out + 2] = 'e', st.email or '' end
+  outputs[#outputs + 1] = out
+end
+
+-- Suspend when available balance (balance - holds) is at or below the floor (-credit
+-- limit); restore when it is above again.
+local function check_floor(acct_key, acct_id, cause, effective, st, moved)
   local avail = st.avail
   local floor = -tonumber(st.climit or '0')
   if avail <= floor and st.susp ~= '1' then
     redis.call('HSET', acct_key, 'susp', '1')
-    emit('o', 'S', 'k', acct_id, 'b', int(avail), 'c', cause,
-      tf, tv, 'e', st.email or '')
+    floor_output('S', acct_id, cause, effective, st, moved)
   elseif avail > floor and st.susp == '1' then
     redis.call('HSET', acct_key, 'susp', '0')
-    emit('o', 'R', 'k', acct_id, 'b', int(avail), 'c', cause,
-      tf, tv)
+    floor_output('R', acct_id, cause, effective, st, moved)
   end
 end
 
@@ -141,7 +155,8 @@ local function check_recharge(acct_key, acct_id, st)
   redis.call('HSET', acct_key, 'rq', rid, 'rq:' .. rid, 'pending')
   redis.call('ZADD', recharges_key, now_ms + rq_timeout_ms, acct_key)
   emit('o', 'Q', 'k', acct_id, 'i', rid, 'a', st.ar_amt,
-    'b', int(avail), 'h', st.ar_thr, 'u', st.cur or '', 'm', int(now_ms))
+    'b', int(avail), 'l', int(tonumber(st.bal or '0')), 'h', st.ar_thr, 'u', st.cur or '',
+    'm', int(now_ms))
 end
 
 -- Move money and write its ledger entry (the relay appends balance_after to the head).
@@ -149,7 +164,7 @@ local function move(acct_key, acct_id, amount, head, cause, time)
   local bal = redis.call('HINCRBY', acct_key, 'bal', amount)
   emit('o', 'L', 'k', acct_id, 'v', head, 'b', int(bal))
   local st = account_state(acct_key)
-  check_floor(acct_key, acct_id, cause, 't', time, st)
+  check_floor(acct_key, acct_id, cause, time, st, true)
   check_recharge(acct_key, acct_id, st)
   return st
 end
@@ -346,9 +361,8 @@ local function cut_call(call_key, s, instant)
     if c[1] == 'active' and c[2] ~= '1' then return end
   end
   redis.call('HSET', s.akey, 'susp', '1')
-  emit('o', 'S', 'k', s.acct,
-    'b', int(tonumber(f[1]) - tonumber(f[2])), 'c', 'cut:' .. s.call_id .. ':', 'm', int(now_ms),
-    'e', email)
+  floor_output('S', s.acct, 'cut:' .. s.call_id .. ':', instant,
+    {avail = tonumber(f[1]) - tonumber(f[2]), bal = f[1], email = email}, false)
 end
 
 -- A call older than the longest possible call lost its end: charge what it held.
@@ -364,7 +378,7 @@ local function expire(call_key, s)
   if hold > 0 then redis.call('HINCRBY', held_key, st.cur or '', -hold) end
   emit('o', 'X', 'k', s.acct, 'c', s.call_id, 'a', int(-hold),
     'b', int(bal), 'm', int(now_ms), 'q', int(s.cov), 'r', int(s.ppm), 'u', st.cur or '')
-  check_floor(s.akey, s.acct, 'expired:' .. s.call_id .. ':', 'm', int(now_ms), st)
+  check_floor(s.akey, s.acct, 'expired:' .. s.call_id .. ':', s.t0 + max_call_ms, st, true)
 end
 
 local function time_out_requests(max_accounts)
@@ -513,7 +527,7 @@ while a <= n do
         -- A new account waits for its first movement; a changed credit limit may move the floor.
         if not created then
           local st = account_state(acct_key)
-          check_floor(acct_key, A[p + 1], A[p + 9], 't', A[p + 10], st)
+          check_floor(acct_key, A[p + 1], A[p + 9], A[p + 10], st, false)
           check_recharge(acct_key, A[p + 1], st)
         end
         applied = applied + 1
@@ -537,7 +551,7 @@ while a <= n do
           local f = redis.call('HMGET', acct_key, 'bal', 'held', 'ar_thr', 'email')
           emit('o', 'F', 'k', A[p + 5], 'i', rid,
             'r', A[p + 8], 'b', int(tonumber(f[1]) - tonumber(f[2])), 'h', f[3] or '0',
-            'e', f[4] or '', 't', A[p + 7])
+            'e', f[4] or '', 'm', int(now_ms))
         end
         applied = applied + 1
       else
