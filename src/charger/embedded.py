@@ -398,21 +398,25 @@ def _redis_ping_ready(url: str, timeout: float, server: EmbeddedServer) -> None:
 
 
 def start_redis(
-    timeout: float = START_TIMEOUT, *, durable: bool = False, extra: Iterable[str] = ()
+    timeout: float = START_TIMEOUT,
+    *,
+    durable: bool = False,
+    extra: Iterable[str] = (),
+    binary: str | None = None,
 ) -> EmbeddedServer:
-    """Start a Valkey server; its `address` is a redis:// URL.
+    """Start a Valkey server (or the Redis server `binary`); its `address` is a redis:// URL.
 
     By default nothing is persisted. `durable=True` turns on the append-only file with
     `appendfsync always`, so a write acknowledged to a client survives a SIGKILL and
     `restart()` brings it back (the fault tests restart Redis that way).
     """
-    binary = redis_binary()
+    server_binary = binary or redis_binary()
     aof = ["--appendonly", "yes", "--appendfsync", "always"] if durable else ["--appendonly", "no"]
     more = list(extra)
 
     def argv_for(port: int, workdir: Path) -> list[str]:
         return [
-            binary,
+            server_binary,
             "--port",
             str(port),
             "--bind",

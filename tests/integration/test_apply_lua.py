@@ -1,19 +1,22 @@
 """apply.lua contract, run against every Redis backend at hand.
 
-Always the session's Redis (embedded Valkey unless CHARGER_REDIS_URL is set); add more
-with CHARGER_TEST_REDIS_URLS (comma-separated), e.g. a Redis 7 server.
+Always the session's Redis (embedded Valkey unless CHARGER_REDIS_URL is set) and Redis 7
+(Debian's `redis-server`, started here when installed: `.ci/run` installs it, and on CI a
+missing one fails); add more with CHARGER_TEST_REDIS_URLS (comma-separated).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from redis.asyncio import Redis
 
 from charger.charging.ops import ScriptConfig, SlotPlan
+from charger.embedded import start_redis
 from charger.kafka.relay import render, unpack_entry
 from charger.store.keys import Keys
 from charger.store.redis_store import RedisStore
@@ -23,9 +26,29 @@ EXTRA = [u for u in os.environ.get("CHARGER_TEST_REDIS_URLS", "").split(",") if 
 SRC = "telephony.events/0"
 
 
-@pytest.fixture(params=["session", *EXTRA])
+@pytest.fixture(scope="module")
+def redis7() -> Iterator[str]:
+    """A Redis server (not Valkey) of this module's own."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        if os.environ.get("CI"):
+            pytest.fail("redis-server is required on CI (Debian package redis-server)")
+        pytest.skip("redis-server is not installed: the Redis 7 contract run is skipped")
+    server = start_redis(binary=binary)
+    try:
+        yield server.address
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=["session", "redis7", *EXTRA])
 async def store(request: pytest.FixtureRequest, stack: Stack) -> AsyncIterator[RedisStore]:
-    url = stack.redis_url if request.param == "session" else request.param
+    if request.param == "session":
+        url = stack.redis_url
+    elif request.param == "redis7":
+        url = request.getfixturevalue("redis7")
+    else:
+        url = request.param
     client = Redis.from_url(url)
     keys = Keys(f"lua{uuid.uuid4().hex[:8]}", 8)
     yield RedisStore(client, keys, ScriptConfig(600, 600, 10, 2000, 3_600_000, 600_000, 3_600_000))
