@@ -26,7 +26,8 @@ import orjson
 from charger.charging.planner import Outcome, Planner, Prepared
 from charger.charging.records import AccountInfo, CallRate, CallState, Inbound, Reads
 from charger.events.timefmt import parse_time_ms
-from charger.rating import Increments, VoiceRate, load_plans
+from charger.rating import Increments, VoiceRate, load_plan_versions
+from charger.rating.versions import by_id
 from charger.runtime import default_plans_path
 from charger.settings import Settings
 from charger.store.keys import Keys, request_state, slot_of
@@ -124,7 +125,7 @@ def run_once(
     accounts: list[Inbound], events: list[Inbound], keys: Keys, batch: int = 5000
 ) -> Timing:
     """One fresh worker: load the accounts (untimed), then time the events' batches."""
-    plans = load_plans(default_plans_path())
+    plans = by_id(load_plan_versions(default_plans_path()))  # as the worker's plan book
     planner = Planner(keys, lambda: plans)
     redis = MemoryRedis()
     for i in range(0, len(accounts), batch):

@@ -310,7 +310,9 @@ class Planner:
             self._remember(sp, d)  # duplicate start, or a start after the call settled
             return "ignored"
         # A call is rated by the plan version in force when it was answered: `time` here.
-        plan = plan_for(info, plans, b["account"], b["time"])
+        plan = plans.at(b["time"]) if plans is not None else None
+        if plan is None or plan.currency != info.currency:
+            plan = plan_for(info, plans, b["account"], b["time"])  # raises: says why
         answered = call_rate(plan, b["direction"], b["to"])
         if state is not None:
             # The end came first: now the route is known, settle it.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from hashlib import blake2b
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import orjson
 
@@ -57,9 +57,11 @@ class AccountInfo:
     credit_limit_micros: int
 
 
-@dataclass(frozen=True, slots=True)
-class CallRate:
-    """The rate a call was answered at: stored with its session, its end is charged by it."""
+class CallRate(NamedTuple):
+    """The rate a call was answered at: stored with its session, its end is charged by it.
+
+    A tuple: one is built for every answered call, in a fraction of a frozen dataclass' time.
+    """
 
     plan_id: str
     plan_version: int

@@ -101,13 +101,15 @@ def rate_call(
     billed, charge = charge_parts(body["duration_ms"], rate)
     inc = rate.increments
     extra: dict[str, Any] = {"call_id": body["call_id"], "rate_plan": answered.plan_id}
-    if answered.plan_version:
+    if answered.plan_version:  # absent for plans without versions: entries as before
         extra["rate_plan_version"] = answered.plan_version
-    extra["prefix"] = rate.prefix
-    extra["direction"] = rate.direction
-    extra["connect_fee_micros"] = rate.connect_fee_micros
-    extra["increments"] = f"{inc.first}/{inc.next}"
-    extra["duration_ms"] = body["duration_ms"]
+    extra |= {
+        "prefix": rate.prefix,
+        "direction": rate.direction,
+        "connect_fee_micros": rate.connect_fee_micros,
+        "increments": f"{inc.first}/{inc.next}",
+        "duration_ms": body["duration_ms"],
+    }
     if already_charged:
         extra = {"already_charged_micros": already_charged, **extra}
     amount = -charge + already_charged
@@ -144,7 +146,9 @@ def rate_record(body: dict[str, Any], info: AccountInfo, plans: PlanSource | Non
         return _usage(typ, topic, account, body, info, "recharge", amt, 1, "payment", amt, extra)
     if typ == "call.ended":
         return rate_call(body, info, answered_rate(body, info, plans, None))
-    p = plan_for(info, plans, account, body["time"])
+    p = plans.at(body["time"]) if plans is not None else None
+    if p is None or p.currency != info.currency:  # inline first: the common case is fine
+        p = plan_for(info, plans, account, body["time"])  # raises: says why it is unusable
     if typ == "call.attempt":
         price = p.ring_through_micros
         extra = _plan_extra({"call_id": body["call_id"]}, p)
