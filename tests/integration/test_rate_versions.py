@@ -38,7 +38,7 @@ def plan_version(
     return {
         "id": f"pub-{plan_id}-{version}",
         "type": "rate_plan.upserted",
-        "time": start or "2026-01-01T00:00:00.000Z",
+        "time": format_time_ms(int(time.time() * 1000)),  # published now
         "plan": doc,
     }
 
