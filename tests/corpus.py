@@ -27,6 +27,7 @@ EV, AC, RR, RP = (
     names.RATE_PLANS,
 )
 T0 = "2026-11-22T10:00:00.000Z"
+LATER = "2026-11-22T10:00:00.001Z"  # a plan version's start just after T0: not yet in force
 ROUTE = {"direction": "outbound", "from": "+15550001", "to": "+14155550100"}
 
 
@@ -66,13 +67,15 @@ def world(ids: Ids) -> dict[str, tuple[str, str]]:
         ids.local: ("UAH", "local-uah"),  # no forwarded rate
         ids.big: ("USD", ids.pricey),  # the highest price a plan may state
         ids.rch: ("USD", "std-usd"),  # auto-recharge on; request `ids.request` has succeeded
+        ids.early: ("USD", ids.later),  # its plan's only version starts after T0
     }
 
 
 def world_plans(ids: Ids) -> list[dict[str, Any]]:
-    """The plans the cases assume are loaded besides the sample ones: `p` and `pricey`."""
+    """The plans the cases assume are loaded besides the sample ones: `p`, `pricey`, `later`."""
     most = {"prefix": "", "direction": "outbound", "per_minute_micros": MAX_PRICE_MICROS}
-    return [plan_doc(ids.p), plan_doc(ids.pricey, voice=[most])]
+    later = plan_doc(ids.later, version=1, effective_from=LATER)
+    return [plan_doc(ids.p), plan_doc(ids.pricey, voice=[most]), later]
 
 
 def sms(ids: Ids, eid: str, account: str = "", **changes: Any) -> dict[str, Any]:
@@ -260,6 +263,11 @@ def cases(ids: Ids) -> list[Case]:
             ("plan in other currency", E(account=ids.uah, **ROUTE), "currency_mismatch", "USD"),
         ),
         (EV, ids.local, ("no rate", forwarded, "no_rate", "no forwarded rate")),
+        (
+            EV,
+            ids.early,
+            ("before the plan's start", S(account=ids.early), "no_rate_plan_in_force", T0),
+        ),
         (EV, ids.big, ("charge above the cap", day_call, "charge_too_large", "above the limit")),
         (RR, g, ("result for unknown request", nobody, "unknown_request", "no recharge request")),
         (RR, rch, ("result contradicting the first", failed, "conflict", "already succeeded")),

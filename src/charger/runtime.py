@@ -25,7 +25,7 @@ from charger.kafka.batch import BatchWorker
 from charger.kafka.plans_reader import PlanBook, RatePlanReader
 from charger.kafka.relay import Relay
 from charger.metrics import Metrics
-from charger.rating import load_plans
+from charger.rating import load_plan_versions
 from charger.settings import Settings
 from charger.store.keys import Keys
 from charger.store.redis_store import RedisStore
@@ -80,7 +80,7 @@ class Runtime:
         )
         self.store = RedisStore(self.redis, self.keys, script_config(settings))
         path = Path(settings.rate_plans_path) if settings.rate_plans_path else default_plans_path()
-        self.plans = PlanBook(load_plans(path))
+        self.plans = PlanBook(load_plan_versions(path))
         self.plan_reader = RatePlanReader(
             settings.kafka_bootstrap,
             self.plans,

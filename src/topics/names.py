@@ -70,9 +70,9 @@ TOPICS: dict[str, TopicSpec] = {
         ),
         TopicSpec(
             RATE_PLANS,
-            "Rate plans, latest version per plan id.",
+            "Rate plans: the latest record per plan id, or per plan id and version.",
             "platform",
-            "rate plan id",
+            "rate plan id, or `<id>@<version>` for a versioned plan",
             1,
             compacted=True,
         ),

@@ -60,6 +60,10 @@ PLANNER: Final[dict[str, str]] = {
     ),
     "unknown_rate_plan": "The account's rate plan is not loaded.",
     "currency_mismatch": "The account's rate plan is in another currency than the account.",
+    "no_rate_plan_in_force": (
+        "Every version of the account's rate plan starts after the event's time (a call's "
+        "answer time): no version was in force."
+    ),
     "no_rate": "The rate plan has no rate for the call's direction and destination.",
     "charge_too_large": "The rated charge exceeds the largest single movement (10 million units).",
     "currency_change": "An `account.upserted` tries to change an existing account's currency.",

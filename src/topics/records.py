@@ -179,8 +179,14 @@ RECORDS: dict[str, RecordType] = {
         RecordType(
             "rate_plan.upserted",
             names.RATE_PLANS,
-            "A rate plan, in the same shape as a rate plan file, under `plan`.",
-            {"plan": Field("object", "Rate plan document (see docs/rate-plans.md).")},
+            "A rate plan version, in the same shape as a rate plan file, under `plan`.",
+            {
+                "plan": Field(
+                    "object",
+                    "Rate plan document (see docs/rate-plans.md); optional `version` and "
+                    "`effective_from` make it one version of the plan id.",
+                )
+            },
             keyed_by_account=False,
         ),
         # --- telephony.commands (to the switch) ---
@@ -254,6 +260,12 @@ RECORDS: dict[str, RecordType] = {
                 "call_id": s("Call id.", 128),
                 "message_id": s("Message id.", 128),
                 "rate_plan": s("Rate plan id.", 128),
+                "rate_plan_version": i(
+                    "Version of the rate plan rated with (a call: the one in force at its "
+                    "answer); absent for a plan without versions.",
+                    1,
+                    2**31 - 1,
+                ),
                 "prefix": s("Destination prefix rated."),
                 "direction": DIRECTION,
                 "connect_fee_micros": i("Connect fee included in amount.", 0, MAX_MICROS),

@@ -16,6 +16,7 @@ from typing import Any
 
 from aiokafka import TopicPartition
 
+from charger.rating.versions import record_key
 from charger.runtime import Runtime
 from charger.store.keys import slot_of
 from tests.corpus import (
@@ -100,7 +101,10 @@ async def test_the_corpus_lands_in_the_dlq_once_each_and_good_records_still_char
     corpus = cases(ids)
     g = ids.good
     await run.send_all(
-        [(RP, d["id"], plan_record(ids, f"w-{d['id']}", d)) for d in world_plans(ids)]
+        [
+            (RP, record_key(d["id"], d.get("version", 0)), plan_record(ids, f"w-{d['id']}", d))
+            for d in world_plans(ids)
+        ]
     )
     rt = Runtime(run.settings)
     await rt.start()
@@ -129,12 +133,12 @@ async def test_the_corpus_lands_in_the_dlq_once_each_and_good_records_still_char
         await run.wait_idle(90)
 
         # Refused versions left version 1 of plan p in force; a valid version 2 replaces it.
-        assert rt.plans.current()[ids.p].sms_out_micros == 10_000
+        assert rt.plans.current()[ids.p].latest.sms_out_micros == 10_000
         await run.send(EV, ids.pacct, sms(ids, "pv1", ids.pacct))
         await run.wait_idle(60)
         v2 = plan_record(ids, "v2", plan_doc(ids.p, sms_out="0.0200"))
         await run.send(RP, ids.p, v2)
-        await until(lambda: rt.plans.current()[ids.p].sms_out_micros == 20_000, "plan v2")
+        await until(lambda: rt.plans.current()[ids.p].latest.sms_out_micros == 20_000, "plan v2")
         await run.send(EV, ids.pacct, sms(ids, "pv2", ids.pacct))
         await run.wait_idle(60)
 
@@ -142,7 +146,7 @@ async def test_the_corpus_lands_in_the_dlq_once_each_and_good_records_still_char
         rt2 = Runtime(run.settings)
         await rt2.start()
         assert sum(dlq_counts(rt2).values()) == 0
-        assert rt2.plans.current()[ids.p].sms_out_micros == 20_000
+        assert rt2.plans.current()[ids.p].latest.sms_out_micros == 20_000
         await run.send(EV, g, sms(ids, "last"))
         good_ids.append("last")
         await run.wait_idle(90)

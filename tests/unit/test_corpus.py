@@ -101,9 +101,9 @@ def test_a_valid_plan_record_replaces_the_version_in_force() -> None:
     doc: dict[str, Any] = world_plans(IDS)[0] | {"sms": {"outbound_per_segment": "0.02"}}
     record = {"id": "v2", "type": "rate_plan.upserted", "time": "2026-11-22T10:00:00.000Z"}
     assert book.apply(IDS.p.encode(), orjson.dumps(record | {"plan": doc})) is None
-    assert book.current()[IDS.p].sms_out_micros == 20_000
+    assert book.current()[IDS.p].latest.sms_out_micros == 20_000
     assert book.apply(IDS.p.encode(), None) is None  # withdrawn: the file version is back
-    assert book.current()[IDS.p].sms_out_micros == 10_000
+    assert book.current()[IDS.p].latest.sms_out_micros == 10_000
 
 
 # The reasons the worker can give are the contract's: scan the code for every literal.

@@ -24,16 +24,21 @@ import msgpack  # type: ignore[import-untyped]
 import orjson
 
 from charger.charging.planner import Outcome, Planner, Prepared
-from charger.charging.records import AccountInfo, CallState, Inbound, Reads
+from charger.charging.records import AccountInfo, CallRate, CallState, Inbound, Reads
 from charger.events.timefmt import parse_time_ms
-from charger.rating import load_plans
+from charger.rating import Increments, VoiceRate, load_plan_versions
+from charger.rating.versions import by_id
 from charger.runtime import default_plans_path
 from charger.settings import Settings
 from charger.store.keys import Keys, request_state, slot_of
 
+# state, direction, from, to, answer ms, duration ms, end id, end time, then the stored
+# rate: per minute, connect fee, increments, prefix, plan id ("": none), plan version.
+_CallTuple = tuple[str, str, str, str, int, int, str, str, int, int, int, int, str, str, int]
+_NO_RATE = (0, 0, 0, 0, "", "", 0)
 START_MS = parse_time_ms("2026-11-22T10:00:00.000Z")  # fixed: the same bytes every run
 # Keys and arguments of each apply.lua opcode the planner emits (see charging.planner).
-_SHAPE = {"U": (2, 6), "G": (2, 9), "A": (2, 11), "S": (4, 11), "E": (4, 6), "P": (2, 4)}
+_SHAPE = {"U": (2, 6), "G": (2, 9), "A": (2, 11), "S": (4, 14), "E": (4, 6), "P": (2, 4)}
 _SHAPE |= {"K": (1, 1), "D": (0, 3)}
 
 
@@ -45,7 +50,7 @@ class MemoryRedis:
     accounts: dict[str, AccountInfo] = field(default_factory=dict)
     # Call fields as a tuple: plain values are invisible to the garbage collector, which
     # would otherwise charge the planner for scanning state the worker keeps in Redis.
-    calls: dict[str, tuple[str, str, str, str, int, int, str, str]] = field(default_factory=dict)
+    calls: dict[str, _CallTuple] = field(default_factory=dict)
     requests: dict[tuple[str, str], str] = field(default_factory=dict)
 
     def read(self, p: Prepared) -> Reads:
@@ -72,18 +77,29 @@ class MemoryRedis:
                     self.accounts[ks[0]] = AccountInfo(str(args[2]), str(args[3]), int(args[4]))
                 elif op == "S":
                     frm, to, answer = str(args[4]), str(args[5]), int(args[2])
-                    self.calls[ks[2]] = ("active", str(args[3]), frm, to, answer, 0, "", "")
+                    rate = (int(args[7]), int(args[8]), int(args[9]), int(args[10]))
+                    stored = (str(args[11]), str(args[12]), int(args[13]))
+                    call = ("active", str(args[3]), frm, to, answer, 0, "", "", *rate, *stored)
+                    self.calls[ks[2]] = call
                 elif op == "E":
-                    self.calls[ks[2]] = ("ended", "", "", "", 0, 0, "", "")
+                    self.calls[ks[2]] = ("ended", "", "", "", 0, 0, "", "", *_NO_RATE)
                 elif op == "P":
                     dur, end_id, end_time = int(args[1]), str(args[2]), str(args[3])
-                    self.calls[ks[1]] = ("pending_end", "", "", "", 0, dur, end_id, end_time)
+                    parked = ("pending_end", "", "", "", 0, dur, end_id, end_time, *_NO_RATE)
+                    self.calls[ks[1]] = parked
                 elif op == "G":
                     self.requests[(ks[0], request_state(str(args[1])))] = str(args[2])
 
 
-def _call(f: tuple[str, str, str, str, int, int, str, str] | None) -> CallState | None:
-    return None if f is None else CallState(*f)
+def _call(f: _CallTuple | None) -> CallState | None:
+    if f is None:
+        return None
+    ppm, cf, i1, i2, prefix, plan_id, version = f[8:]
+    rate = None
+    if plan_id:
+        voice = VoiceRate(prefix, f[1], ppm, cf, Increments(i1, i2))
+        rate = CallRate(plan_id, version, voice)
+    return CallState(*f[:8], rate=rate)
 
 
 def inbound(records: Sequence[tuple[str, bytes | None, bytes]], partitions: int) -> list[Inbound]:
@@ -109,7 +125,7 @@ def run_once(
     accounts: list[Inbound], events: list[Inbound], keys: Keys, batch: int = 5000
 ) -> Timing:
     """One fresh worker: load the accounts (untimed), then time the events' batches."""
-    plans = load_plans(default_plans_path())
+    plans = by_id(load_plan_versions(default_plans_path()))  # as the worker's plan book
     planner = Planner(keys, lambda: plans)
     redis = MemoryRedis()
     for i in range(0, len(accounts), batch):

@@ -192,6 +192,9 @@ async def run_tick(
                     rate.connect_fee_micros,
                     rate.increments.first,
                     rate.increments.next,
+                    rate.prefix,
+                    plan.id,
+                    plan.version,
                 ],
             )
             if setup.pending >= SETUP_CHUNK:

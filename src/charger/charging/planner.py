@@ -27,10 +27,17 @@ from charger.charging.records import (
     RechargePolicy,
     fingerprint,
 )
-from charger.charging.usage import RatingError, plan_for, rate_record
+from charger.charging.usage import (
+    RatingError,
+    answered_rate,
+    call_rate,
+    plan_for,
+    rate_call,
+    rate_record,
+)
 from charger.events.timefmt import parse_time_ms
 from charger.events.validate import Invalid, decode, too_deep
-from charger.rating import RatePlan
+from charger.rating import PlanSource
 from charger.store.keys import Keys, request_state, slot_of
 from topics import records
 
@@ -81,7 +88,7 @@ class Planner:
     def __init__(
         self,
         keys: Keys,
-        plans: Callable[[], Mapping[str, RatePlan]],
+        plans: Callable[[], Mapping[str, PlanSource]],
         accounts_cache: dict[str, AccountInfo] | None = None,
         policy: RechargePolicy | None = None,
     ) -> None:
@@ -94,7 +101,8 @@ class Planner:
         self.accounts: dict[str, AccountInfo] = accounts_cache if accounts_cache is not None else {}
         # account -> (its record key, slot, account key): the same accounts recur.
         self._places: dict[str, tuple[bytes, int, str]] = {}
-        self._plans: Mapping[str, RatePlan] = {}  # the plans of the batch being planned
+        # The plans of the batch being planned: each id's versions, chosen by event time.
+        self._plans: Mapping[str, PlanSource] = {}
 
     # ---- step 1 ----
     def prepare(self, batch: list[Inbound]) -> Prepared:
@@ -198,14 +206,14 @@ class Planner:
         info = self.accounts.get(body["account"])
         if info is None:
             raise RatingError("unknown_account", f"{typ}: account {body['account']!r} is unknown")
-        plan = self._plans.get(info.rate_plan)
+        plans = self._plans.get(info.rate_plan)
         if typ == "call.started":
-            return self._call_started(sp, d, info, plan, calls)
+            return self._call_started(sp, d, info, plans, calls)
         if typ == "call.ended":
-            return self._call_ended(sp, d, info, plan, calls)
+            return self._call_ended(sp, d, info, plans, calls)
         if typ == "recharge.result":
             return self._recharge_result(sp, d, info)
-        usage = rate_record(body, info, plan)
+        usage = rate_record(body, info, plans)
         self._move(sp, d, usage.amount_micros, usage.head)
         return "applied"
 
@@ -293,29 +301,27 @@ class Planner:
         sp: SlotPlan,
         d: Decoded,
         info: AccountInfo,
-        plan: RatePlan | None,
+        plans: PlanSource | None,
         calls: dict[str, CallState | None],
     ) -> str:
         b = d.body
         state = calls.get(d.call_key)
-        if state is not None and state.state == "pending_end":
+        if state is not None and state.state != "pending_end":
+            self._remember(sp, d)  # duplicate start, or a start after the call settled
+            return "ignored"
+        # A call is rated by the plan version in force when it was answered: `time` here.
+        plan = plans.at(b["time"]) if plans is not None else None
+        if plan is None or plan.currency != info.currency:
+            plan = plan_for(info, plans, b["account"], b["time"])  # raises: says why
+        answered = call_rate(plan, b["direction"], b["to"])
+        if state is not None:
             # The end came first: now the route is known, settle it.
             end = dict(b, id=state.end_id, time=state.end_time, duration_ms=state.duration_ms)
-            usage = rate_record(end, info, plan, call_type="call.ended")
+            usage = rate_call(end, info, answered)
             self._settle(sp, d, usage.amount_micros, usage.head, end["id"], end["time"])
             calls[d.call_key] = CallState("ended")
             return "applied"
-        if state is not None:
-            self._remember(sp, d)  # duplicate start, or a start after the call settled
-            return "ignored"
-        p = plan if plan is not None and plan.currency == info.currency else None
-        if p is None:
-            p = plan_for(info, plan, b["account"])  # raises: says why the plan is unusable
-        rate = p.voice_rate(b["direction"], b["to"])
-        if rate is None:
-            raise RatingError(
-                "no_rate", f"plan {p.id!r} has no {b['direction']} rate for {b['to']!r}"
-            )
+        rate = answered.rate
         answer_ms = parse_time_ms(b["time"])
         sp.slot(d.slot).add(
             "S",
@@ -334,9 +340,14 @@ class Planner:
                 rate.connect_fee_micros,
                 rate.increments.first,
                 rate.increments.next,
+                rate.prefix,
+                answered.plan_id,
+                answered.plan_version,
             ],
         )
-        calls[d.call_key] = CallState("active", b["direction"], b["from"], b["to"], answer_ms)
+        calls[d.call_key] = CallState(
+            "active", b["direction"], b["from"], b["to"], answer_ms, rate=answered
+        )
         return "applied"
 
     def _call_ended(
@@ -344,7 +355,7 @@ class Planner:
         sp: SlotPlan,
         d: Decoded,
         info: AccountInfo,
-        plan: RatePlan | None,
+        plans: PlanSource | None,
         calls: dict[str, CallState | None],
     ) -> str:
         b = d.body
@@ -352,8 +363,7 @@ class Planner:
         if state is not None and state.state not in ("active", "cut", "expired"):
             self._remember(sp, d)  # already settled or parked: a second end moves nothing
             return "ignored"
-        route = None if state is None else (state.direction, state.number_to)
-        if route is None and ("direction" not in b or "to" not in b):
+        if state is None and ("direction" not in b or "to" not in b):
             sp.slot(d.slot).add(
                 "P",
                 d.source,
@@ -367,7 +377,7 @@ class Planner:
             return "parked"
         # A session closed by its TTL already charged what it held: charge the rest only.
         charged = state.charged if state is not None and state.state == "expired" else 0
-        usage = rate_record(b, info, plan, already_charged=charged, route=route)
+        usage = rate_call(b, info, answered_rate(b, info, plans, state), charged)
         self._settle(sp, d, usage.amount_micros, usage.head, b["id"], b["time"])
         calls[d.call_key] = CallState("ended")
         return "applied"

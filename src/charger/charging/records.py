@@ -4,9 +4,32 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from hashlib import blake2b
-from typing import Any
+from typing import Any, Final, NamedTuple
 
 import orjson
+
+from charger.rating.model import Increments, VoiceRate
+
+# The call hash fields read.lua returns, in this order: read.lua is given this list, so it
+# is the only one. apply.lua's 'S' op writes them (the rate ones: ppm to rver).
+CALL_FIELDS: Final = (
+    "state",
+    "dir",
+    "from",
+    "to",
+    "t0",
+    "dur",
+    "end_id",
+    "end_time",
+    "charged",
+    "ppm",  # the rate fixed at answer: per-minute price,
+    "cf",  # connect fee,
+    "i1",  # first and next increments (s),
+    "i2",
+    "prefix",  # prefix matched,
+    "rplan",  # plan id (absent: a session written before rates were stored),
+    "rver",  # plan version (0: a plan without versions)
+)
 
 
 @dataclass(slots=True)
@@ -34,6 +57,17 @@ class AccountInfo:
     credit_limit_micros: int
 
 
+class CallRate(NamedTuple):
+    """The rate a call was answered at: stored with its session, its end is charged by it.
+
+    A tuple: one is built for every answered call, in a fraction of a frozen dataclass' time.
+    """
+
+    plan_id: str
+    plan_version: int
+    rate: VoiceRate
+
+
 @dataclass(slots=True)
 class CallState:
     """What is known of a call session: active, ended (tombstone) or a parked end."""
@@ -47,13 +81,28 @@ class CallState:
     end_id: str = ""
     end_time: str = ""
     charged: int = 0  # what a session that expired already charged
+    rate: CallRate | None = None  # None: no session yet, or one older than stored rates
 
     @classmethod
     def from_fields(cls, f: list[bytes | None]) -> CallState | None:
         """From read.lua's values of CALL_FIELDS, in that order (all nil: no session)."""
-        state, direction, frm, to, t0, dur, end_id, end_time, charged = f
+        state, direction, frm, to, t0, dur, end_id, end_time, charged = f[:9]
+        ppm, cf, i1, i2, prefix, plan_id, version = f[9:]
         if state is None:
             return None
+        rate = None
+        if plan_id is not None and direction is not None:
+            rate = CallRate(
+                plan_id.decode(),
+                int(version or 0),
+                VoiceRate(
+                    (prefix or b"").decode(),
+                    direction.decode(),
+                    int(ppm or 0),
+                    int(cf or 0),
+                    Increments(int(i1 or 0), int(i2 or 0)),
+                ),
+            )
         return cls(
             state=state.decode(),
             direction=(direction or b"").decode(),
@@ -64,6 +113,7 @@ class CallState:
             end_id=(end_id or b"").decode(),
             end_time=(end_time or b"").decode(),
             charged=int(charged or 0),
+            rate=rate,
         )
 
 

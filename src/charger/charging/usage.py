@@ -6,8 +6,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from charger.charging import ledger
-from charger.charging.records import AccountInfo
-from charger.rating import RatePlan, sms_charge
+from charger.charging.records import AccountInfo, CallRate, CallState
+from charger.events.timefmt import format_time_ms
+from charger.rating import PlanSource, RatePlan, sms_charge
 from charger.rating.cost import charge_parts
 from topics import names
 from topics.records import MAX_MICROS
@@ -38,36 +39,101 @@ class Usage:
     head: bytes
 
 
-def plan_for(info: AccountInfo, plan: RatePlan | None, account: str) -> RatePlan:
-    """The account's plan, or the reason it cannot be used."""
-    if plan is None:
+def plan_for(info: AccountInfo, plans: PlanSource | None, account: str, time: str) -> RatePlan:
+    """The version of the account's plan in force at ``time``, or the reason there is none."""
+    plan = plans.at(time) if plans is not None else None
+    if plan is not None and plan.currency == info.currency:
+        return plan
+    if plans is None:
         raise RatingError(
             "unknown_rate_plan",
             f"account {account!r} uses rate plan {info.rate_plan!r}, not loaded",
         )
-    if plan.currency != info.currency:
+    if plan is None:
         raise RatingError(
-            "currency_mismatch",
-            f"rate plan {plan.id!r} is in {plan.currency}, account {account!r} in {info.currency}",
+            "no_rate_plan_in_force",
+            f"rate plan {info.rate_plan!r} of account {account!r} has no version in force "
+            f"at {time}",
         )
-    return plan
+    raise RatingError(
+        "currency_mismatch",
+        f"rate plan {plan.id!r} is in {plan.currency}, account {account!r} in {info.currency}",
+    )
 
 
-def rate_record(
+def call_rate(plan: RatePlan, direction: str, to: str) -> CallRate:
+    """The rate of a call to ``to`` under ``plan``; RatingError if the plan has none."""
+    rate = plan.voice_rate(direction, to)
+    if rate is None:
+        raise RatingError("no_rate", f"plan {plan.id!r} has no {direction} rate for {to!r}")
+    return CallRate(plan.id, plan.version, rate)
+
+
+def answered_rate(
+    body: dict[str, Any], info: AccountInfo, plans: PlanSource | None, state: CallState | None
+) -> CallRate:
+    """The rate the end ``body`` of a call is charged at: the one its session stored."""
+    if state is None:
+        # No session (never started, or its tombstone expired): the route is the end's
+        # own and its time the only one known.
+        plan = plan_for(info, plans, body["account"], body["time"])
+        return call_rate(plan, body["direction"], body["to"])
+    if state.rate is not None:
+        return state.rate
+    # A session written before rates were stored (a rolling upgrade): rate it again, with
+    # the plan version in force at its answer.
+    plan = plan_for(info, plans, body["account"], format_time_ms(state.answer_ms))
+    return call_rate(plan, state.direction, state.number_to)
+
+
+def rate_call(
     body: dict[str, Any],
     info: AccountInfo,
-    plan: RatePlan | None,
-    call_type: str | None = None,
+    answered: CallRate,
     already_charged: int = 0,
-    route: tuple[str, str] | None = None,
 ) -> Usage:
-    """Price `body` (a call.ended with its route, an attempt, an SMS or a top-up).
+    """Price the end ``body`` of a call answered at rate ``answered``.
 
-    `already_charged` is what an expired session of this call charged: the end charges
-    only the difference. `route` (direction, number called) replaces the body's: an end
-    learns it from the call's session.
+    ``already_charged`` is what an expired session of this call charged: the end charges
+    only the difference.
     """
-    typ = call_type or body["type"]
+    rate = answered.rate
+    billed, charge = charge_parts(body["duration_ms"], rate)
+    inc = rate.increments
+    extra: dict[str, Any] = {"call_id": body["call_id"], "rate_plan": answered.plan_id}
+    if answered.plan_version:  # absent for plans without versions: entries as before
+        extra["rate_plan_version"] = answered.plan_version
+    extra |= {
+        "prefix": rate.prefix,
+        "direction": rate.direction,
+        "connect_fee_micros": rate.connect_fee_micros,
+        "increments": f"{inc.first}/{inc.next}",
+        "duration_ms": body["duration_ms"],
+    }
+    if already_charged:
+        extra = {"already_charged_micros": already_charged, **extra}
+    amount = -charge + already_charged
+    price = rate.per_minute_micros
+    return _usage(
+        "call.ended",
+        names.TELEPHONY_EVENTS,
+        body["account"],
+        body,
+        info,
+        "call",
+        amount,
+        billed,
+        "second",
+        price,
+        extra,
+    )
+
+
+def rate_record(body: dict[str, Any], info: AccountInfo, plans: PlanSource | None) -> Usage:
+    """Price ``body``: an attempt, an SMS (by the plan version in force at its time), a
+    top-up, or the end of a call without a session (its own route and time; an end with a
+    session is priced by :func:`rate_call` at the rate stored at answer)."""
+    typ = body["type"]
     account: str = body["account"]
     topic = _SOURCE_OF[typ]
     if typ == "balance.credited":
@@ -78,45 +144,14 @@ def rate_record(
         amt = body["amount_micros"]
         extra = {"reference": body["request_id"]}
         return _usage(typ, topic, account, body, info, "recharge", amt, 1, "payment", amt, extra)
-    p = plan if plan is not None and plan.currency == info.currency else None
-    if p is None:
-        p = plan_for(info, plan, account)  # raises: says why the plan is unusable
     if typ == "call.ended":
-        direction, to = route if route is not None else (body["direction"], body["to"])
-        rate = p.voice_rate(direction, to)
-        if rate is None:
-            raise RatingError("no_rate", f"plan {p.id!r} has no {direction} rate for {to!r}")
-        billed, charge = charge_parts(body["duration_ms"], rate)
-        inc = rate.increments
-        extra = {
-            "call_id": body["call_id"],
-            "rate_plan": p.id,
-            "prefix": rate.prefix,
-            "direction": direction,
-            "connect_fee_micros": rate.connect_fee_micros,
-            "increments": f"{inc.first}/{inc.next}",
-            "duration_ms": body["duration_ms"],
-        }
-        if already_charged:
-            extra = {"already_charged_micros": already_charged, **extra}
-        amount = -charge + already_charged
-        price = rate.per_minute_micros
-        return _usage(
-            typ,
-            topic,
-            account,
-            body,
-            info,
-            "call",
-            amount,
-            billed,
-            "second",
-            price,
-            extra,
-        )
+        return rate_call(body, info, answered_rate(body, info, plans, None))
+    p = plans.at(body["time"]) if plans is not None else None
+    if p is None or p.currency != info.currency:  # inline first: the common case is fine
+        p = plan_for(info, plans, account, body["time"])  # raises: says why it is unusable
     if typ == "call.attempt":
         price = p.ring_through_micros
-        extra = {"call_id": body["call_id"], "rate_plan": p.id}
+        extra = _plan_extra({"call_id": body["call_id"]}, p)
         return _usage(
             typ, topic, account, body, info, "ring_through", -price, 1, "attempt", price, extra
         )
@@ -124,9 +159,17 @@ def rate_record(
     outbound = typ == "sms.sent"
     amount = sms_charge(p, outbound, segments)
     price = p.sms_out_micros if outbound else p.sms_in_micros
-    extra = {"message_id": body["message_id"], "rate_plan": p.id}
+    extra = _plan_extra({"message_id": body["message_id"]}, p)
     kind = "sms_out" if outbound else "sms_in"
     return _usage(typ, topic, account, body, info, kind, -amount, segments, "segment", price, extra)
+
+
+def _plan_extra(extra: dict[str, Any], plan: RatePlan) -> dict[str, Any]:
+    """``extra`` with the plan rated by; its version only if it has one (else as before)."""
+    extra["rate_plan"] = plan.id
+    if plan.version:
+        extra["rate_plan_version"] = plan.version
+    return extra
 
 
 def _usage(

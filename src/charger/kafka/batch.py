@@ -30,7 +30,7 @@ from charger.kafka.horizon import Horizon
 from charger.kafka.publisher import Publisher
 from charger.kafka.relay import Relay
 from charger.metrics import Metrics
-from charger.rating import RatePlan
+from charger.rating import PlanSource
 from charger.settings import Settings
 from charger.store.redis_store import RedisStore
 from topics import names
@@ -84,7 +84,7 @@ class BatchWorker:
         settings: Settings,
         store: RedisStore,
         relay: Relay,
-        plans: Callable[[], Mapping[str, RatePlan]],
+        plans: Callable[[], Mapping[str, PlanSource]],
         clock: Clock,
         metrics: Metrics,
     ) -> None:

@@ -2,6 +2,7 @@
 
 Every worker reads the whole topic: each one rates for every plan. A record that is not a
 valid plan is refused and the plan's previous version stays in force; the worker goes on.
+A versioned plan is keyed ``<id>@<version>``, so compaction keeps every version.
 
 Refusals go to the DLQ like every other refused record: as a DLQ op of slot 0 (the topic
 has one partition) written by apply.lua under the watermark of source
@@ -17,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 from typing import Any, Final
 
@@ -29,6 +30,7 @@ from charger.events.validate import Invalid, decode
 from charger.metrics import Metrics
 from charger.rating import PlanError, RatePlan, plan_from_dict
 from charger.rating.loader import strict_json
+from charger.rating.versions import PlanVersions, by_id, parse_record_key, record_key
 from charger.store.redis_store import RedisStore
 from topics import names
 
@@ -44,15 +46,24 @@ def _invalid(detail: str) -> Invalid:
 
 
 class PlanBook:
-    """The rate plans in force: topic versions override file versions of the same id."""
+    """The rate plans in force, every version of every plan id.
 
-    def __init__(self, from_files: Mapping[str, RatePlan] | None = None) -> None:
-        self._files = dict(from_files or {})
-        self._topic: dict[str, RatePlan] = {}
-        self._view: Mapping[str, RatePlan] = MappingProxyType(dict(self._files))
+    A version is identified by (plan id, version number; 0 for a plan without versions).
+    A topic record adds its version or replaces the same version, and overrides the file
+    version of the same pair; a tombstone withdraws the topic's version of its key, and the
+    file's, if any, is in force again.
+    """
+
+    def __init__(
+        self, from_files: Mapping[str, RatePlan] | Iterable[RatePlan] | None = None
+    ) -> None:
+        plans = from_files.values() if isinstance(from_files, Mapping) else from_files or ()
+        self._files = {(p.id, p.version): p for p in plans}
+        self._topic: dict[tuple[str, int], RatePlan] = {}
+        self._view: Mapping[str, PlanVersions] = MappingProxyType(by_id(self._files.values()))
         self.refused = 0
 
-    def current(self) -> Mapping[str, RatePlan]:
+    def current(self) -> Mapping[str, PlanVersions]:
         return self._view
 
     def apply(self, key: bytes | None, value: bytes | None) -> Invalid | None:
@@ -63,10 +74,14 @@ class PlanBook:
         return bad
 
     def _apply(self, key: bytes | None, value: bytes | None) -> Invalid | None:
-        if value is None:  # compaction tombstone: the plan is withdrawn
+        if value is None:  # compaction tombstone: the plan version is withdrawn
             if key is None:
                 return _invalid("tombstone without a key: no plan to withdraw")
-            self._topic.pop(key.decode(errors="replace"), None)
+            try:
+                where = parse_record_key(key.decode(errors="replace"))
+            except ValueError:
+                return None  # no valid version was ever under this key: nothing to withdraw
+            self._topic.pop(where, None)
             self._rebuild()
             return None
         body = decode(value, _TYPES, MAX_PLAN_BYTES)
@@ -79,16 +94,19 @@ class PlanBook:
         except (PlanError, ValueError) as exc:
             return _invalid(str(exc))
         shown = None if key is None else key.decode(errors="replace")
-        if shown != plan.id:
+        expected = record_key(plan.id, plan.version)
+        if shown != expected:
             # Compaction and tombstones work by key: under another key this version would
-            # outlive its withdrawal, or be compacted away by another plan's versions.
-            return _invalid(f"record key {shown!r} is not the plan id {plan.id!r}")
-        self._topic[plan.id] = plan
+            # outlive its withdrawal, or be compacted away by another version or plan.
+            if plan.version == 0:
+                return _invalid(f"record key {shown!r} is not the plan id {plan.id!r}")
+            return _invalid(f"record key {shown!r} is not {expected!r}: plan id @ version")
+        self._topic[(plan.id, plan.version)] = plan
         self._rebuild()
         return None
 
     def _rebuild(self) -> None:
-        self._view = MappingProxyType({**self._files, **self._topic})
+        self._view = MappingProxyType(by_id({**self._files, **self._topic}.values()))
 
 
 class RatePlanReader:

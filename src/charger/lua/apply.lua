@@ -472,7 +472,9 @@ while a <= n do
     elseif op == 'S' then
       -- open a call session and place its first hold. KEYS acct, seen, call, account calls;
       -- ARGV fp, call id, answer ms, direction, from, to, account,
-      -- price per minute, connect fee, first increment, next increment
+      -- price per minute, connect fee, first increment, next increment,
+      -- prefix, rate plan id, plan version (the rate fixed at answer: the end is charged
+      -- with these fields, see CALL_FIELDS in charging/records.py)
       local call_key = K[k + 2]
       if fresh and first_time(K[k + 1], A[p]) and redis.call('EXISTS', call_key) == 0 then
         local ppm, cf = tonumber(A[p + 7]), tonumber(A[p + 8])
@@ -480,7 +482,8 @@ while a <= n do
         redis.call('HSET', call_key, 'state', 'active', 'call_id', A[p + 1], 't0', A[p + 2],
           'dir', A[p + 3], 'from', A[p + 4], 'to', A[p + 5], 'acct', A[p + 6],
           'akey', K[k], 'acs', K[k + 3], 'ppm', A[p + 7], 'cf', A[p + 8],
-          'i1', A[p + 9], 'i2', A[p + 10], 'cov', '0', 'hold', '0', 'zr', zr)
+          'i1', A[p + 9], 'i2', A[p + 10], 'cov', '0', 'hold', '0', 'zr', zr,
+          'prefix', A[p + 11], 'rplan', A[p + 12], 'rver', A[p + 13])
         redis.call('SADD', K[k + 3], call_key)
         if zr == '1' then
           redis.call('ZADD', sessions_key, tonumber(A[p + 2]) + max_call_ms, call_key)
@@ -496,7 +499,7 @@ while a <= n do
         skipped = skipped + 1
       end
       k = k + 4
-      a = p + 11
+      a = p + 14
     elseif op == 'P' then
       -- an end with no start and no route yet: park it until the start arrives.
       -- KEYS seen, call; ARGV fp, duration ms, end event id, end time

@@ -8,8 +8,10 @@
 -- ARGV: 1 one MessagePack array {seen-id keys, account keys, call keys, recharge requests
 --       as a flat list of account key, field ("rq:<request id>") pairs}: one argument
 --       instead of one per key keeps the client's packing cost flat.
+--       2 the call hash fields to read, a MessagePack array (CALL_FIELDS of
+--       charging/records.py, which decodes them: one list for both languages).
 -- Returns {seen values, account fields (3 per account: currency, rate plan,
---          credit limit in micros), call fields (9 per call, see CALL_FIELDS),
+--          credit limit in micros), call fields (#CALL_FIELDS per call),
 --          request states}; a missing value is nil.
 
 local packed = cmsgpack.unpack(ARGV[1])
@@ -17,8 +19,7 @@ local seen_keys, acct_keys, call_keys, req = packed[1], packed[2], packed[3], pa
 local n_seen = #seen_keys
 local CHUNK = 1000 -- keys per MGET: unpack() has a stack limit
 
-local CALL_FIELDS = {'state', 'dir', 'from', 'to', 't0', 'dur', 'end_id', 'end_time',
-  'charged'}
+local CALL_FIELDS = cmsgpack.unpack(ARGV[2])
 
 local seen = {}
 local i = 1

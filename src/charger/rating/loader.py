@@ -18,7 +18,7 @@ import yaml
 from charger.rating.model import RatePlan
 from charger.rating.plans import PlanError, plan_from_dict
 
-__all__ = ["PLAN_SUFFIXES", "load_plans", "read_document", "strict_json"]
+__all__ = ["PLAN_SUFFIXES", "load_plan_versions", "load_plans", "read_document", "strict_json"]
 
 PLAN_SUFFIXES = frozenset({".yaml", ".yml", ".json"})
 
@@ -103,11 +103,12 @@ def _plans_in_file(file: Path) -> Iterator[RatePlan]:
             raise exc.with_source(source, f"#{position + 1}") from None
 
 
-def load_plans(path: Path) -> dict[str, RatePlan]:
-    """Load every plan in a plan file, or in the plan files directly inside a directory.
+def load_plan_versions(path: Path) -> list[RatePlan]:
+    """Load every plan version in a plan file, or in the plan files directly inside a directory.
 
     Files are read in name order; hidden files and other suffixes in a directory are skipped.
-    A plan id defined twice, in one file or across files, raises :class:`PlanError`.
+    An id may appear once per ``version``; the same id and version twice, in one file or
+    across files, raises :class:`PlanError`.
     """
     path = Path(path)
     if path.is_dir():
@@ -120,17 +121,35 @@ def load_plans(path: Path) -> dict[str, RatePlan]:
             raise PlanError(None, None, "no .yaml, .yml or .json plan files", source=str(path))
     else:
         files = [path]
-    plans: dict[str, RatePlan] = {}
-    origin: dict[str, Path] = {}
+    plans: list[RatePlan] = []
+    origin: dict[tuple[str, int], Path] = {}
     for file in files:
         for plan in _plans_in_file(file):
-            if plan.id in plans:
+            where = (plan.id, plan.version)
+            if where in origin:
+                what = "plan id" if plan.version == 0 else f"plan id and version {plan.version}"
                 raise PlanError(
                     plan.id,
                     "id",
-                    f"duplicate plan id (first defined in {origin[plan.id]})",
+                    f"duplicate {what} (first defined in {origin[where]})",
                     source=str(file),
                 )
-            plans[plan.id] = plan
-            origin[plan.id] = file
+            plans.append(plan)
+            origin[where] = file
+    return plans
+
+
+def load_plans(path: Path) -> dict[str, RatePlan]:
+    """Like :func:`load_plan_versions` for plan files with one version per id, by id.
+
+    An id with several versions raises :class:`PlanError`: which one to return would be a
+    guess (the worker reads every version with :func:`load_plan_versions`).
+    """
+    plans: dict[str, RatePlan] = {}
+    for plan in load_plan_versions(path):
+        if plan.id in plans:
+            raise PlanError(
+                plan.id, "version", "several versions: read them with load_plan_versions"
+            )
+        plans[plan.id] = plan
     return plans

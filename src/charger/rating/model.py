@@ -10,6 +10,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Final
 
+from charger.events.timefmt import is_time
+
 __all__ = [
     "DIRECTIONS",
     "MAX_INCREMENT_S",
@@ -18,6 +20,7 @@ __all__ = [
     "RatePlan",
     "VoiceRate",
     "check_currency",
+    "check_effective_from",
     "check_plan_id",
 ]
 
@@ -51,6 +54,18 @@ def check_currency(value: object) -> str:
     if not isinstance(value, str) or _CURRENCY.fullmatch(value) is None:
         raise ValueError(f"must be 3 uppercase letters like 'USD', got {value!r}")
     return value
+
+
+def check_effective_from(value: object) -> str | None:
+    """Return ``value`` if it is None or a contract time (``2026-12-01T00:00:00.000Z``).
+
+    One fixed format, the events' own, so that comparing the strings compares the instants.
+    """
+    if value is None or (isinstance(value, str) and is_time(value)):
+        return value
+    raise ValueError(
+        f"must be RFC 3339 UTC with milliseconds like '2026-12-01T00:00:00.000Z', got {value!r}"
+    )
 
 
 def _require_int(name: str, value: object, minimum: int, maximum: int | None = None) -> None:
@@ -123,7 +138,11 @@ class VoiceRate:
 @dataclass(frozen=True, slots=True)
 class RatePlan:
     """A named set of prices in one currency: voice rates by direction and prefix, SMS per
-    segment, and a fee per ring-through attempt. All amounts are micro-units."""
+    segment, and a fee per ring-through attempt. All amounts are micro-units.
+
+    ``version`` tells versions of one plan id apart (0: a plan without versions) and
+    ``effective_from`` is the contract time the version starts to apply (None: always).
+    """
 
     id: str
     currency: str
@@ -131,6 +150,8 @@ class RatePlan:
     sms_out_micros: int
     sms_in_micros: int
     ring_through_micros: int
+    version: int = 0
+    effective_from: str | None = None
     # direction -> prefix -> rate, built once so lookups cost one dict probe per prefix length.
     _index: dict[str, dict[str, VoiceRate]] = field(
         init=False, repr=False, compare=False, hash=False
@@ -148,6 +169,11 @@ class RatePlan:
         _require_int("sms_out_micros", self.sms_out_micros, 0, MAX_PRICE_MICROS)
         _require_int("sms_in_micros", self.sms_in_micros, 0, MAX_PRICE_MICROS)
         _require_int("ring_through_micros", self.ring_through_micros, 0, MAX_PRICE_MICROS)
+        _require_int("version", self.version, 0)
+        try:
+            check_effective_from(self.effective_from)
+        except ValueError as exc:
+            raise ValueError(f"effective_from {exc}") from None
         index: dict[str, dict[str, VoiceRate]] = {d: {} for d in DIRECTIONS}
         for position, rate in enumerate(self.voice):
             if not isinstance(rate, VoiceRate):
@@ -163,6 +189,14 @@ class RatePlan:
         # Frozen dataclass: the derived index is set once here and never changes after.
         object.__setattr__(self, "_index", index)
         object.__setattr__(self, "_longest", longest)
+
+    def at(self, time: str) -> RatePlan | None:
+        """This plan if it is in force at contract time ``time``, else None.
+
+        A plan on its own is its only version (see :class:`charger.rating.versions.PlanVersions`).
+        """
+        start = self.effective_from
+        return self if start is None or start <= time else None
 
     def voice_rate(self, direction: str, number: str) -> VoiceRate | None:
         """The rate for a call in ``direction`` to ``number``, or None if nothing matches.

@@ -21,6 +21,7 @@ from charger.rating.model import (
     RatePlan,
     VoiceRate,
     check_currency,
+    check_effective_from,
     check_plan_id,
 )
 
@@ -36,6 +37,8 @@ _PLAN_KEYS = frozenset(
         "sms",
         "ring_through_attempt",
         "ring_through_attempt_micros",
+        "version",
+        "effective_from",
     }
 )
 _VOICE_KEYS = frozenset(
@@ -172,6 +175,23 @@ def _voice_rate(plan_id: str, position: int, doc: object) -> VoiceRate:
     )
 
 
+def _version(plan_id: str, doc: Mapping[str, object]) -> tuple[int, str | None]:
+    """``version`` (absent: 0, a plan without versions) and ``effective_from`` (absent: None)."""
+    version: object = doc.get("version", 0)
+    if "version" in doc and (
+        isinstance(version, bool) or not isinstance(version, int) or not 1 <= version < 2**31
+    ):
+        raise PlanError(
+            plan_id, "version", f"must be an integer from 1 to 2**31-1, got {version!r}"
+        )
+    try:
+        start = check_effective_from(doc.get("effective_from"))
+    except ValueError as exc:
+        raise PlanError(plan_id, "effective_from", str(exc)) from None
+    assert isinstance(version, int)
+    return version, start
+
+
 def plan_from_dict(doc: Mapping[str, object]) -> RatePlan:
     """Build a :class:`RatePlan` from a parsed document; raise :class:`PlanError` if invalid."""
     if not isinstance(doc, Mapping):
@@ -214,6 +234,7 @@ def plan_from_dict(doc: Mapping[str, object]) -> RatePlan:
     if not isinstance(sms, Mapping):
         raise PlanError(plan_id, "sms", f"must be a mapping, got {sms!r}")
     _check_keys(plan_id, "sms", sms, _SMS_KEYS)
+    version, effective_from = _version(plan_id, doc)
     return RatePlan(
         id=plan_id,
         currency=currency,
@@ -221,4 +242,6 @@ def plan_from_dict(doc: Mapping[str, object]) -> RatePlan:
         sms_out_micros=_money(plan_id, "sms", sms, "outbound_per_segment", 0),
         sms_in_micros=_money(plan_id, "sms", sms, "inbound_per_segment", 0),
         ring_through_micros=_money(plan_id, "", doc, "ring_through_attempt", 0),
+        version=version,
+        effective_from=effective_from,
     )

@@ -12,14 +12,14 @@ from redis.asyncio.client import Pipeline
 
 from charger.charging.ops import KeyArg, ScriptConfig, SlotPlan
 from charger.charging.planner import Prepared
-from charger.charging.records import AccountInfo, CallState, Reads
+from charger.charging.records import CALL_FIELDS, AccountInfo, CallState, Reads
 from charger.store.keys import Keys
 from charger.store.scripts import Scripts
 
 OutboxEntry = tuple[bytes, dict[bytes, bytes]]
 
-# The call hash fields read.lua returns, in its order (CallState.from_fields).
-CALL_FIELDS = ("state", "dir", "from", "to", "t0", "dur", "end_id", "end_time", "charged")
+# read.lua is told which call hash fields to return: packed once, sent with every call.
+_CALL_FIELDS_PACKED = msgpack.packb(list(CALL_FIELDS), use_bin_type=False)
 
 
 @dataclass(slots=True)
@@ -66,7 +66,7 @@ class RedisStore:
         for slot, sr in by_slot.items():
             requests = [x for pair in sr.requests for x in pair]
             packed = msgpack.packb([sr.seen, sr.accounts, sr.calls, requests], use_bin_type=False)
-            calls.append(([self.keys.watermark(slot)], [packed]))
+            calls.append(([self.keys.watermark(slot)], [packed, _CALL_FIELDS_PACKED]))
 
         def queue(pipe: Pipeline) -> None:
             for keys, args in calls:
