@@ -11,12 +11,20 @@ class Clock(Protocol):
 
     def now_ms(self) -> int: ...
 
+    def from_wall_ms(self, wall_ms: int) -> int:
+        """This clock's reading at a wall-clock instant (the broker client stamps its fetch
+        answers with wall-clock times)."""
+        ...
+
 
 class SystemClock:
     """The real clock."""
 
     def now_ms(self) -> int:
         return time.time_ns() // 1_000_000
+
+    def from_wall_ms(self, wall_ms: int) -> int:
+        return wall_ms
 
 
 class ManualClock:
@@ -26,6 +34,11 @@ class ManualClock:
         self._now = start_ms
 
     def now_ms(self) -> int:
+        return self._now
+
+    def from_wall_ms(self, wall_ms: int) -> int:
+        """The current setting: the clock stands still between moves, and tests move it
+        once the system has seen what they sent, so what it saw belongs to this instant."""
         return self._now
 
     def advance(self, ms: int) -> None:

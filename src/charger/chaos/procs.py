@@ -56,9 +56,13 @@ class Workers:
             proc.wait()
             self.kills += 1
 
+    def detach(self, name: str) -> subprocess.Popen[bytes] | None:
+        """Take a worker out of the set (no longer watched) for the caller to stop."""
+        return self.procs.pop(name, None)
+
     def stop(self, name: str, timeout: float = 30.0) -> int | None:
         """SIGTERM and wait; SIGKILL only if it does not exit in time."""
-        proc = self.procs.pop(name, None)
+        proc = self.detach(name)
         return None if proc is None else stop_process(proc, timeout)
 
     def unhealthy(self) -> list[str]:
@@ -67,7 +71,8 @@ class Workers:
         A worker that does not answer yet (starting) or any more (killed) is not counted.
         """
         bad = []
-        for name, proc in self.procs.items():
+        # A snapshot: this runs in a thread while the run starts and stops workers.
+        for name, proc in list(self.procs.items()):
             if proc.poll() is not None:
                 continue
             url = f"http://127.0.0.1:{self.ports[name]}/health"

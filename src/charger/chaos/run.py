@@ -12,10 +12,12 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import subprocess
 import tempfile
 import time
 import uuid
 from collections import deque
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +42,7 @@ from charger.demo.payments import Payments
 from charger.demo.tail import OutputTail
 from charger.embedded import EmbeddedServer, create_topics
 from charger.events.timefmt import format_time_ms
+from charger.processes import stop_process
 from charger.simulate import SimRecord, Switch, account_profiles, account_records
 from charger.simulate.produce import plan_records
 from charger.store.keys import Keys
@@ -144,11 +147,22 @@ class ChaosRun:
         elif fault.action == "join":
             self.workers.start("second")
         elif fault.action == "leave":
-            self.workers.stop("second")
+            # A graceful stop takes seconds on a loaded machine. Waiting for it here held
+            # the stream back: a safe call's end went out after its money ran out, and the
+            # worker rightly cut it. The switch does not pause while a worker leaves.
+            proc = self.workers.detach("second")
+            if proc is not None:
+                self._in_background(self._stop_worker(proc))
         elif fault.action == "redis_restart":
-            task = asyncio.create_task(self._restart_redis())
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+            self._in_background(self._restart_redis())
+
+    def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _stop_worker(self, proc: subprocess.Popen[bytes]) -> None:
+        await asyncio.to_thread(stop_process, proc)
 
     async def _restart_redis(self) -> None:
         self.redis_server.kill()

@@ -102,10 +102,14 @@ class CohortCall:
 # a cutoff is still due when the new owner of the partition gets to it. A call that ends
 # while no worker is alive cannot be cut by anyone; that is failover time, not a miss.
 DOOMED_OVERRUN_S = (40, 60)
+# A safe call ends at least this long before its money runs out.
+SAFE_SPARE_S = 5
 
 
 def cohort(cfg: ChaosConfig) -> list[CohortCall]:
-    """Half the cohort's calls run past their money, half end at least 5 s before."""
+    """Half the cohort's calls run past their money, half end at least 5 s before it runs
+    out: the run's producer may fall that far behind before a safe call's end reaches the
+    broker too late to spare it (the checker counts a cut of a safe call as spurious)."""
     rng = random.Random(f"cohort-{cfg.seed}")
     window_ms = int(cfg.window_s * 1000)
     hi = max(6, int(cfg.window_s * 0.2))
@@ -117,7 +121,11 @@ def cohort(cfg: ChaosConfig) -> list[CohortCall]:
         if doomed:
             duration_s = affordable_s + rng.randint(*DOOMED_OVERRUN_S)
         else:
-            duration_s = max(1, affordable_s - rng.randint(5, max(6, hi // 2)))
+            spare_s = rng.randint(SAFE_SPARE_S, max(SAFE_SPARE_S + 1, hi // 2))
+            # Little money would leave even a 1 s call less spare: give it more. The call
+            # lasts whole seconds plus up to 999 ms, so one more second is kept spare.
+            affordable_s = max(affordable_s, spare_s + 2)
+            duration_s = affordable_s - spare_s - 1
         out.append(
             CohortCall(
                 account=f"cut-{cfg.seed}-{n + 1:04d}",

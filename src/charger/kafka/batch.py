@@ -41,9 +41,6 @@ log = logging.getLogger("charger.batch")
 _TOPIC_ORDER = {names.BILLING_ACCOUNTS: 0, names.RECHARGE_RESULTS: 1, names.TELEPHONY_EVENTS: 2}
 # How long an offset commit may wait for the broker before the batch is retried.
 COMMIT_TIMEOUT_S = 10.0
-# A partition's high watermark older than this (ms since the last fetch answer, or three
-# fetch waits if longer) is stale: the ticker does not call the partition caught up on it.
-STALE_HIGHWATER_MS = 1000
 
 
 async def _position(consumer: AIOKafkaConsumer, tp: TopicPartition) -> int | None:
@@ -284,24 +281,24 @@ class BatchWorker:
                     strict=True,
                 )
             )
-            wall_ms = time.time_ns() // 1_000_000  # fetch answers carry wall-clock times
-            stale_ms = max(STALE_HIGHWATER_MS, 3 * self.settings.fetch_wait_ms)
+            clock = self.clock
 
-            def fresh(tp: TopicPartition) -> bool:
+            def learned(tp: TopicPartition) -> int | None:
                 try:
-                    polled: int | None = consumer.last_poll_timestamp(tp)
+                    answered: int | None = consumer.last_poll_timestamp(tp)
                 except (AssertionError, IllegalStateError):  # revoked meanwhile
-                    return False
-                return polled is not None and wall_ms - polled <= stale_ms
+                    return None
+                return None if answered is None else clock.from_wall_ms(answered)
 
+            now_ms = clock.now_ms()
             slot_now = self.horizon.slot_now(
-                self.clock.now_ms(), assigned, positions.get, consumer.highwater, fresh
+                now_ms, assigned, positions.get, consumer.highwater, learned
             )
             plan = SlotPlan()
             for slot in slots:
                 if slot in slot_now:
                     plan.slot(slot).add_tick(self.settings.tick_max_sessions)
-            looked, _cuts = await self.store.apply(plan, {}, self.clock.now_ms(), slot_now)
+            looked, _cuts = await self.store.apply(plan, {}, now_ms, slot_now)
             self.metrics.ticked.inc(looked)
             return slots
 

@@ -5,7 +5,7 @@ a `call.ended`, a top-up or a recharge result sitting in the partition's backlog
 have changed the decision. So the ticker acts "as of" a horizon per slot:
 
 - every assigned partition of the slot is caught up (its read position reached the high
-  watermark of the last fetch): the horizon is now;
+  watermark of the last fetch answer): the horizon is the instant that answer arrived;
 - a partition is behind: the horizon is the broker timestamp of the last record read
   from it — everything produced before that has been read;
 - a partition is behind and nothing was read from it since it was assigned: there is no
@@ -14,10 +14,13 @@ have changed the decision. So the ticker acts "as of" a horizon per slot:
 After a restart or a rebalance this turns "cut every call whose money ran out while we
 were away" into "replay the backlog, deciding each cut as of the moment it was due".
 
-"Caught up" also needs a recent fetch answer: the high watermark is the broker's as of
-the last fetch, and a fetcher that has not heard from the broker for a while (a starved
-process, a slow broker) would otherwise call a partition caught up while records produced
-since sit unread.
+A caught-up partition is caught up only as of its last fetch answer, not as of now: the
+high watermark is the broker's when it answered, and records produced since sit unread
+until the next answer. Acting as of now would let a tick cut a call whose end reached
+the broker between that answer and the tick; a fetcher that has not heard from the
+broker for a while (a starved process, a slow broker) holds its slots back by as long.
+(The answer's own transit, from the broker to the consumer's fetcher, is the only
+stretch left uncounted.)
 
 "Read" means processed: records a fetch has returned but the batch loop has not yet
 applied are "in hand", and the partition counts as behind until they are (the consumer's
@@ -71,12 +74,13 @@ class Horizon:
         assigned: Iterable[TopicPartition],
         position: Callable[[TopicPartition], int | None],
         highwater: Callable[[TopicPartition], int | None],
-        fresh: Callable[[TopicPartition], bool] = lambda tp: True,
+        learned: Callable[[TopicPartition], int | None],
     ) -> dict[int, int]:
         """The instant each slot may be ticked as of; slots without one are left out.
 
-        `fresh(tp)`: the broker answered a fetch of `tp` lately, so its high watermark is
-        current; a stale one never counts as caught up.
+        `learned(tp)`: when the fetch answer that carried `tp`'s high watermark arrived, on
+        the same clock as `now_ms` (None: no answer yet). A caught-up partition holds its
+        slot there: records produced after that answer are not counted in the watermark.
         """
         horizon: dict[int, int] = {}
         blocked: set[int] = set()
@@ -88,8 +92,9 @@ class Horizon:
                 pos = position(tp)
             if pos is None and read is not None:
                 pos = read[0]
-            if hw is not None and pos is not None and pos >= hw and fresh(tp):
-                at = now_ms
+            answered = learned(tp)
+            if hw is not None and pos is not None and pos >= hw and answered is not None:
+                at = min(now_ms, answered)
             elif read is not None:
                 at = min(now_ms, read[1])
             else:
