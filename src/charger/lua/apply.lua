@@ -202,14 +202,17 @@ end
 -- When the ticker must look at a call again: at its cutoff instant when it is exhausted,
 -- a lead ahead of its coverage's end otherwise; never later than the session's TTL, so a
 -- lost end is noticed on time.
-local scheduled = {} -- call key -> when it is due, as scheduled by this script call
 local function schedule(call_key, t0, covered, exhausted)
   local ends = t0 + covered * 1000
   local due = exhausted and ends or (ends - lead_ms)
   due = math.min(due, t0 + max_call_ms)
-  scheduled[call_key] = due
   redis.call('ZADD', sessions_key, due, call_key)
+  return due
 end
+
+-- Calls that sharing rescheduled during this script call: a tick's list of due calls was
+-- read before, so it must not act on one that is no longer due.
+local shared_due = {}
 
 -- ---- sharing what is left among an account's calls (charging/sharing.py is the reference) ----
 -- Every call of an account spends the same money. While each call can reserve a whole
@@ -313,7 +316,7 @@ local function share(akey, acs, acct, at)
     local hold = cost(c.new_cov, c.ppm, c.cf)
     held_change = held_change + hold - c.hold
     redis.call('HSET', c.key, 'cov', int(c.new_cov), 'hold', int(hold))
-    schedule(c.key, c.t0, c.new_cov, c.exhausted)
+    shared_due[c.key] = schedule(c.key, c.t0, c.new_cov, c.exhausted)
     shared[c.key] = {c.new_cov, c.exhausted}
   end
   if held_change ~= 0 then
@@ -406,8 +409,7 @@ local function tick(max_sessions)
       expire(ck, s)
     elseif s.state == 'cut' or s.zr == '1' then
       redis.call('ZADD', sessions_key, s.t0 + max_call_ms, ck)
-    elseif (scheduled[ck] or now_ms) <= now_ms then
-      -- (not rescheduled later by sharing its account's money earlier in this tick)
+    elseif (shared_due[ck] or now_ms) <= now_ms then
       local covered, exhausted = grow(ck, s, math.min(now_ms, s.t0 + s.cov * 1000))
       local ends = s.t0 + covered * 1000
       if exhausted and ends <= now_ms then
