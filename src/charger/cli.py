@@ -90,7 +90,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     command = args[0] if args else ""
     tooling: dict[str, tuple[str, str]] = {}
-    if command != "worker" and command not in TOOLS:
+    helping = command in ("", "-h", "--help")
+    # Faust's own commands and options (`worker`, `-l info worker`) never load the tooling.
+    if helping or not (command in TOOLS or command == "worker" or command.startswith("-")):
         tooling, unavailable = tooling_commands()
         if command in tooling:
             importlib.import_module(tooling[command][0])
@@ -100,13 +102,14 @@ def main(argv: Sequence[str] | None = None) -> None:
             sys.exit(2)
     if command in TOOLS:
         sys.exit(TOOLS[command][1](args[1:]))
-    if command in ("", "-h", "--help"):
+    if helping:
         print("usage: charger <command> [options]\n\ncommands:")
         print("  worker               run the charging worker (Faust; see charger worker --help)")
         for name, (help_text, _) in TOOLS.items():
             print(f"  {name:<20} {help_text}")
         for name, (_, help_text) in tooling.items():
-            print(f"  {name:<20} {help_text}")
+            if name not in TOOLS:  # listed above if its module was imported already
+                print(f"  {name:<20} {help_text}")
         if not tooling:
             print(f"  {', '.join(TOOLING_COMMANDS)}\n  {'':<20} tooling; {INSTALL_TOOLS}")
         if not args:
