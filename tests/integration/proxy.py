@@ -16,7 +16,7 @@ import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-from charger.embedded import free_port
+from charger_tools.embedded import free_port
 
 T = TypeVar("T")
 HOST = "127.0.0.1"

@@ -18,7 +18,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-from charger.embedded import HOST, free_port, redis_binary, wait_port_sync
+from charger_tools.embedded import HOST, free_port, redis_binary, wait_port_sync
 
 
 @contextlib.contextmanager

@@ -16,10 +16,10 @@ import pytest
 from redis.asyncio import Redis
 
 from charger.charging.ops import ScriptConfig, SlotPlan
-from charger.embedded import start_redis
 from charger.kafka.relay import render, unpack_entry
 from charger.store.keys import Keys
 from charger.store.redis_store import RedisStore
+from charger_tools.embedded import start_redis
 from tests.conftest import Stack
 
 EXTRA = [u for u in os.environ.get("CHARGER_TEST_REDIS_URLS", "").split(",") if u]

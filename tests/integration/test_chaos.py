@@ -10,10 +10,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from charger.chaos import INVARIANTS, passed
-from charger.chaos.run import run_chaos
-from charger.chaos.workload import ChaosConfig
-from charger.embedded import EmbeddedServer, start_broker, start_redis
+from charger_tools.chaos import INVARIANTS, passed
+from charger_tools.chaos.run import run_chaos
+from charger_tools.chaos.workload import ChaosConfig
+from charger_tools.embedded import EmbeddedServer, start_broker, start_redis
 
 
 @pytest.fixture

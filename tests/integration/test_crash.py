@@ -19,9 +19,9 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.structs import OffsetAndMetadata
 
-from charger.embedded import free_port
 from charger.kafka.relay import unpack_entry
 from charger.runtime import Runtime
+from charger_tools.embedded import free_port
 from tests.integration.harness import Run, spawn_worker, stop_worker
 from topics import names
 
@@ -34,9 +34,9 @@ Item = tuple[str, str, dict[str, Any] | bytes]
 class Worker:
     """A spawned `charger worker` whose output is drained (a full pipe would stall it)."""
 
-    def __init__(self, run: Run, **env: str) -> None:
+    def __init__(self, run: Run, failpoint: str = "", **env: str) -> None:
         self.web_port = free_port()
-        self.proc = spawn_worker(run, self.web_port, **env)
+        self.proc = spawn_worker(run, self.web_port, failpoint, **env)
         self.err = bytearray()
         self._reader = threading.Thread(target=self._drain, daemon=True)
         self._reader.start()
@@ -245,7 +245,7 @@ async def test_sigkill_after_apply_loses_nothing_and_publishes_everything_once(
     assert balances == dict(zip(ids, (4_071_700, 940_000, -1_157_900), strict=True))
     await run.send_all(items)  # all there before the worker starts: one first batch
 
-    doomed = Worker(run, CHARGER_FAILPOINT="kill_after_apply")
+    doomed = Worker(run, failpoint="kill_after_apply")
     try:
         code = await doomed.wait(90)
     finally:

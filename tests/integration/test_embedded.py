@@ -12,9 +12,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from charger.embedded import (
+from charger.kafka.admin import create_topics
+from charger_tools.embedded import (
     EmbeddedServer,
-    create_topics,
     embedded_stack,
     free_port,
     start_broker,

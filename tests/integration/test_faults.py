@@ -28,8 +28,8 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from charger.embedded import EmbeddedServer, free_port, start_broker, start_redis
 from charger.kafka.batch import COMMIT_TIMEOUT_S
+from charger_tools.embedded import EmbeddedServer, free_port, start_broker, start_redis
 from tests.conftest import Stack
 from tests.integration.harness import Run
 from tests.integration.proxy import Proxy

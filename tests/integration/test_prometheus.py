@@ -30,11 +30,11 @@ import orjson
 import pytest
 import yaml
 
-from charger.embedded import free_port
 from charger.metrics import Metrics
-from charger.processes import stop_process
-from charger.simulate import SimConfig
-from charger.simulate.produce import run_switch
+from charger_tools.embedded import free_port
+from charger_tools.processes import stop_process
+from charger_tools.simulate import SimConfig
+from charger_tools.simulate.produce import run_switch
 from tests.integration.harness import Run
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -21,7 +21,7 @@ import redis.exceptions
 import yaml
 from redis.asyncio import Redis
 
-from charger.embedded import HOST
+from charger_tools.embedded import HOST
 from tests.acl import ROOT, WORKER_USER, render, users
 from tests.conftest import Stack
 from tests.integration.harness import Run

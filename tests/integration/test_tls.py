@@ -28,9 +28,10 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from charger.connections import kafka_security
-from charger.embedded import HOST, broker_binary, create_topics, free_port, wait_port_sync
+from charger.kafka.admin import create_topics
 from charger.runtime import Runtime
 from charger.settings import Settings
+from charger_tools.embedded import HOST, broker_binary, free_port, wait_port_sync
 from tests.acl import WORKER_USER
 from tests.certs import make_pki
 from tests.conftest import Stack

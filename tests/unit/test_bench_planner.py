@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from charger.bench import planner as bp
-from charger.bench.workload import generate
 from charger.charging.planner import Planner
 from charger.rating import load_plans
 from charger.runtime import default_plans_path
 from charger.store.keys import Keys
+from charger_tools.bench import planner as bp
+from charger_tools.bench.workload import generate
 
 
 def test_small_run_is_deterministic_and_takes_the_real_paths() -> None:

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from charger.bench.report import (
+from charger_tools.bench.report import (
     REQUIRED,
     TICK_KEYS,
     build_report,

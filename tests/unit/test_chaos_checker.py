@@ -7,8 +7,8 @@ from typing import Any
 import orjson
 import pytest
 
-from charger.chaos.checker import Observed, check, expectations
-from charger.chaos.workload import ChaosConfig, CohortCall, cohort, fault_plan
+from charger_tools.chaos.checker import Observed, check, expectations
+from charger_tools.chaos.workload import ChaosConfig, CohortCall, cohort, fault_plan
 
 T = "2026-11-22T10:00:00.000Z"
 

@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from charger.app import create_app
-from charger.cli import LAZY_TOOLS, TOOLS
+from charger.cli import TOOLS
 from charger.settings import Settings
 from tests.acl import ACL_FILE, WORKER_USER
 from tests.acl import users as acl_users
@@ -81,6 +81,22 @@ def check_charger_vars(env: dict[str, Any] | list[str], where: str) -> None:
 def web_port_arg(args: list[str]) -> int:
     assert "--web-port" in args, args
     return int(args[args.index("--web-port") + 1])
+
+
+def test_dockerfile_image_holds_the_product_wheel_alone() -> None:
+    """A build stage makes the wheel; the final stage installs it without extras (so no
+    embedded broker or Valkey) and keeps the runtime settings."""
+    text = (ROOT / "Dockerfile").read_text()
+    stages = re.split(r"^FROM\s+", text, flags=re.M)[1:]
+    assert len(stages) >= 2, "a build stage and a runtime stage"
+    assert re.search(r"pip wheel\b.*--no-deps", stages[0])
+    final = stages[-1]
+    assert "COPY --from=build" in final and "COPY src" not in final
+    installs = re.findall(r"pip install\s+(\S+)", final)
+    assert installs == ["/wheels/charger-*.whl"], installs  # no `[tools]`, no source tree
+    for line in ("USER charger", "STOPSIGNAL SIGTERM", 'ENTRYPOINT ["charger"]'):
+        assert re.search(rf"^{re.escape(line)}$", final, re.M), line
+    assert "HEALTHCHECK" in final
 
 
 # ---- docker compose ----
@@ -152,7 +168,7 @@ def test_compose_points_the_workers_at_its_own_kafka_and_redis(compose: dict[str
     )
     # The topic-init job runs a command the CLI has.
     init = services["topics-init"]["command"]
-    assert init[0] in TOOLS or init[0] in LAZY_TOOLS
+    assert init[0] in TOOLS  # a product command: the image has no tooling
     assert services["worker"]["command"][0] == "worker"
 
 

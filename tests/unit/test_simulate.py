@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 import orjson
 import pytest
 
-from charger.simulate import (
+from charger_tools.simulate import (
     SimConfig,
     SimRecord,
     Switch,
@@ -23,7 +23,7 @@ from charger.simulate import (
     sample_accounts,
     stats,
 )
-from charger.simulate import produce as produce_module
+from charger_tools.simulate import produce as produce_module
 from topics import names
 from topics.records import COMMON, RECORDS, Field
 

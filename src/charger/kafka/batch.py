@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import signal
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -106,7 +104,6 @@ class BatchWorker:
         self.batches = 0
         self.retry = Retrier("batch", metrics, backoff_for(settings), log)
         self.rewound = False  # a failed batch waits to be fetched again
-        self.failpoint = os.environ.get("CHARGER_FAILPOINT", "")
 
     async def start(self) -> None:
         s = self.settings
@@ -248,8 +245,6 @@ class BatchWorker:
         # Redis applies this batch while the previous batch's outputs are published.
         await self.store.apply(outcome.plan, highest, self.clock.now_ms())
         self.metrics.redis_seconds.observe(time.perf_counter() - t0)
-        if self.failpoint == "kill_after_apply":
-            os.kill(os.getpid(), signal.SIGKILL)
         # Then that publishing is over before this batch's starts: the outbox stays about
         # two batches long, and a relay that cannot publish fails this batch (its money
         # moved; the retry skips it by the watermark and the outbox keeps its outputs).
