@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from charger.charging.session import HoldRate, billed, cost
@@ -69,6 +69,7 @@ calls_strategy = st.lists(
 )
 
 
+@example(specs=[(0, 60_000, 0, (1, 1)), (1, 0, 20_000, (1, 1))], budget=1000)
 @given(calls_strategy, st.integers(0, 3_000_000))
 def test_sharing_from_the_first_answer_is_the_reference_of_spending(
     specs: list[tuple[int, int, int, tuple[int, int]]], budget: int

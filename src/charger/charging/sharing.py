@@ -63,27 +63,30 @@ def share(
             continue
         if rate.zero_rated:
             continue
-        if rate.per_minute_micros == 0:
-            # only a connect fee: the call never needs more money
-            pool -= rate.connect_fee_micros
+        buying[call.call_id] = call
+        free_talk = rate.per_minute_micros == 0  # only a connect fee: nothing more to buy
+        if free_talk:
             reach_s = ceil_div(max(window_end_ms - call.answer_ms, 1000), 1000)
             covered[call.call_id] = billed(reach_s, rate)
-        elif call.answer_ms > at_ms:
-            covered[call.call_id] = 0
+        if call.answer_ms > at_ms:
+            if not free_talk:
+                covered[call.call_id] = 0
             steps.append((call.answer_ms, ANSWER, call.answer_ms, call.call_id))
+        elif free_talk:
+            pool -= rate.connect_fee_micros
         else:
             consumed = min(billed(ceil_div(at_ms - call.answer_ms, 1000), rate), call.covered)
             covered[call.call_id] = consumed
             pool -= cost(consumed, rate)
             steps.append((call.answer_ms + consumed * 1000, PURCHASE, call.answer_ms, call.call_id))
-        buying[call.call_id] = call
     heapq.heapify(steps)
     while steps:
         at, kind, answer_ms, call_id = heapq.heappop(steps)
         rate = buying[call_id].rate
         if kind == ANSWER:
             pool -= rate.connect_fee_micros
-            heapq.heappush(steps, (at, PURCHASE, answer_ms, call_id))
+            if rate.per_minute_micros:
+                heapq.heappush(steps, (at, PURCHASE, answer_ms, call_id))
         elif at < window_end_ms:
             now_covered = covered[call_id]
             next_covered = billed(now_covered + 1, rate)

@@ -276,13 +276,15 @@ local function share(akey, acs, acct, at)
       c.key = ck
       calls[#calls + 1] = c
       c.exhausted = false
-      if c.ppm == 0 then
-        -- only a connect fee: the call never needs more money
-        pool = pool - c.cf
+      local free_talk = c.ppm == 0 -- only a connect fee: nothing more to buy
+      if free_talk then
         c.new_cov = billed(cdiv(math.max(window_end - c.t0, 1000), 1000), c.i1, c.i2)
-      elseif c.t0 > at then
-        c.new_cov = 0
+      end
+      if c.t0 > at then
+        if not free_talk then c.new_cov = 0 end
         heap_push(heap, {time = c.t0, kind = ANSWER, call = c})
+      elseif free_talk then
+        pool = pool - c.cf
       else
         -- the increment in progress at `at` is bought, never beyond what was covered
         local b = billed(cdiv(at - c.t0, 1000), c.i1, c.i2)
@@ -298,7 +300,7 @@ local function share(akey, acs, acct, at)
     local c = step.call
     if step.kind == ANSWER then
       pool = pool - c.cf -- answered: the connect fee is spent whatever is left
-      heap_push(heap, {time = c.t0, kind = PURCHASE, call = c})
+      if c.ppm > 0 then heap_push(heap, {time = c.t0, kind = PURCHASE, call = c}) end
     elseif step.time < window_end then
       local next_cov = billed(c.new_cov + 1, c.i1, c.i2)
       local price = cost(next_cov, c.ppm, c.cf) - cost(c.new_cov, c.ppm, c.cf)
