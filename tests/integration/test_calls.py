@@ -46,9 +46,8 @@ async def test_end_before_start_is_parked_then_the_late_start_settles_it_once(ru
     u = run.uid
     a, b = run.acct("park"), run.acct("inbatch")
     ka, kb = f"ka-{u}", f"kb-{u}"
-    end_a = call_ended(
-        run, a, f"ea-{u}", call_id=ka, duration_ms=30_500
-    )  # no route: cannot be rated yet
+    # No route: it cannot be rated yet.
+    end_a = call_ended(run, a, f"ea-{u}", call_id=ka, duration_ms=30_500)
     async with running(run.settings):
         await run.account(a, credit=5_000_000)
         await run.account(b, credit=5_000_000)
@@ -69,11 +68,8 @@ async def test_end_before_start_is_parked_then_the_late_start_settles_it_once(ru
                 (EV, a, start_a),
                 (EV, a, start_a),  # resent start
                 (EV, a, end_a),  # resent end
-                (
-                    EV,
-                    a,
-                    call_ended(run, a, f"ea2-{u}", call_id=ka, duration_ms=99_000),
-                ),  # a second end of the same call
+                # a second end of the same call
+                (EV, a, call_ended(run, a, f"ea2-{u}", call_id=ka, duration_ms=99_000)),
                 # b: the same story within one batch (or two: the outcome must not differ).
                 (EV, b, call_ended(run, b, f"eb-{u}", call_id=kb, duration_ms=61_200)),
                 (EV, b, call_started(run, b, f"sb-{u}", call_id=kb, to=UK_NUMBER)),
@@ -149,18 +145,12 @@ async def test_duplicate_starts_and_ends_change_nothing(run: Run) -> None:
     records = [
         (EV, a, start),
         (EV, a, start),
-        (
-            EV,
-            a,
-            call_started(run, a, f"s2-{u}", call_id=k, to=FR_NUMBER, time=run.at(1)),
-        ),  # another start, same call
+        # another start, same call
+        (EV, a, call_started(run, a, f"s2-{u}", call_id=k, to=FR_NUMBER, time=run.at(1))),
         (EV, a, end),
         (EV, a, end),
-        (
-            EV,
-            a,
-            call_ended(run, a, f"e2-{u}", call_id=k, duration_ms=600_000),
-        ),  # another end, same call, longer
+        # another end, same call, longer
+        (EV, a, call_ended(run, a, f"e2-{u}", call_id=k, duration_ms=600_000)),
     ]
     async with running(run.settings):
         await run.account(a, credit=5_000_000)
