@@ -1,4 +1,4 @@
-"""Shared fixtures.
+"""Shared fixtures (the helpers they and the tests share live in tests/kit).
 
 Integration tests talk to a real broker and a real Redis. Set CHARGER_KAFKA_BOOTSTRAP
 and/or CHARGER_REDIS_URL to use running servers (for example the docker-compose stack);
@@ -17,31 +17,16 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
 
 from charger_tools.embedded import embedded_stack
+from tests.kit.harness import Stack
 
 INTEGRATION_DIR = Path(__file__).parent / "integration"
 STACK_FIXTURES = frozenset({"stack", "redis_client"})
-
-
-@dataclass(frozen=True)
-class Stack:
-    """Where the broker and Redis of this test session are."""
-
-    bootstrap: str
-    redis_url: str
-    kafka_owned: bool
-    redis_owned: bool
-
-    @property
-    def owned(self) -> bool:
-        """True when both servers were started for this session and nobody else uses them."""
-        return self.kafka_owned and self.redis_owned
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

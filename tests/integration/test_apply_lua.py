@@ -20,7 +20,7 @@ from charger.kafka.relay import render, unpack_entry
 from charger.store.keys import Keys
 from charger.store.redis_store import RedisStore
 from charger_tools.embedded import start_redis
-from tests.conftest import Stack
+from tests.kit.harness import Stack
 
 EXTRA = [u for u in os.environ.get("CHARGER_TEST_REDIS_URLS", "").split(",") if u]
 SRC = "telephony.events/0"

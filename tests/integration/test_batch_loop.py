@@ -13,14 +13,13 @@ from typing import Any
 from redis.exceptions import BusyLoadingError
 
 from charger.runtime import Runtime
-from charger.settings import Settings
-from tests.integration.harness import Run
+from tests.kit.harness import Run
+from tests.kit.records import sms_sent
 from topics import names
 
 
 async def test_batch_loop_survives_a_failing_outbox_drain(run: Run) -> None:
-    settings = Settings(**{**run.settings.model_dump(), "tick_ms": 0, "redis_url": run.redis_url})
-    rt = Runtime(settings)
+    rt = Runtime(run.settings_with(tick_ms=0))
     real_drain = rt.relay.drain
     failures = 0
 
@@ -36,15 +35,7 @@ async def test_batch_loop_survives_a_failing_outbox_drain(run: Run) -> None:
     try:
         acct = run.acct("loop")
         await run.account(acct, credit=1_000_000)
-        sms = {
-            "id": f"sms-{acct}",
-            "type": "sms.sent",
-            "account": acct,
-            "time": run.t0,
-            "message_id": "m-1",
-            "to": "+14155550100",
-            "segments": 1,
-        }
+        sms = sms_sent(run, acct, f"sms-{acct}", message_id="m-1", segments=1)
         await run.send(names.TELEPHONY_EVENTS, acct, sms)
         await run.wait_idle(60)
         assert failures == 2

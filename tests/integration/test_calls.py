@@ -11,74 +11,22 @@ other outbound 1.20/min 60/60; inbound free except "1800" 0.05/min 60/6; SMS out
 
 from __future__ import annotations
 
-from typing import Any
-
-from charger.runtime import Runtime
 from charger.store.keys import slot_of
-from tests.integration.harness import Run
+from tests.kit.harness import Run
+from tests.kit.outputs import commands_for, entries
+from tests.kit.records import (
+    FR_NUMBER,
+    UK_NUMBER,
+    US_NUMBER,
+    balance_credited,
+    call_ended,
+    call_started,
+    sms_sent,
+)
+from tests.kit.worker import running
 from topics import names
 
 EV = names.TELEPHONY_EVENTS
-US_NUMBER = "+14155550100"
-UK_NUMBER = "+442071234567"
-FR_NUMBER = "+33142685300"
-
-
-def started(
-    run: Run,
-    acct: str,
-    eid: str,
-    cid: str,
-    to: str,
-    direction: str = "outbound",
-    time: str | None = None,
-) -> dict[str, Any]:
-    return {
-        "id": eid,
-        "type": "call.started",
-        "account": acct,
-        "time": time or run.t0,
-        "call_id": cid,
-        "direction": direction,
-        "from": "+15550001",
-        "to": to,
-    }
-
-
-def ended(
-    run: Run, acct: str, eid: str, cid: str, duration_ms: int, **route: str
-) -> dict[str, Any]:
-    return {
-        "id": eid,
-        "type": "call.ended",
-        "account": acct,
-        "time": run.at(duration_ms / 1000),
-        "call_id": cid,
-        "duration_ms": duration_ms,
-        **route,
-    }
-
-
-def sms(run: Run, acct: str, eid: str) -> dict[str, Any]:
-    return {
-        "id": eid,
-        "type": "sms.sent",
-        "account": acct,
-        "time": run.t0,
-        "message_id": f"m-{eid}",
-        "to": US_NUMBER,
-    }
-
-
-def credit(run: Run, acct: str, eid: str, amount: int) -> dict[str, Any]:
-    return {
-        "id": eid,
-        "type": "balance.credited",
-        "account": acct,
-        "time": run.t0,
-        "amount_micros": amount,
-        "reference": eid,
-    }
 
 
 async def call_state(run: Run, acct: str, cid: str) -> dict[str, str]:
@@ -94,22 +42,13 @@ async def active_calls(run: Run, acct: str) -> set[str]:
     return {(await run.redis.hget(m, "call_id")).decode() for m in members}
 
 
-async def entries(run: Run, acct: str, kind: str | None = None) -> list[dict[str, Any]]:
-    return [
-        e
-        for e in await run.ledger()
-        if e["account"] == acct and (kind is None or e["kind"] == kind)
-    ]
-
-
 async def test_end_before_start_is_parked_then_the_late_start_settles_it_once(run: Run) -> None:
     u = run.uid
     a, b = run.acct("park"), run.acct("inbatch")
     ka, kb = f"ka-{u}", f"kb-{u}"
-    end_a = ended(run, a, f"ea-{u}", ka, 30_500)  # no route: cannot be rated yet
-    rt = Runtime(run.settings)
-    await rt.start()
-    try:
+    # No route: it cannot be rated yet.
+    end_a = call_ended(run, a, f"ea-{u}", call_id=ka, duration_ms=30_500)
+    async with running(run.settings):
         await run.account(a, credit=5_000_000)
         await run.account(b, credit=5_000_000)
         await run.wait_idle(60)
@@ -123,21 +62,20 @@ async def test_end_before_start_is_parked_then_the_late_start_settles_it_once(ru
         assert await run.balance(a) == 5_000_000
         assert await entries(run, a, "call") == []
 
-        start_a = started(run, a, f"sa-{u}", ka, US_NUMBER)
+        start_a = call_started(run, a, f"sa-{u}", call_id=ka, to=US_NUMBER)
         await run.send_all(
             [
                 (EV, a, start_a),
                 (EV, a, start_a),  # resent start
                 (EV, a, end_a),  # resent end
-                (EV, a, ended(run, a, f"ea2-{u}", ka, 99_000)),  # a second end of the same call
+                # a second end of the same call
+                (EV, a, call_ended(run, a, f"ea2-{u}", call_id=ka, duration_ms=99_000)),
                 # b: the same story within one batch (or two: the outcome must not differ).
-                (EV, b, ended(run, b, f"eb-{u}", kb, 61_200)),
-                (EV, b, started(run, b, f"sb-{u}", kb, UK_NUMBER)),
+                (EV, b, call_ended(run, b, f"eb-{u}", call_id=kb, duration_ms=61_200)),
+                (EV, b, call_started(run, b, f"sb-{u}", call_id=kb, to=UK_NUMBER)),
             ]
         )
         await run.wait_idle()
-    finally:
-        await rt.stop()
 
     # a: "1" at 0.60/min 1/1: 30.5 s -> 31 s -> 31 * 10_000 = 310_000
     calls_a = await entries(run, a, "call")
@@ -169,19 +107,17 @@ async def test_end_with_route_settles_alone_and_a_late_start_opens_nothing(run: 
     a = run.acct("routed")
     k = f"k-{u}"
     route = {"direction": "outbound", "from": "+15550001", "to": UK_NUMBER}
-    end = ended(run, a, f"e-{u}", k, 61_200, **route)
-    rt = Runtime(run.settings)
-    await rt.start()
-    try:
+    end = call_ended(run, a, f"e-{u}", call_id=k, duration_ms=61_200, **route)
+    async with running(run.settings):
         await run.account(a, credit=5_000_000)
         await run.wait_idle(60)
         await run.send(EV, a, end)
         await run.wait_idle()
         assert await run.balance(a) == 5_000_000 - 1_040_000
-        await run.send_all([(EV, a, started(run, a, f"s-{u}", k, UK_NUMBER)), (EV, a, end)])
+        await run.send_all(
+            [(EV, a, call_started(run, a, f"s-{u}", call_id=k, to=UK_NUMBER)), (EV, a, end)]
+        )
         await run.wait_idle()
-    finally:
-        await rt.stop()
 
     calls = await entries(run, a, "call")
     assert len(calls) == 1
@@ -204,23 +140,19 @@ async def test_duplicate_starts_and_ends_change_nothing(run: Run) -> None:
     u = run.uid
     a = run.acct("dups")
     k = f"k-{u}"
-    start = started(run, a, f"s-{u}", k, FR_NUMBER)
-    end = ended(run, a, f"e-{u}", k, 61_000)
+    start = call_started(run, a, f"s-{u}", call_id=k, to=FR_NUMBER)
+    end = call_ended(run, a, f"e-{u}", call_id=k, duration_ms=61_000)
     records = [
         (EV, a, start),
         (EV, a, start),
-        (
-            EV,
-            a,
-            started(run, a, f"s2-{u}", k, FR_NUMBER, time=run.at(1)),
-        ),  # another start, same call
+        # another start, same call
+        (EV, a, call_started(run, a, f"s2-{u}", call_id=k, to=FR_NUMBER, time=run.at(1))),
         (EV, a, end),
         (EV, a, end),
-        (EV, a, ended(run, a, f"e2-{u}", k, 600_000)),  # another end, same call, longer
+        # another end, same call, longer
+        (EV, a, call_ended(run, a, f"e2-{u}", call_id=k, duration_ms=600_000)),
     ]
-    rt = Runtime(run.settings)
-    await rt.start()
-    try:
+    async with running(run.settings):
         await run.account(a, credit=5_000_000)
         await run.wait_idle(60)
         await run.send_all(records[:3])
@@ -231,8 +163,6 @@ async def test_duplicate_starts_and_ends_change_nothing(run: Run) -> None:
         await run.wait_idle()
         await run.send_all(records)  # all of it once more
         await run.wait_idle()
-    finally:
-        await rt.stop()
 
     # Other outbound at 1.20/min 60/60: 61 s -> 120 s billed -> 2_400_000
     calls = await entries(run, a, "call")
@@ -251,18 +181,14 @@ async def test_a_settled_call_leaves_the_accounts_active_calls(run: Run) -> None
     u = run.uid
     a = run.acct("active")
     k = f"k-{u}"
-    rt = Runtime(run.settings)
-    await rt.start()
-    try:
+    async with running(run.settings):
         await run.account(a, credit=5_000_000)
         await run.wait_idle(60)
-        await run.send(EV, a, started(run, a, f"s-{u}", k, US_NUMBER))
+        await run.send(EV, a, call_started(run, a, f"s-{u}", call_id=k, to=US_NUMBER))
         await run.wait_idle()
         assert await active_calls(run, a) == {k}
-        await run.send(EV, a, ended(run, a, f"e-{u}", k, 10_000))
+        await run.send(EV, a, call_ended(run, a, f"e-{u}", call_id=k, duration_ms=10_000))
         await run.wait_idle()
-    finally:
-        await rt.stop()
     # "1" at 0.60/min 1/1: 10 s -> 100_000; the call is settled...
     assert await run.balance(a) == 4_900_000
     assert (await call_state(run, a, k))["state"] == "ended"
@@ -281,21 +207,23 @@ async def test_zero_length_call_pays_the_connect_fee_and_inbound_calls_are_rated
         (inbound, "inbound", "+15550009999", 30_000),
         (tollfree, "inbound", "+18005550100", 30_000),
     ]
-    rt = Runtime(run.settings)
-    await rt.start()
-    try:
+    async with running(run.settings):
         for acct, *_ in cases:
             await run.account(acct, credit=1_000_000)
         await run.wait_idle(60)
         items = []
         for acct, direction, to, ms in cases:
             k = f"k-{acct}"
-            items.append((EV, acct, started(run, acct, f"s-{acct}", k, to, direction)))
-            items.append((EV, acct, ended(run, acct, f"e-{acct}", k, ms)))
+            items.append(
+                (
+                    EV,
+                    acct,
+                    call_started(run, acct, f"s-{acct}", call_id=k, to=to, direction=direction),
+                )
+            )
+            items.append((EV, acct, call_ended(run, acct, f"e-{acct}", call_id=k, duration_ms=ms)))
         await run.send_all(items)
         await run.wait_idle()
-    finally:
-        await rt.stop()
 
     got = {}
     for acct, *_ in cases:
@@ -322,31 +250,23 @@ async def test_zero_length_call_pays_the_connect_fee_and_inbound_calls_are_rated
     }
 
 
-async def commands_for(run: Run, acct: str) -> list[dict[str, Any]]:
-    return [
-        c.json() for c in await run.outputs(names.TELEPHONY_COMMANDS) if c.json()["account"] == acct
-    ]
-
-
 async def test_usage_past_the_floor_is_charged_and_suspends_once_until_a_top_up(
     run: Run,
 ) -> None:
     u = run.uid
     a = run.acct("floor0")
-    rt = Runtime(run.settings)
-    await rt.start()
-    try:
+    async with running(run.settings):
         await run.account(a, credit=20_000)
         await run.wait_idle(60)
         opening = await commands_for(run, a)
-        await run.send_all([(EV, a, sms(run, a, f"s{i}-{u}")) for i in range(1, 6)])
+        await run.send_all([(EV, a, sms_sent(run, a, f"s{i}-{u}")) for i in range(1, 6)])
         await run.wait_idle()
         burst = (await commands_for(run, a))[len(opening) :]
-        await run.send(names.BILLING_ACCOUNTS, a, credit(run, a, f"top-{u}", 1_000_000))
+        await run.send(
+            names.BILLING_ACCOUNTS, a, balance_credited(run, a, f"top-{u}", amount_micros=1_000_000)
+        )
         await run.wait_idle()
         after = (await commands_for(run, a))[len(opening) + len(burst) :]
-    finally:
-        await rt.stop()
 
     # A new account is not suspended for opening at 0: it waits for its first movement.
     assert opening == []
@@ -373,23 +293,21 @@ async def test_usage_past_the_floor_is_charged_and_suspends_once_until_a_top_up(
 async def test_credit_limit_moves_the_suspension_floor(run: Run) -> None:
     u = run.uid
     a, b = run.acct("limit"), run.acct("edge")
-    rt = Runtime(run.settings)
-    await rt.start()
-    try:
+    async with running(run.settings):
         # 0.05 of credit: suspended only once available balance <= -50_000.
         await run.account(a, credit=20_000, credit_limit=50_000)
         await run.account(b, credit=29_000, credit_limit=50_000)
         await run.wait_idle(60)
         assert await commands_for(run, a) == []  # opening at 0 > -50_000: not suspended
         await run.send_all(
-            [(EV, a, sms(run, a, f"a{i}-{u}")) for i in range(1, 11)]
-            + [(EV, b, sms(run, b, f"b{i}-{u}")) for i in range(1, 11)]
+            [(EV, a, sms_sent(run, a, f"a{i}-{u}")) for i in range(1, 11)]
+            + [(EV, b, sms_sent(run, b, f"b{i}-{u}")) for i in range(1, 11)]
         )
         await run.wait_idle()
-        await run.send(names.BILLING_ACCOUNTS, a, credit(run, a, f"top-{u}", 1_000_000))
+        await run.send(
+            names.BILLING_ACCOUNTS, a, balance_credited(run, a, f"top-{u}", amount_micros=1_000_000)
+        )
         await run.wait_idle()
-    finally:
-        await rt.stop()
 
     # a: 20_000 - 7_900 n: after 8 texts -43_200 (above the floor), after 9 -51_100
     after_a = [e["balance_after_micros"] for e in await entries(run, a, "sms_out")]

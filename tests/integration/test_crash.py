@@ -10,85 +10,29 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import subprocess
-import threading
-from typing import Any
 
-import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.structs import OffsetAndMetadata
 
 from charger.kafka.relay import unpack_entry
-from charger.runtime import Runtime
-from charger_tools.embedded import free_port
-from tests.integration.harness import Run, spawn_worker, stop_worker
+from tests.kit.harness import Item, Run
+from tests.kit.records import (
+    FR_NUMBER,
+    UK_NUMBER,
+    account_upserted,
+    balance_credited,
+    call_attempt,
+    call_ended,
+    call_started,
+    routed,
+    sms_received,
+    sms_sent,
+)
+from tests.kit.worker import Worker, running
 from topics import names
 
 EV = names.TELEPHONY_EVENTS
-AC = names.BILLING_ACCOUNTS
-
-Item = tuple[str, str, dict[str, Any] | bytes]
-
-
-class Worker:
-    """A spawned `charger worker` whose output is drained (a full pipe would stall it)."""
-
-    def __init__(self, run: Run, failpoint: str = "", **env: str) -> None:
-        self.web_port = free_port()
-        self.proc = spawn_worker(run, self.web_port, failpoint, **env)
-        self.err = bytearray()
-        self._reader = threading.Thread(target=self._drain, daemon=True)
-        self._reader.start()
-
-    def _drain(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.err += line
-
-    def tail(self) -> str:
-        return self.err[-3000:].decode(errors="replace")
-
-    async def wait(self, timeout: float) -> int:
-        try:
-            return await asyncio.to_thread(self.proc.wait, timeout)
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"worker still running after {timeout}s:\n{self.tail()}")
-
-    async def started(self, timeout: float = 60.0) -> None:
-        """Until the whole worker (charging path, then Faust's app and web) says Ready."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while b"]: Ready" not in self.err:
-            if self.proc.poll() is not None or loop.time() > deadline:
-                pytest.fail(f"worker not ready after {timeout}s:\n{self.tail()}")
-            await asyncio.sleep(0.1)
-
-    def stop(self) -> int:
-        code = stop_worker(self.proc)
-        self._reader.join(5)
-        return code
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        self._reader.join(5)
-
-
-def upsert(run: Run, acct: str) -> dict[str, Any]:
-    return run.event(
-        "account.upserted",
-        acct,
-        f"up-{acct}",
-        currency="USD",
-        rate_plan="std-usd",
-        credit_limit_micros=0,
-    )
-
-
-def credit(run: Run, acct: str, eid: str, amount: int) -> dict[str, Any]:
-    return run.event("balance.credited", acct, eid, amount_micros=amount, reference=eid)
 
 
 def workload(run: Run) -> tuple[list[Item], dict[str, int], dict[str, set[str]], list[Item]]:
@@ -99,87 +43,44 @@ def workload(run: Run) -> tuple[list[Item], dict[str, int], dict[str, set[str]],
     """
     u = run.uid
     a1, a2, a3 = run.acct("c1"), run.acct("c2"), run.acct("c3")
-    sms1 = run.event(
-        "sms.sent", a1, f"sms1-{u}", message_id=f"m1-{u}", to="+14155550100", segments=2
-    )
-    att1 = run.event("call.attempt", a2, f"att1-{u}", call_id=f"r1-{u}", to="+14155550100")
-    pay2 = credit(run, a3, f"pay2-{u}", 250_000)
+    sms1 = sms_sent(run, a1, f"sms1-{u}", message_id=f"m1-{u}", segments=2)
+    att1 = call_attempt(run, a2, f"att1-{u}", call_id=f"r1-{u}")
+    pay2 = balance_credited(run, a3, f"pay2-{u}", amount_micros=250_000)
     bad: list[Item] = [(EV, a1, b"{this is not json")]
     items: list[Item] = [
-        (AC, a1, upsert(run, a1)),
-        (AC, a2, upsert(run, a2)),
-        (AC, a3, upsert(run, a3)),
-        (AC, a1, credit(run, a1, f"cr1-{u}", 5_000_000)),
-        (AC, a2, credit(run, a2, f"cr2-{u}", 2_000_000)),
-        (AC, a3, credit(run, a3, f"cr3-{u}", 1_000_000)),
-        (AC, a3, pay2),
-        (AC, a3, pay2),  # a resent top-up
+        *[routed(account_upserted(run, a, f"up-{a}")) for a in (a1, a2, a3)],
+        routed(balance_credited(run, a1, f"cr1-{u}", amount_micros=5_000_000)),
+        routed(balance_credited(run, a2, f"cr2-{u}", amount_micros=2_000_000)),
+        routed(balance_credited(run, a3, f"cr3-{u}", amount_micros=1_000_000)),
+        routed(pay2),
+        routed(pay2),  # a resent top-up
         # a1: 2 SMS segments (and the same SMS resent), a call to "1", an inbound SMS
-        (EV, a1, sms1),
+        routed(sms1),
         *bad,
-        (EV, a1, sms1),
-        (
-            EV,
-            a1,
-            run.event(
-                "call.started",
-                a1,
-                f"s1-{u}",
-                call_id=f"k1-{u}",
-                direction="outbound",
-                **{"from": "+15550001", "to": "+14155550123"},
-            ),
-        ),
-        (
-            EV,
-            a1,
-            run.event(
-                "call.ended", a1, f"e1-{u}", run.at(90.5), call_id=f"k1-{u}", duration_ms=90_500
-            ),
-        ),
-        (
-            EV,
-            a1,
-            run.event("sms.received", a1, f"in1-{u}", message_id=f"mi-{u}", **{"from": "+1415"}),
-        ),
+        routed(sms1),
+        routed(call_started(run, a1, f"s1-{u}", call_id=f"k1-{u}", to="+14155550123")),
+        routed(call_ended(run, a1, f"e1-{u}", call_id=f"k1-{u}", duration_ms=90_500)),
+        routed(sms_received(run, a1, f"in1-{u}", message_id=f"mi-{u}", caller="+1415")),
         # a2: two ring-through attempts (one resent) and a call to "44"
-        (EV, a2, att1),
-        (EV, a2, att1),
-        (EV, a2, run.event("call.attempt", a2, f"att2-{u}", call_id=f"r2-{u}", to="+14155550100")),
-        (
-            EV,
-            a2,
-            run.event(
-                "call.started",
-                a2,
-                f"s2-{u}",
-                call_id=f"k2-{u}",
-                direction="outbound",
-                **{"from": "+15550002", "to": "+442071234567"},
-            ),
+        routed(att1),
+        routed(att1),
+        routed(call_attempt(run, a2, f"att2-{u}", call_id=f"r2-{u}")),
+        routed(
+            call_started(run, a2, f"s2-{u}", call_id=f"k2-{u}", to=UK_NUMBER, caller="+15550002")
         ),
-        (
-            EV,
-            a2,
-            run.event(
-                "call.ended", a2, f"e2-{u}", run.at(61.2), call_id=f"k2-{u}", duration_ms=61_200
-            ),
-        ),
+        routed(call_ended(run, a2, f"e2-{u}", call_id=f"k2-{u}", duration_ms=61_200)),
         # a3: an SMS, then a routed end with no start that takes it below zero
-        (EV, a3, run.event("sms.sent", a3, f"sms3-{u}", message_id=f"m3-{u}", to="+14155550100")),
-        (
-            EV,
-            a3,
-            run.event(
-                "call.ended",
+        routed(sms_sent(run, a3, f"sms3-{u}", message_id=f"m3-{u}")),
+        routed(
+            call_ended(
+                run,
                 a3,
                 f"e3-{u}",
-                run.at(90),
                 call_id=f"k3-{u}",
                 duration_ms=90_000,
                 direction="outbound",
-                **{"from": "+15550003", "to": "+33142685300"},
-            ),
+                **{"from": "+15550003", "to": FR_NUMBER},
+            )
         ),
     ]
     balances = {
@@ -246,10 +147,7 @@ async def test_sigkill_after_apply_loses_nothing_and_publishes_everything_once(
     await run.send_all(items)  # all there before the worker starts: one first batch
 
     doomed = Worker(run, failpoint="kill_after_apply")
-    try:
-        code = await doomed.wait(90)
-    finally:
-        doomed.kill()
+    code = await doomed.run_to_exit(90)
     assert code == -signal.SIGKILL, doomed.tail()
 
     # Money moved in Redis, nothing was published or committed: it all waits in the outbox.
@@ -310,12 +208,8 @@ async def rewind_group(run: Run, timeout: float = 60.0) -> None:
 async def test_redelivery_after_a_restart_is_skipped_by_the_watermark(run: Run) -> None:
     items, balances, ids, bad = workload(run)
     await run.send_all(items)
-    first = Runtime(run.settings)
-    await first.start()
-    try:
+    async with running(run.settings):
         await run.wait_idle(60)
-    finally:
-        await first.stop()
     await check_published_once(run, balances, ids, bad)
 
     # Rewind the group to the start of the run, and forget the event ids as if the dedupe
@@ -331,12 +225,8 @@ async def test_redelivery_after_a_restart_is_skipped_by_the_watermark(run: Run) 
     assert len(seen) == len(items) - len(bad) - 3 == 17  # one id per distinct good record
     await run.redis.delete(*seen)
 
-    second = Runtime(run.settings)
-    await second.start()
-    try:
+    async with running(run.settings):
         await run.wait_idle(60)
-    finally:
-        await second.stop()
     assert await run.committed_lag() == 0
     assert await run.outbox_backlog() == 0
     await check_published_once(run, balances, ids, bad)

@@ -1,6 +1,6 @@
 """Guarantee 4 on the real broker and Redis: bad input goes to the DLQ, the worker goes on.
 
-The whole bad-input corpus (``tests/corpus.py``) is sent between good records. Every bad
+The whole bad-input corpus (``tests/kit/corpus.py``) is sent between good records. Every bad
 record must reach ``billing.dlq`` exactly once, with its original key and bytes, its own
 reason, a detail naming what was wrong and headers naming the source topic, partition and
 offset; every good record around them is charged exactly; refused rate plans leave the plan
@@ -9,9 +9,7 @@ in force; a second worker reading the same plans topic writes no DLQ record agai
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
-from collections.abc import Callable
 from typing import Any
 
 from aiokafka import TopicPartition
@@ -19,7 +17,7 @@ from aiokafka import TopicPartition
 from charger.rating.versions import record_key
 from charger.runtime import Runtime
 from charger.store.keys import slot_of
-from tests.corpus import (
+from tests.kit.corpus import (
     AC,
     EV,
     RP,
@@ -35,11 +33,13 @@ from tests.corpus import (
     world,
     world_plans,
 )
-from tests.integration.harness import Run
+from tests.kit.harness import Item, Run
+from tests.kit.outputs import recharge_requests
+from tests.kit.waits import until
+from tests.kit.worker import running
 from topics import names, reasons
 
 SMS_OUT = 7_900  # std-usd, one segment
-Item = tuple[str, str, dict[str, Any] | bytes | None]
 Loc = tuple[str, int, int]
 
 
@@ -65,14 +65,6 @@ def dlq_counts(rt: Runtime) -> Counter[str]:
     return Counter({r: int(get("charger_dlq_total", {"reason": r}) or 0) for r in reasons.ALL})
 
 
-async def until(check: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    for _ in range(int(timeout * 10)):
-        if check():
-            return
-        await asyncio.sleep(0.1)
-    raise TimeoutError(what)
-
-
 async def setup_world(run: Run, ids: Ids) -> int:
     """The accounts and plans the corpus assumes; returns `good`'s opening balance."""
     for acct, (currency, plan) in world(ids).items():
@@ -87,7 +79,7 @@ async def setup_world(run: Run, ids: Ids) -> int:
     # One SMS takes `rch` below its threshold: request 1 goes out and succeeds.
     await run.send(EV, ids.rch, sms(ids, "low", ids.rch))
     await run.wait_idle(60)
-    requests = [o.json() for o in await run.outputs(names.RECHARGE_REQUESTS)]
+    requests = await recharge_requests(run)
     assert [r["request_id"] for r in requests] == [ids.request]
     await run.send(names.RECHARGE_RESULTS, ids.rch, result(ids, "ok"))  # 50.00 succeeded
     await run.wait_idle(60)
@@ -106,10 +98,7 @@ async def test_the_corpus_lands_in_the_dlq_once_each_and_good_records_still_char
             for d in world_plans(ids)
         ]
     )
-    rt = Runtime(run.settings)
-    await rt.start()
-    rt2: Runtime | None = None
-    try:
+    async with running(run.settings) as rt:
         opening = await setup_world(run, ids)
         counted, refused = dlq_counts(rt), rt.plans.refused  # a shared broker may hold older ones
         # A good record after every bad one, in the bad one's partition where it has one.
@@ -143,17 +132,12 @@ async def test_the_corpus_lands_in_the_dlq_once_each_and_good_records_still_char
         await run.wait_idle(60)
 
         # A second worker reads the same plans topic: every refusal is below the watermark.
-        rt2 = Runtime(run.settings)
-        await rt2.start()
-        assert sum(dlq_counts(rt2).values()) == 0
-        assert rt2.plans.current()[ids.p].latest.sms_out_micros == 20_000
-        await run.send(EV, g, sms(ids, "last"))
-        good_ids.append("last")
-        await run.wait_idle(90)
-    finally:
-        if rt2 is not None:
-            await rt2.stop()
-        await rt.stop()
+        async with running(run.settings) as rt2:
+            assert sum(dlq_counts(rt2).values()) == 0
+            assert rt2.plans.current()[ids.p].latest.sms_out_micros == 20_000
+            await run.send(EV, g, sms(ids, "last"))
+            good_ids.append("last")
+            await run.wait_idle(90)
 
     # Each bad record: one DLQ record with its reason, detail, source and original bytes.
     bad = {located[i]: case for i, case in zip(at, corpus, strict=True)}

@@ -2,39 +2,26 @@
 
 from __future__ import annotations
 
-from charger.runtime import Runtime
-from tests.integration.harness import Run
+from tests.kit.harness import Run
+from tests.kit.records import UK_NUMBER, call_ended, call_started, sms_sent
+from tests.kit.worker import running
 from topics import names
 
 EV = names.TELEPHONY_EVENTS
 
 
-def sms(run: Run, acct: str, eid: str, segments: int = 1) -> dict[str, object]:
-    return {
-        "id": eid,
-        "type": "sms.sent",
-        "account": acct,
-        "time": run.t0,
-        "message_id": f"m-{eid}",
-        "to": "+14155550100",
-        "segments": segments,
-    }
-
-
 async def test_duplicate_event_charges_once_also_at_other_offsets(run: Run) -> None:
     a = run.acct("dup")
     await run.account(a, credit=10_000_000)
-    first = sms(run, a, f"s1-{run.uid}", 2)
+    first = sms_sent(run, a, f"s1-{run.uid}", segments=2)
     # The same record three times: back to back, and again after other traffic.
-    await run.send_all([(EV, a, first), (EV, a, first), (EV, a, sms(run, a, f"s2-{run.uid}"))])
-    rt = Runtime(run.settings)
-    await rt.start()
-    try:
+    await run.send_all(
+        [(EV, a, first), (EV, a, first), (EV, a, sms_sent(run, a, f"s2-{run.uid}", segments=1))]
+    )
+    async with running(run.settings):
         await run.wait_idle()
         await run.send(EV, a, first)  # a later offset, a later batch
         await run.wait_idle()
-    finally:
-        await rt.stop()
     ledger = [e for e in await run.ledger() if e["account"] == a]
     kinds = sorted(e["kind"] for e in ledger)
     assert kinds == ["sms_out", "sms_out", "topup"]
@@ -48,13 +35,11 @@ async def test_same_id_other_payload_is_a_conflict_in_the_dlq(run: Run) -> None:
     a = run.acct("conf")
     await run.account(a, credit=10_000_000)
     eid = f"c1-{run.uid}"
-    await run.send_all([(EV, a, sms(run, a, eid, 1)), (EV, a, sms(run, a, eid, 3))])
-    rt = Runtime(run.settings)
-    await rt.start()
-    try:
+    await run.send_all(
+        [(EV, a, sms_sent(run, a, eid, segments=1)), (EV, a, sms_sent(run, a, eid, segments=3))]
+    )
+    async with running(run.settings):
         await run.wait_idle()
-    finally:
-        await rt.stop()
     dlq = await run.outputs(names.DLQ)
     assert [d.headers[names.DLQ_HEADER_ERROR] for d in dlq] == [b"conflict"]
     assert dlq[0].json()["segments"] == 3  # the original bytes of the second record
@@ -65,31 +50,11 @@ async def test_call_settles_from_duration_with_increments(run: Run) -> None:
     a = run.acct("call")
     await run.account(a, credit=5_000_000)
     cid = f"k-{run.uid}"
-    start = {
-        "id": f"cs-{run.uid}",
-        "type": "call.started",
-        "account": a,
-        "time": run.t0,
-        "call_id": cid,
-        "direction": "outbound",
-        "from": "+15550001",
-        "to": "+442071234567",
-    }
-    end = {
-        "id": f"ce-{run.uid}",
-        "type": "call.ended",
-        "account": a,
-        "time": run.at(61.2),
-        "call_id": cid,
-        "duration_ms": 61_200,
-    }
+    start = call_started(run, a, f"cs-{run.uid}", call_id=cid, to=UK_NUMBER)
+    end = call_ended(run, a, f"ce-{run.uid}", call_id=cid, duration_ms=61_200)
     await run.send_all([(EV, a, start), (EV, a, end), (EV, a, end)])
-    rt = Runtime(run.settings)
-    await rt.start()
-    try:
+    async with running(run.settings):
         await run.wait_idle()
-    finally:
-        await rt.stop()
     calls = [e for e in await run.ledger() if e["kind"] == "call"]
     assert len(calls) == 1
     # std-usd to 44: 0.90/min, 60/6, connect 0.05: 61.2 s -> 62 s -> 60 + 6 billed
@@ -101,14 +66,10 @@ async def test_call_settles_from_duration_with_increments(run: Run) -> None:
 async def test_scripts_reload_after_script_flush(run: Run) -> None:
     a = run.acct("flush")
     await run.account(a, credit=10_000_000)
-    rt = Runtime(run.settings)
-    await rt.start()
-    try:
+    async with running(run.settings) as rt:
         await run.wait_idle()
         await run.redis.script_flush()  # as after a failover to a replica without the scripts
-        await run.send(EV, a, sms(run, a, f"f1-{run.uid}", 1))
+        await run.send(EV, a, sms_sent(run, a, f"f1-{run.uid}", segments=1))
         await run.wait_idle()
-    finally:
-        await rt.stop()
     assert await run.balance(a) == 10_000_000 - 7900
     assert rt.metrics.errors.labels("batch")._value.get() == 0

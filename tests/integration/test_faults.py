@@ -19,22 +19,18 @@ from __future__ import annotations
 
 import asyncio
 import time
-import urllib.error
-import urllib.request
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from charger.kafka.batch import COMMIT_TIMEOUT_S
 from charger_tools.embedded import EmbeddedServer, free_port, start_broker, start_redis
-from tests.conftest import Stack
-from tests.integration.harness import Run
-from tests.integration.proxy import Proxy
-from tests.integration.test_crash import Worker
-from tests.integration.test_sigterm import OPENING, traffic
+from tests.kit.harness import Run, Stack, started_run
+from tests.kit.proxy import Proxy
+from tests.kit.traffic import Round, open_accounts, traffic
+from tests.kit.worker import Worker
 from topics import names
 
 # A short backoff cap keeps the catch-up quick; the growth from 0.1 s is still visible.
@@ -43,26 +39,11 @@ OUTAGE_S = 8.0
 OFFSET_COMMIT = 8  # the Kafka protocol's api key of an offset commit request
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-Item = tuple[str, str, dict[str, Any]]
 
 
 # ---- the worker as an operator sees it ----
-def _get(url: str) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as resp:
-            return resp.status, resp.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
-    except (urllib.error.URLError, OSError):
-        return 0, b""
-
-
-async def http(worker: Worker, path: str) -> tuple[int, bytes]:
-    return await asyncio.to_thread(_get, f"http://127.0.0.1:{worker.web_port}{path}")
-
-
 async def scrape(worker: Worker) -> Samples:
-    status, body = await http(worker, "/metrics")
+    status, body = await worker.get("/metrics")
     assert status == 200, worker.tail()
     return {
         (s.name, frozenset(s.labels.items())): s.value
@@ -81,16 +62,7 @@ def total(samples: Samples, name: str, **labels: str) -> float:
     return sum(v for (n, lbl), v in samples.items() if n == name and want <= lbl)
 
 
-async def until(what: str, check: Any, timeout: float, worker: Worker) -> None:
-    deadline = time.monotonic() + timeout
-    while not await check():
-        assert worker.proc.poll() is None, f"worker exited:\n{worker.tail()}"
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}: not within {timeout}s\n{worker.tail()}")
-        await asyncio.sleep(0.2)
-
-
-async def stream(run: Run, rounds: list[list[Item]], warmup: int = 20) -> asyncio.Task[None]:
+async def stream(run: Run, rounds: list[Round], warmup: int = 20) -> asyncio.Task[None]:
     """Produce `rounds` ten a second; returns once `warmup` rounds are out.
 
     During a broker outage the producer holds what it is given until the broker is back.
@@ -114,6 +86,23 @@ async def stream(run: Run, rounds: list[list[Item]], warmup: int = 20) -> asynci
 
 
 # ---- the checks after recovery ----
+async def catch_up(
+    run: Run, worker: Worker, producer: asyncio.Task[None], since: float
+) -> tuple[float, Samples]:
+    """Until the whole stream is out and charged: seconds since `since`, and the metrics then."""
+    await producer
+    await run.wait_idle(60)
+    took = time.monotonic() - since
+    return took, await scrape(worker)
+
+
+async def stop_ready(worker: Worker) -> None:
+    """A recovered worker is ready again, and stops cleanly."""
+    status, _ = await worker.get("/ready")
+    assert status == 200
+    assert worker.stop() == 0, worker.tail()
+
+
 async def check_exactly_once(run: Run, balances: dict[str, int], ids: set[str]) -> int:
     """Ledger, balances and DLQ as they must be; returns how many records were republished."""
     ledger = await run.ledger()
@@ -135,28 +124,21 @@ async def check_exactly_once(run: Run, balances: dict[str, int], ids: set[str]) 
 # ---- Redis ----
 @pytest.fixture
 def durable_redis() -> Iterator[EmbeddedServer]:
-    server = start_redis(durable=True)
-    try:
+    with start_redis(durable=True) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
 async def redis_run(stack: Stack, durable_redis: EmbeddedServer) -> AsyncIterator[Run]:
-    r = Run(stack.bootstrap, durable_redis.address)
-    await r.start()
-    yield r
-    await r.close()
+    async with started_run(stack.bootstrap, durable_redis.address) as run:
+        yield run
 
 
 async def test_redis_down_pauses_commits_backs_off_and_resumes_without_loss(
     redis_run: Run, durable_redis: EmbeddedServer
 ) -> None:
     run = redis_run
-    accounts = [run.acct(f"r{i}") for i in range(16)]
-    for acct in accounts:
-        await run.account(acct, credit=OPENING)
+    accounts = await open_accounts(run, "r", 16)
     rounds, balances, ids = traffic(run, accounts, rounds=120)
     events = sum(len(b) for b in rounds)
 
@@ -178,7 +160,7 @@ async def test_redis_down_pauses_commits_backs_off_and_resumes_without_loss(
                 > 0
             )
 
-        await until("redis reported down", redis_seen_down, 10, worker)
+        await worker.until(redis_seen_down, "redis reported down", 10)
         detected = time.monotonic() - killed
         frozen = await run.committed()
         errors_at = value(await scrape(worker), "charger_batch_errors_total", stage="batch")
@@ -192,8 +174,8 @@ async def test_redis_down_pauses_commits_backs_off_and_resumes_without_loss(
             assert not moved, f"offsets committed while Redis was down: {moved}"
             m = await scrape(worker)
             longest_wait = max(longest_wait, value(m, "charger_retry_delay_seconds", stage="batch"))
-            ready_codes.add((await http(worker, "/ready"))[0])
-            health_codes.add((await http(worker, "/health"))[0])
+            ready_codes.add((await worker.get("/ready"))[0])
+            health_codes.add((await worker.get("/health"))[0])
         m = await scrape(worker)
         retries = value(m, "charger_batch_errors_total", stage="batch") - errors_at
         window = time.monotonic() - killed - detected
@@ -208,15 +190,10 @@ async def test_redis_down_pauses_commits_backs_off_and_resumes_without_loss(
 
         durable_redis.restart()
         restarted = time.monotonic()
-        await producer
-        await run.wait_idle(60)
-        caught_up = time.monotonic() - restarted
-        after = await scrape(worker)
+        caught_up, after = await catch_up(run, worker, producer, restarted)
         assert value(after, "charger_dependency_up", dependency="redis") == 1
         assert value(after, "charger_retry_delay_seconds", stage="batch") == 0
-        status, _ = await http(worker, "/ready")
-        assert status == 200
-        assert worker.stop() == 0, worker.tail()
+        await stop_ready(worker)
     finally:
         worker.kill()
 
@@ -234,29 +211,21 @@ async def test_redis_down_pauses_commits_backs_off_and_resumes_without_loss(
 def proxied_broker() -> Iterator[Proxy]:
     """A broker of its own, reachable only through a proxy (it advertises the proxy)."""
     port = free_port()
-    with Proxy(target=port) as proxy:
-        broker = start_broker(port=port, advertised=proxy.address)
-        try:
-            yield proxy
-        finally:
-            broker.stop()
+    with Proxy(target=port) as proxy, start_broker(port=port, advertised=proxy.address):
+        yield proxy
 
 
 @pytest.fixture
 async def broker_run(stack: Stack, proxied_broker: Proxy) -> AsyncIterator[Run]:
-    r = Run(proxied_broker.address, stack.redis_url)
-    await r.start()
-    yield r
-    await r.close()
+    async with started_run(proxied_broker.address, stack.redis_url) as run:
+        yield run
 
 
 async def test_broker_down_backs_off_and_resumes_without_loss(
     broker_run: Run, proxied_broker: Proxy
 ) -> None:
     run, proxy = broker_run, proxied_broker
-    accounts = [run.acct(f"k{i}") for i in range(16)]
-    for acct in accounts:
-        await run.account(acct, credit=OPENING)
+    accounts = await open_accounts(run, "k", 16)
     rounds, balances, ids = traffic(run, accounts, rounds=80)
     events = sum(len(b) for b in rounds)
 
@@ -276,15 +245,15 @@ async def test_broker_down_backs_off_and_resumes_without_loss(
             m = await scrape(worker)
             return value(m, "charger_dependency_up", dependency="kafka") == 0
 
-        await until("broker reported down", kafka_seen_down, 10, worker)
+        await worker.until(kafka_seen_down, "broker reported down", 10)
         detected = time.monotonic() - cut
         ready_codes, health_codes = set(), set()
         # Longer than a commit may wait, so the batch fails, backs off and is retried.
         while time.monotonic() - cut < COMMIT_TIMEOUT_S + 3:
             await asyncio.sleep(0.5)
             assert worker.proc.poll() is None, worker.tail()
-            ready_codes.add((await http(worker, "/ready"))[0])
-            health_codes.add((await http(worker, "/health"))[0])
+            ready_codes.add((await worker.get("/ready"))[0])
+            health_codes.add((await worker.get("/health"))[0])
         assert ready_codes == {503} and health_codes == {200}
         down = await scrape(worker)
         assert value(down, "charger_dependency_errors_total", dependency="kafka", stage="batch") > 0
@@ -292,14 +261,9 @@ async def test_broker_down_backs_off_and_resumes_without_loss(
 
         await asyncio.to_thread(proxy.restore)
         restored = time.monotonic()
-        await producer
-        await run.wait_idle(60)
-        caught_up = time.monotonic() - restored
-        after = await scrape(worker)
+        caught_up, after = await catch_up(run, worker, producer, restored)
         assert value(after, "charger_dependency_up", dependency="kafka") == 1
-        status, _ = await http(worker, "/ready")
-        assert status == 200
-        assert worker.stop() == 0, worker.tail()
+        await stop_ready(worker)
     finally:
         worker.kill()
 

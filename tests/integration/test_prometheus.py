@@ -17,11 +17,8 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -35,7 +32,10 @@ from charger_tools.embedded import free_port
 from charger_tools.processes import stop_process
 from charger_tools.simulate import SimConfig
 from charger_tools.simulate.produce import run_switch
-from tests.integration.harness import Run
+from tests.kit.harness import Run
+from tests.kit.http import answers_ok, get, get_async
+from tests.kit.waits import until
+from tests.kit.worker import spawn_worker, stop_worker
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "charger.json"
@@ -135,30 +135,10 @@ def test_the_threshold_stripper_understands_the_rules_shape() -> None:
 
 
 # ---- processes ----
-def _get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
-            return resp.status, resp.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
-    except (urllib.error.URLError, OSError):
-        return 0, b""
-
-
-async def _wait_for(url: str, timeout: float, what: str, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"{what} exited with {proc.returncode}")
-        status, _ = await asyncio.to_thread(_get, url, 2.0)
-        if status == 200:
-            return
-        await asyncio.sleep(0.5)
-    pytest.fail(f"{what} not ready at {url} after {timeout}s")
-
-
-def _stop(proc: subprocess.Popen[bytes], timeout: float = 30.0) -> int:
-    return stop_process(proc, timeout)
+async def wait_ready(url: str, timeout: float, what: str, proc: subprocess.Popen[bytes]) -> None:
+    await until(
+        lambda: answers_ok(url), f"{what} not ready at {url}", timeout, interval=0.5, process=proc
+    )
 
 
 class Prometheus:
@@ -199,11 +179,11 @@ class Prometheus:
 
     def stop(self) -> None:
         if self.proc is not None:
-            _stop(self.proc, 10)
+            stop_process(self.proc, 10)
 
     def query(self, expr: str) -> dict[str, Any]:
         url = f"{self.base}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
-        status, body = _get(url, 10.0)
+        status, body = get(url, 10.0)
         doc: dict[str, Any] = orjson.loads(body) if body else {"status": "error", "http": status}
         return doc
 
@@ -224,18 +204,21 @@ async def worker(run: Run, workdir: Path) -> AsyncIterator[tuple[str, Path]]:
     port = free_port()
     log_path = workdir / "worker.log"
     with open(log_path, "wb") as out, open(workdir / "worker.err", "wb") as err:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "charger", "worker", "--web-port", str(port)],
-            env=run.env(CHARGER_LOG_LEVEL="INFO"),
+        # Its own log level only: stdout must hold the JSON log lines alone.
+        proc = spawn_worker(
+            run,
+            port,
+            log_level=None,
             stdout=out,
             stderr=err,
+            env={"CHARGER_LOG_LEVEL": "INFO"},
         )
     base = f"http://127.0.0.1:{port}"
     try:
-        await _wait_for(f"{base}/ready", 90, "the worker", proc)
+        await wait_ready(f"{base}/ready", 90, "the worker", proc)
         yield base, log_path
     finally:
-        code = await asyncio.to_thread(_stop, proc)
+        code = await asyncio.to_thread(stop_worker, proc)
         assert code == 0, (workdir / "worker.err").read_text()[-3000:]
 
 
@@ -255,7 +238,7 @@ async def test_dashboard_and_alert_queries_return_series_from_a_live_worker(
     prom = prometheus
     prom.start([base.removeprefix("http://")])
     assert prom.proc is not None
-    await _wait_for(f"{prom.base}/-/ready", 60, "prometheus", prom.proc)
+    await wait_ready(f"{prom.base}/-/ready", 60, "prometheus", prom.proc)
 
     # Simulated switch on the wall clock: calls hold credit, small accounts get cut off.
     cfg = SimConfig(
@@ -281,7 +264,7 @@ async def test_dashboard_and_alert_queries_return_series_from_a_live_worker(
         pytest.fail("Prometheus did not scrape the worker")
 
     # /metrics, /health, /ready as an operator sees them.
-    status, body = await asyncio.to_thread(_get, f"{base}/metrics")
+    status, body = await get_async(f"{base}/metrics")
     assert status == 200
     text = body.decode()
     for family in Metrics().registry.collect():
@@ -289,7 +272,7 @@ async def test_dashboard_and_alert_queries_return_series_from_a_live_worker(
             pattern = rf"^# TYPE {family.name}(_total)? {family.type}$"
             assert re.search(pattern, text, re.MULTILINE), family.name
     for path in ("/health", "/ready"):
-        status, body = await asyncio.to_thread(_get, base + path)
+        status, body = await get_async(base + path)
         assert status == 200, (path, body)
 
     problems: list[str] = []
@@ -326,7 +309,7 @@ async def test_dashboard_and_alert_queries_return_series_from_a_live_worker(
         check_names(f"alert {alert}", expr)
 
     # The rules Prometheus loaded evaluate without error.
-    rules = orjson.loads((await asyncio.to_thread(_get, f"{prom.base}/api/v1/rules"))[1])
+    rules = orjson.loads((await get_async(f"{prom.base}/api/v1/rules"))[1])
     loaded = [r for g in rules["data"]["groups"] for r in g["rules"]]
     assert {r["name"] for r in loaded} == {a for a, _ in alert_exprs()}
     for r in loaded:

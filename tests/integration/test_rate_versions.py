@@ -11,14 +11,15 @@ from typing import Any
 
 from charger.events.timefmt import format_time_ms
 from charger.rating.versions import record_key
-from charger.runtime import Runtime
 from charger.store.keys import slot_of
-from tests.integration.harness import Run
-from tests.integration.test_dlq import until
+from tests.kit.harness import Run
+from tests.kit.outputs import entries
+from tests.kit.records import call_ended, call_started, rate_plan_upserted, sms_sent
+from tests.kit.waits import until
+from tests.kit.worker import running
 from topics import names
 
 EV, RP = names.TELEPHONY_EVENTS, names.RATE_PLANS
-US_NUMBER = "+14155550100"
 
 
 def plan_version(
@@ -35,12 +36,8 @@ def plan_version(
     }
     if start is not None:
         doc["effective_from"] = start
-    return {
-        "id": f"pub-{plan_id}-{version}",
-        "type": "rate_plan.upserted",
-        "time": format_time_ms(int(time.time() * 1000)),  # published now
-        "plan": doc,
-    }
+    published = format_time_ms(int(time.time() * 1000))  # published now
+    return rate_plan_upserted(published, f"pub-{plan_id}-{version}", doc)
 
 
 async def test_a_call_is_charged_at_the_version_in_force_at_its_answer(run: Run) -> None:
@@ -55,14 +52,9 @@ async def test_a_call_is_charged_at_the_version_in_force_at_its_answer(run: Run)
     v1 = plan_version(plan_id, 1, None, "0.60", "0.0100")
     v2 = plan_version(plan_id, 2, t(10), "1.20", "0.0200")
     await run.send(RP, record_key(plan_id, 1), v1)
-    rt = Runtime(run.settings)
-    await rt.start()
-    try:
+    async with running(run.settings) as rt:
         await run.account(acct, plan=plan_id, credit=10_000_000)
-        call = {"type": "call.started", "account": acct, "call_id": "c1", "from": "+15550001"}
-        await run.send(
-            EV, acct, call | {"id": "s1", "time": t(0), "direction": "outbound", "to": US_NUMBER}
-        )
+        await run.send(EV, acct, call_started(run, acct, "s1", call_id="c1", time=t(0)))
         await run.wait_idle(60)
         slot = slot_of(acct, run.keys.slots)
         session = await run.redis.hgetall(run.keys.call(slot, acct, "c1"))
@@ -75,33 +67,18 @@ async def test_a_call_is_charged_at_the_version_in_force_at_its_answer(run: Run)
 
         await run.send(RP, record_key(plan_id, 2), v2)
         await until(lambda: len(rt.plans.current()[plan_id].versions) == 2, "version 2")
-        end = {"id": "e1", "type": "call.ended", "account": acct, "call_id": "c1"}
-        await run.send(EV, acct, end | {"time": t(60), "duration_ms": 60_000})
+        ended = call_ended(run, acct, "e1", call_id="c1", duration_ms=60_000, time=t(60))
+        await run.send(EV, acct, ended)
         # A call answered after version 2's start is rated by it.
-        await run.send(
-            EV,
-            acct,
-            call
-            | {
-                "id": "s2",
-                "call_id": "c2",
-                "time": t(20),
-                "direction": "outbound",
-                "to": US_NUMBER,
-            },
-        )
-        await run.send(
-            EV, acct, end | {"id": "e2", "call_id": "c2", "time": t(50), "duration_ms": 30_000}
-        )
+        await run.send(EV, acct, call_started(run, acct, "s2", call_id="c2", time=t(20)))
+        ended = call_ended(run, acct, "e2", call_id="c2", duration_ms=30_000, time=t(50))
+        await run.send(EV, acct, ended)
         # Texts: before version 2's start, exactly at it, after it.
         for eid, when in (("m-before", t(9.999)), ("m-at", t(10)), ("m-after", t(40))):
-            text = {"id": eid, "type": "sms.sent", "account": acct, "time": when}
-            await run.send(EV, acct, text | {"message_id": eid, "to": US_NUMBER})
+            await run.send(EV, acct, sms_sent(run, acct, eid, message_id=eid, time=when))
         await run.wait_idle(60)
-    finally:
-        await rt.stop()
 
-    ledger = {e["source_event_id"]: e for e in await run.ledger() if e["account"] == acct}
+    ledger = {e["source_event_id"]: e for e in await entries(run, acct)}
     first = ledger["e1"]
     assert (first["amount_micros"], first["unit_price_micros"]) == (-600_000, 600_000)
     assert (first["rate_plan"], first["rate_plan_version"], first["prefix"]) == (plan_id, 1, "1")

@@ -9,8 +9,10 @@ import pytest
 
 from charger.clock import ManualClock
 from charger.runtime import Runtime
-from charger.settings import Settings
-from tests.integration.harness import Run
+from tests.kit.harness import Run
+from tests.kit.outputs import commands, notifications, recharge_requests
+from tests.kit.records import account_upserted, balance_credited, recharge_result, sms_sent
+from tests.kit.worker import running
 from topics import names
 
 EV = names.TELEPHONY_EVENTS
@@ -22,19 +24,9 @@ THRESHOLD, AMOUNT = 10_000_000, 50_000_000
 @pytest.fixture
 async def clocked(run: Run) -> AsyncIterator[tuple[Runtime, ManualClock]]:
     clock = ManualClock(run.t0_ms)
-    settings = Settings(
-        **{
-            **run.settings.model_dump(),
-            "tick_ms": 0,
-            "redis_url": run.redis_url,
-            "recharge_backoff_s": 3600,
-            "recharge_timeout_s": 600,
-        }
-    )
-    rt = Runtime(settings, clock=clock)
-    await rt.start()
-    yield rt, clock
-    await rt.stop()
+    settings = run.settings_with(tick_ms=0, recharge_backoff_s=3600, recharge_timeout_s=600)
+    async with running(settings, clock) as rt:
+        yield rt, clock
 
 
 def upsert(
@@ -46,70 +38,22 @@ def upsert(
     threshold: int = THRESHOLD,
     amount: int = AMOUNT,
 ) -> dict[str, Any]:
-    return {
-        "id": eid,
-        "type": "account.upserted",
-        "account": a,
-        "time": run.t0,
-        "currency": "USD",
-        "rate_plan": "std-usd",
-        "credit_limit_micros": 0,
-        "notify_email": f"{a}@example.com",
-        "auto_recharge": {
-            "enabled": enabled,
-            "threshold_micros": threshold,
-            "amount_micros": amount,
-        },
-    }
-
-
-def credit(run: Run, a: str, eid: str, amount: int) -> dict[str, Any]:
-    return {
-        "id": eid,
-        "type": "balance.credited",
-        "account": a,
-        "time": run.t0,
-        "amount_micros": amount,
-        "reference": eid,
-    }
+    """An account with auto-recharge settings (on by default) and an e-mail to notify."""
+    auto = {"enabled": enabled, "threshold_micros": threshold, "amount_micros": amount}
+    return account_upserted(run, a, eid, notify_email=f"{a}@example.com", auto_recharge=auto)
 
 
 def sms(run: Run, a: str, eid: str) -> dict[str, Any]:
-    return {
-        "id": eid,
-        "type": "sms.sent",
-        "account": a,
-        "time": run.t0,
-        "message_id": eid,
-        "to": "+14155550100",
-    }
-
-
-def result(
-    run: Run, a: str, eid: str, rid: str, status: str, amount: int = AMOUNT
-) -> dict[str, Any]:
-    doc = {
-        "id": eid,
-        "type": "recharge.result",
-        "account": a,
-        "time": run.t0,
-        "request_id": rid,
-        "status": status,
-        "amount_micros": amount,
-    }
-    if status == "failed":
-        doc["reason"] = "card_declined"
-    return doc
+    return sms_sent(run, a, eid, message_id=eid)
 
 
 async def opened(run: Run, a: str, balance: int) -> None:
     await run.send_all(
-        [(ACC, a, upsert(run, a, f"u-{a}")), (ACC, a, credit(run, a, f"c-{a}", balance))]
+        [
+            (ACC, a, upsert(run, a, f"u-{a}")),
+            (ACC, a, balance_credited(run, a, f"c-{a}", amount_micros=balance)),
+        ]
     )
-
-
-async def requests(run: Run) -> list[dict[str, Any]]:
-    return [o.json() for o in await run.outputs(names.RECHARGE_REQUESTS)]
 
 
 async def test_a_thousand_charges_crossing_the_threshold_make_one_request(
@@ -119,7 +63,7 @@ async def test_a_thousand_charges_crossing_the_threshold_make_one_request(
     await opened(run, a, 12_000_000)
     await run.send_all([(EV, a, sms(run, a, f"s{i}-{run.uid}")) for i in range(1000)])
     await run.wait_idle(60)
-    reqs = await requests(run)
+    reqs = await recharge_requests(run)
     assert len(reqs) == 1
     r = reqs[0]
     assert (r["amount_micros"], r["threshold_micros"]) == (AMOUNT, THRESHOLD)
@@ -137,26 +81,33 @@ async def test_a_decline_mails_and_backs_off_before_asking_again(
     await opened(run, a, 10_005_000)
     await run.send(EV, a, sms(run, a, f"s1-{run.uid}"))
     await run.wait_idle()
-    (req,) = await requests(run)
-    await run.send(
-        names.RECHARGE_RESULTS, a, result(run, a, f"r1-{run.uid}", req["request_id"], "failed")
+    (req,) = await recharge_requests(run)
+    failed = recharge_result(
+        run,
+        a,
+        f"r1-{run.uid}",
+        request_id=req["request_id"],
+        status="failed",
+        amount_micros=AMOUNT,
+        reason="card_declined",
     )
+    await run.send(names.RECHARGE_RESULTS, a, failed)
     await run.wait_idle()
-    notes = [o.json() for o in await run.outputs(names.NOTIFICATIONS)]
-    failed = [n for n in notes if n["type"] == "recharge_failed"]
-    assert len(failed) == 1
-    assert failed[0]["email"] == f"{a}@example.com" and failed[0]["reason"] == "card_declined"
+    notes = await notifications(run)
+    mails = [n for n in notes if n["type"] == "recharge_failed"]
+    assert len(mails) == 1
+    assert mails[0]["email"] == f"{a}@example.com" and mails[0]["reason"] == "card_declined"
     assert [n["type"] for n in notes].count("low_balance") == 1
     # Within the backoff, more charges ask for nothing.
     clock.advance(3599_000)
     await run.send(EV, a, sms(run, a, f"s2-{run.uid}"))
     await run.wait_idle()
-    assert len(await requests(run)) == 1
+    assert len(await recharge_requests(run)) == 1
     # After it, the next charge asks again, with a new id.
     clock.advance(2_000)
     await run.send(EV, a, sms(run, a, f"s3-{run.uid}"))
     await run.wait_idle()
-    reqs = await requests(run)
+    reqs = await recharge_requests(run)
     assert len(reqs) == 2 and reqs[1]["request_id"] != req["request_id"]
 
 
@@ -167,10 +118,12 @@ async def test_a_success_credits_once_and_restores_a_suspended_account(
     await opened(run, a, 10_000)  # 1 cent: two SMS take it below zero
     await run.send_all([(EV, a, sms(run, a, f"s{i}-{run.uid}")) for i in range(2)])
     await run.wait_idle()
-    (req,) = await requests(run)
-    cmds = [o.json()["type"] for o in await run.outputs(names.TELEPHONY_COMMANDS)]
+    (req,) = await recharge_requests(run)
+    cmds = [c["type"] for c in await commands(run)]
     assert cmds == ["account.suspended"]
-    ok = result(run, a, f"ok-{run.uid}", req["request_id"], "succeeded")
+    ok = recharge_result(
+        run, a, f"ok-{run.uid}", request_id=req["request_id"], amount_micros=AMOUNT
+    )
     # delivered twice, and once more under another id by a retrying payment service
     await run.send_all([(names.RECHARGE_RESULTS, a, ok)] * 2)
     await run.send(names.RECHARGE_RESULTS, a, {**ok, "id": f"ok2-{run.uid}"})
@@ -178,7 +131,7 @@ async def test_a_success_credits_once_and_restores_a_suspended_account(
     recharges = [e for e in await run.ledger() if e["kind"] == "recharge"]
     assert len(recharges) == 1 and recharges[0]["amount_micros"] == AMOUNT
     assert await run.balance(a) == 10_000 - 2 * SMS + AMOUNT
-    cmds = [o.json()["type"] for o in await run.outputs(names.TELEPHONY_COMMANDS)]
+    cmds = [c["type"] for c in await commands(run)]
     assert cmds == ["account.suspended", "account.restored"]
     assert not [o for o in await run.outputs(names.DLQ)]
 
@@ -190,12 +143,13 @@ async def test_a_manual_top_up_restores_and_keeps_the_request_in_flight(
     await opened(run, a, 5_000)
     await run.send(EV, a, sms(run, a, f"s1-{run.uid}"))
     await run.wait_idle()
-    await run.send(ACC, a, credit(run, a, f"pay-{run.uid}", 1_000_000))  # still below 10.00
+    paid = balance_credited(run, a, f"pay-{run.uid}", amount_micros=1_000_000)
+    await run.send(ACC, a, paid)  # still below 10.00
     await run.send(EV, a, sms(run, a, f"s2-{run.uid}"))
     await run.wait_idle()
-    cmds = [o.json()["type"] for o in await run.outputs(names.TELEPHONY_COMMANDS)]
+    cmds = [c["type"] for c in await commands(run)]
     assert cmds == ["account.suspended", "account.restored"]
-    assert len(await requests(run)) == 1  # the top-up did not end the request in flight
+    assert len(await recharge_requests(run)) == 1  # the top-up did not end the request in flight
     assert [e["kind"] for e in await run.ledger()].count("topup") == 2
 
 
@@ -209,16 +163,18 @@ async def test_an_unanswered_request_times_out_and_a_new_one_follows(
     await run.wait_idle()
     clock.advance(599_000)
     await rt.worker.tick()
-    assert len(await requests(run)) == 1
+    assert len(await recharge_requests(run)) == 1
     clock.advance(2_000)
     await rt.worker.tick()
-    reqs = await requests(run)
+    reqs = await recharge_requests(run)
     assert len(reqs) == 2
     # a late success for the timed-out request still credits: the card was charged
     await run.send(
         names.RECHARGE_RESULTS,
         a,
-        result(run, a, f"late-{run.uid}", reqs[0]["request_id"], "succeeded"),
+        recharge_result(
+            run, a, f"late-{run.uid}", request_id=reqs[0]["request_id"], amount_micros=AMOUNT
+        ),
     )
     await run.wait_idle()
     assert [e["kind"] for e in await run.ledger()].count("recharge") == 1

@@ -11,85 +11,39 @@ everything outside its grant.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
 import redis.exceptions
-import yaml
 from redis.asyncio import Redis
 
 from charger_tools.embedded import HOST
-from tests.acl import ROOT, WORKER_USER, render, users
-from tests.conftest import Stack
-from tests.integration.harness import Run
-from tests.integration.secure_servers import valkey_with_acl
-from tests.integration.test_crash import Worker
+from tests.kit.acl import WORKER_USER
+from tests.kit.harness import Run
+from tests.kit.outputs import entries, recharge_requests
+from tests.kit.records import (
+    account_upserted,
+    balance_credited,
+    call_ended,
+    call_started,
+    recharge_result,
+    routed,
+    sms_sent,
+)
+from tests.kit.servers import Locked
+from tests.kit.waits import until
+from tests.kit.worker import Worker
 from topics import names
 
-EV, AC, RR = names.TELEPHONY_EVENTS, names.BILLING_ACCOUNTS, names.RECHARGE_RESULTS
-OPS_PASSWORD = "ops-dev-password"  # deploy/redis/README.md: the development password
+EV, RR = names.TELEPHONY_EVENTS, names.RECHARGE_RESULTS
 SMS = 7_900  # std-usd, outbound, per segment
 CALL_60S = 600_000  # std-usd to "1": 0.60/min, 1/1 increments
 THRESHOLD, AMOUNT = 10_000_000, 50_000_000
 
 
-def worker_password() -> str:
-    """The workers' development password, as docker-compose.yml gives it."""
-    doc = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-    password: str = doc["services"]["worker"]["environment"]["CHARGER_REDIS_PASSWORD"]
-    return password
-
-
-@dataclass
-class Locked:
-    """A run whose Redis is a Valkey running the deploy ACL file for the run's prefix."""
-
-    run: Run
-    port: int
-    password: str
-    ops: Redis
-
-    def client(self, **kw: Any) -> Redis:
-        kw.setdefault("username", WORKER_USER)
-        kw.setdefault("password", self.password)
-        return Redis(host=HOST, port=self.port, **kw)
-
-
-@pytest.fixture
-async def locked(stack: Stack) -> AsyncIterator[Locked]:
-    password = worker_password()
-    acl = users()
-    assert acl[WORKER_USER].accepts(password) and acl["ops"].accepts(OPS_PASSWORD)
-    run = Run(stack.bootstrap, f"redis://{HOST}:1/0")  # pointed at the Valkey below
-    await run.redis.aclose()
-    with valkey_with_acl(render(run.settings.redis_prefix)) as port:
-        run.redis_url = f"redis://{HOST}:{port}/0"
-        # The harness reads balances and outbox backlogs as the worker's user too.
-        run.redis = Redis(host=HOST, port=port, username=WORKER_USER, password=password)
-        ops = Redis(host=HOST, port=port, username="ops", password=OPS_PASSWORD)
-        await run.start()
-        try:
-            yield Locked(run, port, password, ops)
-        finally:
-            await run.close()
-            await ops.aclose()
-
-
 async def command_stats(ops: Redis) -> dict[str, dict[str, Any]]:
     info: dict[str, Any] = await ops.info("commandstats")
     return {k.removeprefix("cmdstat_"): v for k, v in info.items()}
-
-
-async def wait_for(check: Any, timeout: float, what: str) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not await check():
-        if loop.time() > deadline:
-            pytest.fail(f"{what} after {timeout}s")
-        await asyncio.sleep(0.2)
 
 
 async def test_the_worker_charges_end_to_end_as_the_restricted_user(locked: Locked) -> None:
@@ -98,97 +52,43 @@ async def test_the_worker_charges_end_to_end_as_the_restricted_user(locked: Lock
     u = run.uid
     worker = Worker(run, CHARGER_REDIS_USERNAME=WORKER_USER, CHARGER_REDIS_PASSWORD=locked.password)
     try:
+        auto = {"enabled": True, "threshold_micros": THRESHOLD, "amount_micros": AMOUNT}
+        upserted = account_upserted(
+            run, a, f"up-{u}", notify_email="ops@example.com", auto_recharge=auto
+        )
+        opened = balance_credited(run, a, f"cr-{u}", amount_micros=10_500_000, reference="opening")
+        texts = [sms_sent(run, a, f"s{i}-{u}", message_id=f"m{i}") for i in range(3)]
+        call = f"c-{u}"
         await run.send_all(
             [
-                (
-                    AC,
-                    a,
-                    run.event(
-                        "account.upserted",
-                        a,
-                        f"up-{u}",
-                        currency="USD",
-                        rate_plan="std-usd",
-                        credit_limit_micros=0,
-                        notify_email="ops@example.com",
-                        auto_recharge={
-                            "enabled": True,
-                            "threshold_micros": THRESHOLD,
-                            "amount_micros": AMOUNT,
-                        },
-                    ),
-                ),
-                (
-                    AC,
-                    a,
-                    run.event(
-                        "balance.credited",
-                        a,
-                        f"cr-{u}",
-                        amount_micros=10_500_000,
-                        reference="opening",
-                    ),
-                ),
-                *[
-                    (
-                        EV,
-                        a,
-                        run.event(
-                            "sms.sent", a, f"s{i}-{u}", message_id=f"m{i}", to="+14155550100"
-                        ),
-                    )
-                    for i in range(3)
-                ],
-                (
-                    EV,
-                    a,
-                    run.event(
-                        "call.started",
-                        a,
-                        f"cs-{u}",
-                        call_id=f"c-{u}",
-                        direction="outbound",
-                        **{"from": "+15550001", "to": "+14155550100"},
-                    ),
-                ),
-                (
-                    EV,
-                    a,
-                    run.event(
-                        "call.ended", a, f"ce-{u}", run.at(60), call_id=f"c-{u}", duration_ms=60_000
-                    ),
-                ),
+                routed(upserted),
+                routed(opened),
+                *map(routed, texts),
+                routed(call_started(run, a, f"cs-{u}", call_id=call)),
+                routed(call_ended(run, a, f"ce-{u}", call_id=call, duration_ms=60_000)),
                 (EV, a, b"{not json"),
             ]
         )
         await run.wait_idle(90)
         # 10.50 - 3 SMS - a minute falls below the 10.00 threshold: one recharge request.
-        (request,) = [o.json() for o in await run.outputs(names.RECHARGE_REQUESTS)]
-        await run.send(
-            RR,
-            a,
-            run.event(
-                "recharge.result",
-                a,
-                f"rr-{u}",
-                request_id=request["request_id"],
-                status="succeeded",
-                amount_micros=AMOUNT,
-            ),
+        (request,) = await recharge_requests(run)
+        succeeded = recharge_result(
+            run, a, f"rr-{u}", request_id=request["request_id"], amount_micros=AMOUNT
         )
+        await run.send(RR, a, succeeded)
         await run.wait_idle(60)
 
         # The sampler's own commands (ZCARD, ZRANGE) ran too: it samples every 5 s.
         async def sampled() -> bool:
             return (await command_stats(ops)).get("zcard", {}).get("calls", 0) > 0
 
-        await wait_for(sampled, 30, "the metrics sampler never read Redis")
+        await until(sampled, "the metrics sampler never read Redis", 30, interval=0.2)
     finally:
         code = worker.stop()
-    output = worker.err.decode(errors="replace")
+    output = worker.output
     assert code == 0, output[-3000:]
 
-    ledger = {e["kind"]: e for e in await run.ledger() if e["account"] == a}
+    ledger = {e["kind"]: e for e in await entries(run, a)}
     assert {"topup", "sms_out", "call", "recharge"} <= set(ledger)
     assert ledger["call"]["amount_micros"] == -CALL_60S
     closing = 10_500_000 - 3 * SMS - CALL_60S + AMOUNT
@@ -273,11 +173,8 @@ async def test_no_anonymous_access_and_a_wrong_password_says_nothing(locked: Loc
     # saying the password.
     bad = "not-the-" + locked.password
     worker = Worker(locked.run, CHARGER_REDIS_USERNAME=WORKER_USER, CHARGER_REDIS_PASSWORD=bad)
-    try:
-        code = await worker.wait(90)
-    finally:
-        worker.kill()
-    output = worker.err.decode(errors="replace")
+    code = await worker.run_to_exit(90)
+    output = worker.output
     assert code != 0
     assert "AuthenticationError" in output or "invalid username-password" in output, output[-3000:]
     assert bad not in output and locked.password not in output
@@ -293,11 +190,8 @@ async def test_a_worker_refused_by_kafka_says_nothing_secret(run: Run) -> None:
         "CHARGER_KAFKA_SASL_PASSWORD": secret,
     }
     worker = Worker(run, **env)
-    try:
-        code = await worker.wait(90)
-    finally:
-        worker.kill()
-    output = worker.err.decode(errors="replace")
+    code = await worker.run_to_exit(90)
+    output = worker.output
     assert code != 0
     assert "sasl" in output.lower(), output[-3000:]  # it says why
     assert secret not in output

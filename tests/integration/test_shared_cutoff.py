@@ -3,7 +3,7 @@
 Random accounts with 1-5 concurrent calls at random rates, increments, connect fees,
 credit limits and answer offsets run on the real broker and Redis under a manual clock;
 every cutoff must fall exactly where the reference of how money is spent
-(`tests/spending.py`) says that call could not pay for its next increment, be published
+(`tests/kit/spending.py`) says that call could not pay for its next increment, be published
 within one tick of it, and no other call may be cut. Then the switch reports the talk time
 and the ledger must add up to the balance change.
 """
@@ -20,10 +20,11 @@ import orjson
 from charger.charging.session import HoldRate, billed, cost
 from charger.clock import ManualClock
 from charger.events.timefmt import format_time_ms, parse_time_ms
-from charger.runtime import Runtime
-from charger.settings import Settings
-from tests.integration.harness import Run
-from tests.spending import SpendingCall, cutoff_instants
+from tests.kit.harness import Run
+from tests.kit.outputs import cutoffs
+from tests.kit.records import call_ended, call_started
+from tests.kit.spending import SpendingCall, cutoff_instants
+from tests.kit.worker import running
 from topics import names
 
 EV = names.TELEPHONY_EVENTS
@@ -80,15 +81,10 @@ def make_case(run: Run, rng: random.Random, n: int) -> Case:
 
 
 def started(run: Run, case: Case, call: SpendingCall) -> dict[str, Any]:
-    return run.event(
-        "call.started",
-        case.account,
-        f"s-{call.call_id}",
-        format_time_ms(call.answer_ms),
-        call_id=call.call_id,
-        direction="outbound",
-        to=case.numbers[call.call_id],
-        **{"from": "+15550001"},
+    answered = format_time_ms(call.answer_ms)
+    to = case.numbers[call.call_id]
+    return call_started(
+        run, case.account, f"s-{call.call_id}", call_id=call.call_id, to=to, time=answered
     )
 
 
@@ -99,21 +95,12 @@ async def test_calls_sharing_an_account_are_cut_the_instant_its_money_is_spent(
     cases = [make_case(run, rng, n) for n in range(30)]
     plans = tmp_path / "plans.json"
     plans.write_bytes(orjson.dumps({"plans": [c.plan for c in cases]}))
-    settings = Settings(
-        **{
-            **run.settings.model_dump(),
-            "tick_ms": 0,
-            "redis_url": run.redis_url,
-            "rate_plans_path": str(plans),
-        }
-    )
+    settings = run.settings_with(tick_ms=0, rate_plans_path=str(plans))
     expected = {
         c.account: cutoff_instants(c.calls, c.balance_micros + c.credit_limit_micros) for c in cases
     }
     clock = ManualClock(run.t0_ms)
-    rt = Runtime(settings, clock=clock)
-    await rt.start()
-    try:
+    async with running(settings, clock) as rt:
         for c in cases:
             await run.account(
                 c.account,
@@ -129,11 +116,7 @@ async def test_calls_sharing_an_account_are_cut_the_instant_its_money_is_spent(
         while clock.now_ms() <= last_ms + 2 * TICK_MS:
             await rt.worker.tick()
             clock.advance(TICK_MS)
-        cut = [
-            o.json()
-            for o in await run.outputs(names.TELEPHONY_COMMANDS)
-            if o.json()["type"] == "call.cutoff"
-        ]
+        cut = await cutoffs(run)
         got: dict[str, dict[str, int]] = {c.account: {} for c in cases}
         for doc in cut:
             assert doc["call_id"] not in got[doc["account"]], f"cut twice: {doc}"
@@ -148,24 +131,17 @@ async def test_calls_sharing_an_account_are_cut_the_instant_its_money_is_spent(
         for c in cases:
             for call in c.calls:
                 end_ms = expected[c.account].get(call.call_id, clock.now_ms())
-                ends.append(
-                    (
-                        EV,
-                        c.account,
-                        run.event(
-                            "call.ended",
-                            c.account,
-                            f"e-{call.call_id}",
-                            format_time_ms(end_ms),
-                            call_id=call.call_id,
-                            duration_ms=end_ms - call.answer_ms,
-                        ),
-                    )
+                ended = call_ended(
+                    run,
+                    c.account,
+                    f"e-{call.call_id}",
+                    call_id=call.call_id,
+                    duration_ms=end_ms - call.answer_ms,
+                    time=format_time_ms(end_ms),
                 )
+                ends.append((EV, c.account, ended))
         await run.send_all(ends)
         await run.wait_idle(60)
-    finally:
-        await rt.stop()
 
     ledger = await run.ledger()
     for c in cases:

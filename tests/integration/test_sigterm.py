@@ -14,22 +14,15 @@ import asyncio
 import signal
 import time
 from pathlib import Path
-from typing import Any
 
 import yaml
 
-from tests.integration.harness import Run
-from tests.integration.test_crash import Worker
+from tests.kit.harness import Run
+from tests.kit.traffic import open_accounts, traffic
+from tests.kit.worker import Worker
 from topics import names
 
-EV = names.TELEPHONY_EVENTS
-AC = names.BILLING_ACCOUNTS
 DEPLOYMENT = Path(__file__).resolve().parents[2] / "deploy" / "k8s" / "deployment.yaml"
-
-OPENING = 100_000_000
-SMS_PER_SEGMENT = 7_900  # std-usd, outbound
-RING_THROUGH = 10_000
-CALL_PER_SECOND = 10_000  # std-usd to "1": 0.60/min, 1/1 increments
 
 
 def grace_period_s() -> float:
@@ -38,88 +31,11 @@ def grace_period_s() -> float:
     return float(doc["spec"]["template"]["spec"]["terminationGracePeriodSeconds"])
 
 
-def traffic(
-    run: Run, accounts: list[str], rounds: int
-) -> tuple[list[list[tuple[str, str, dict[str, Any]]]], dict[str, int], set[str]]:
-    """Rounds of events over `accounts`; the closing balances and ledger ids they must make."""
-    u = run.uid
-    balances = dict.fromkeys(accounts, OPENING)
-    ids: set[str] = set()
-    out = []
-    for r in range(rounds):
-        batch: list[tuple[str, str, dict[str, Any]]] = []
-        for n, acct in enumerate(accounts):
-            base = {"account": acct, "time": run.t0}
-            kind = (r + n) % 3
-            eid = f"{kind}-{r}-{n}-{u}"
-            if kind == 0:
-                segments = 1 + (r % 3)
-                batch.append(
-                    (
-                        EV,
-                        acct,
-                        {
-                            **base,
-                            "id": eid,
-                            "type": "sms.sent",
-                            "message_id": f"m{eid}",
-                            "to": "+14155550100",
-                            "segments": segments,
-                        },
-                    )
-                )
-                balances[acct] -= segments * SMS_PER_SEGMENT
-                ids.add(f"ev:{eid}:sms_out")
-            elif kind == 1:
-                batch.append(
-                    (
-                        EV,
-                        acct,
-                        {
-                            **base,
-                            "id": eid,
-                            "type": "call.attempt",
-                            "call_id": f"r{eid}",
-                            "to": "+14155550100",
-                        },
-                    )
-                )
-                balances[acct] -= RING_THROUGH
-                ids.add(f"ev:{eid}:ring_through")
-            else:
-                seconds = 5 + r % 50
-                call = f"k{eid}"
-                started = {
-                    **base,
-                    "id": f"s{eid}",
-                    "type": "call.started",
-                    "call_id": call,
-                    "direction": "outbound",
-                    "from": "+15550001",
-                    "to": "+14155550123",
-                }
-                ended = {
-                    **base,
-                    "id": f"e{eid}",
-                    "type": "call.ended",
-                    "time": run.at(seconds),
-                    "call_id": call,
-                    "duration_ms": seconds * 1000,
-                }
-                batch += [(EV, acct, started), (EV, acct, ended)]
-                balances[acct] -= seconds * CALL_PER_SECOND
-                ids.add(f"ev:e{eid}:call")
-        out.append(batch)
-    return out, balances, ids
-
-
 async def test_sigterm_mid_load_exits_in_time_and_a_restart_neither_loses_nor_repeats(
     run: Run,
 ) -> None:
     grace = grace_period_s()
-    accounts = [run.acct(f"t{i}") for i in range(24)]
-    for acct in accounts:
-        await run.account(acct, credit=OPENING)
+    accounts = await open_accounts(run, "t", 24)
     rounds, balances, ids = traffic(run, accounts, rounds=60)
     expected_events = sum(len(b) for b in rounds)
     credits = {f"ac:cr-{a}:topup" for a in accounts}

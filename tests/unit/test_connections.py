@@ -29,7 +29,7 @@ from charger.connections import (
 )
 from charger.runtime import Runtime
 from charger.settings import Settings
-from tests.certs import Pki, make_pki
+from tests.kit.certs import Pki, make_pki
 
 SECRET = "kafka-pw-7f3a"
 REDIS_SECRET = "redis-pw-91c2"

@@ -21,7 +21,7 @@ from charger.kafka.plans_reader import PlanBook
 from charger.rating import RatePlan, load_plans, plan_from_dict
 from charger.runtime import default_plans_path
 from charger.store.keys import Keys, request_state
-from tests.corpus import RP, Case, Ids, cases, keyless_cases, prelude, sms, world, world_plans
+from tests.kit.corpus import RP, Case, Ids, cases, keyless_cases, prelude, sms, world, world_plans
 from topics import names, reasons
 
 IDS = Ids("u1")

@@ -21,30 +21,13 @@ from charger.events import REASONS, Invalid, decode
 from charger.rating import load_plans
 from charger.runtime import default_plans_path
 from charger.store.keys import Keys
-from tests.unit.test_validate import valid_record
+from tests.kit.strategies import json_like, valid_record
 from topics import names, reasons
 from topics.records import RECORDS
 
 FAST = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 INPUTS = [t for t, rt in RECORDS.items() if rt.topic in names.CO_PARTITIONED]
 TOPIC_OF = {t: RECORDS[t].topic for t in INPUTS}
-
-# JSON-ish values a producer could get wrong: integers past 64 bits, floats where money goes,
-# any unicode (escaped lone surrogates included), deep-ish nesting.
-scalars = st.one_of(
-    st.none(),
-    st.booleans(),
-    st.integers(),
-    st.integers(-(2**70), 2**70),
-    st.floats(),
-    st.text(),
-    st.sampled_from(["\ud800", "\udfff", "\x00", "\u202e", "💸", "0.60", "1e6"]),
-)
-json_like = st.recursive(
-    scalars,
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
-    max_leaves=12,
-)
 
 
 def dumps(value: Any, data: st.DataObject) -> bytes:

@@ -33,7 +33,7 @@ from charger.rating import (
     sms_charge,
 )
 from charger.rating.model import MAX_INCREMENT_S, MAX_PRICE_MICROS
-from tests.unit.test_fuzz_decoder import json_like
+from tests.kit.strategies import json_like
 from topics import reasons
 from topics.records import MAX_DURATION_MS, MAX_MICROS, MAX_SEGMENTS
 

@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 
 from charger.settings import Settings
-from tests.acl import ACL_FILE, DEFAULT_PREFIX, WORKER_USER, users
+from tests.kit.acl import ACL_FILE, DEFAULT_PREFIX, WORKER_USER, users
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "charger"
 # Modules whose Redis calls run inside the worker process (tools like demo and bench

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from charger.charging.session import HoldRate, billed, cost
 from charger.charging.sharing import Share, SharedCall, share
-from tests.spending import SpendingCall, cutoff_instants
+from tests.kit.spending import SpendingCall, cutoff_instants
 
 PER_SECOND = HoldRate(600_000, 0, 1, 1)  # $0.60/min, 1/1: 10,000 micros a second
 MINUTES = HoldRate(600_000, 0, 60, 60)

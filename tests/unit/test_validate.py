@@ -14,8 +14,9 @@ from hypothesis import strategies as st
 
 from charger.events import REASONS, Invalid, decode, format_time_ms, parse_time_ms
 from charger.events.timefmt import MAX_TIME_MS, MIN_TIME_MS, TIME_RE, is_time
-from topics.records import COMMON, RECORDS, Field, RecordType
-from topics.schema import TIME_PATTERN, record_schema
+from tests.kit.strategies import json_values, record_fields, times, valid_record
+from topics.records import RECORDS, Field
+from topics.schema import record_schema
 
 T = "2026-11-22T10:00:00.123Z"
 EVENTS = frozenset({"call.started", "call.ended", "call.attempt", "sms.sent", "sms.received"})
@@ -164,43 +165,6 @@ def test_size_limit_is_inclusive() -> None:
 
 # --- agreement with the JSON Schemas -------------------------------------------------------
 
-INT64 = (-(2**63), 2**63 - 1)
-times = st.one_of(
-    st.integers(MIN_TIME_MS, MAX_TIME_MS).map(format_time_ms),
-    st.from_regex(TIME_PATTERN, fullmatch=True),
-)
-json_scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(*INT64), st.text(max_size=8), st.floats(-1e9, 1e9)
-)
-json_values = st.recursive(
-    json_scalars,
-    lambda inner: (
-        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
-    ),
-    max_leaves=6,
-)
-
-
-def valid_value(f: Field) -> st.SearchStrategy[Any]:
-    if f.kind == "string":
-        return st.text(min_size=1, max_size=f.max_length)
-    if f.kind == "time":
-        return times
-    if f.kind == "integer":
-        lo = INT64[0] if f.minimum is None else f.minimum
-        hi = INT64[1] if f.maximum is None else f.maximum
-        return st.one_of(st.integers(lo, hi), st.sampled_from([lo, hi]))
-    if f.kind == "boolean":
-        return st.booleans()
-    if f.kind == "enum":
-        return st.sampled_from(f.values)
-    if not f.fields:
-        return st.dictionaries(st.text(max_size=5), json_values, max_size=3)
-    return st.fixed_dictionaries(
-        {k: valid_value(v) for k, v in f.fields.items() if k not in f.optional},
-        optional={k: valid_value(v) for k, v in f.fields.items() if k in f.optional},
-    )
-
 
 def invalid_value(f: Field) -> st.SearchStrategy[Any]:
     """Values that are often (not always) wrong for ``f``; the schema decides which."""
@@ -222,22 +186,6 @@ def invalid_value(f: Field) -> st.SearchStrategy[Any]:
     if f.values:
         near.append(st.sampled_from([*f.values, f.values[0].upper(), ""]))
     return st.one_of(near)
-
-
-def record_fields(rt: RecordType) -> tuple[dict[str, Field], set[str]]:
-    fields = dict(COMMON) | rt.required | rt.optional
-    optional = set(rt.optional) | (set() if rt.keyed_by_account else {"account"})
-    return fields, optional
-
-
-def valid_record(rt: RecordType) -> st.SearchStrategy[dict[str, Any]]:
-    fields, optional = record_fields(rt)
-    strategies = {k: valid_value(f) for k, f in fields.items()}
-    strategies["type"] = st.just(rt.type)
-    return st.fixed_dictionaries(
-        {k: s for k, s in strategies.items() if k not in optional},
-        optional={k: s for k, s in strategies.items() if k in optional},
-    )
 
 
 @cache

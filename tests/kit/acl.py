@@ -10,7 +10,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]  # the repository: tests/kit/acl.py
 ACL_FILE = ROOT / "deploy" / "redis" / "users.acl"
 WORKER_USER = "charger"
 DEFAULT_PREFIX = "ch"

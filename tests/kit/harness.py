@@ -1,4 +1,4 @@
-"""Integration test harness: one isolated charging run on a (possibly shared) broker and Redis.
+"""One isolated charging run on a (possibly shared) broker and Redis, and where they are.
 
 Isolation without per-test topics: the run gets its own Redis key prefix and consumer group,
 the group starts at the current end of the input topics, outputs are read from the offsets
@@ -8,14 +8,12 @@ they had when the run began, and account ids carry the run's unique id.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
-import subprocess
-import sys
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -30,11 +28,26 @@ from charger.events.timefmt import format_time_ms
 from charger.kafka.admin import create_topics
 from charger.settings import Settings
 from charger.store.keys import Keys
-from charger_tools.embedded import free_port
-from charger_tools.processes import stop_process
+from tests.kit import records
 from topics import names
 
-REPOSITORY = Path(__file__).resolve().parents[2]
+# (topic, key, value) as Run.send_all takes it; a None value is a tombstone.
+Item = tuple[str, str, dict[str, Any] | bytes | None]
+
+
+@dataclass(frozen=True)
+class Stack:
+    """Where the broker and Redis of this test session are."""
+
+    bootstrap: str
+    redis_url: str
+    kafka_owned: bool
+    redis_owned: bool
+
+    @property
+    def owned(self) -> bool:
+        """True when both servers were started for this session and nobody else uses them."""
+        return self.kafka_owned and self.redis_owned
 
 
 def run_start_ms() -> int:
@@ -90,19 +103,28 @@ class Run:
         self, typ: str, account: str, event_id: str, time: str | None = None, **fields: Any
     ) -> dict[str, Any]:
         """An input record of `typ` for `account`; its time is t0 unless given."""
-        return {"id": event_id, "type": typ, "account": account, "time": time or self.t0, **fields}
+        return records.event(typ, account, event_id, time or self.t0, **fields)
 
     def acct(self, name: str) -> str:
         return f"{name}-{self.uid}"
 
-    async def start(self) -> None:
-        await create_topics(self.bootstrap, names.TOPICS.values())
-        await self.producer.start()
-        c = AIOKafkaConsumer(
+    def settings_with(self, **changes: Any) -> Settings:
+        """The run's settings with `changes` (tick_ms=0 for a hand-driven clock, say)."""
+        # The URL is passed again as given: the dumped settings hold it parsed.
+        return Settings(**{**self.settings.model_dump(), "redis_url": self.redis_url, **changes})
+
+    def _group_consumer(self) -> AIOKafkaConsumer:
+        """A consumer in the run's group that joins nothing: for reading and committing offsets."""
+        return AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap,
             group_id=self.settings.group_id,
             enable_auto_commit=False,
         )
+
+    async def start(self) -> None:
+        await create_topics(self.bootstrap, names.TOPICS.values())
+        await self.producer.start()
+        c = self._group_consumer()
         await c.start()
         try:
             tps = [
@@ -147,9 +169,7 @@ class Run:
     async def send(self, topic: str, account: str, value: dict[str, Any] | bytes) -> None:
         await self.send_all([(topic, account, value)])
 
-    async def send_all(
-        self, items: Iterable[tuple[str, str, dict[str, Any] | bytes | None]]
-    ) -> None:
+    async def send_all(self, items: Iterable[Item]) -> None:
         """Send keyed records in order; a None value is sent as a null (a tombstone)."""
         futs = []
         for topic, account, value in items:
@@ -168,32 +188,20 @@ class Run:
         currency: str = "USD",
         credit_limit: int = 0,
     ) -> None:
-        await self.send(
-            names.BILLING_ACCOUNTS,
+        upserted = records.account_upserted(
+            self.t0,
             account,
-            {
-                "id": f"up-{account}",
-                "type": "account.upserted",
-                "account": account,
-                "time": self.t0,
-                "currency": currency,
-                "rate_plan": plan,
-                "credit_limit_micros": credit_limit,
-            },
+            f"up-{account}",
+            currency=currency,
+            rate_plan=plan,
+            credit_limit_micros=credit_limit,
         )
+        await self.send(names.BILLING_ACCOUNTS, account, upserted)
         if credit:
-            await self.send(
-                names.BILLING_ACCOUNTS,
-                account,
-                {
-                    "id": f"cr-{account}",
-                    "type": "balance.credited",
-                    "account": account,
-                    "time": self.t0,
-                    "amount_micros": credit,
-                    "reference": "opening",
-                },
+            credited = records.balance_credited(
+                self.t0, account, f"cr-{account}", amount_micros=credit, reference="opening"
             )
+            await self.send(names.BILLING_ACCOUNTS, account, credited)
 
     # ---- outputs ----
     async def outputs(self, topic: str) -> list[Out]:
@@ -231,11 +239,7 @@ class Run:
 
     async def committed(self) -> dict[TopicPartition, int]:
         """The group's committed offset of every input partition this run produced to."""
-        c = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap,
-            group_id=self.settings.group_id,
-            enable_auto_commit=False,
-        )
+        c = self._group_consumer()
         await c.start()
         try:
             out = {}
@@ -274,32 +278,12 @@ class Run:
         return total
 
 
-def spawn_worker(
-    run: Run, web_port: int = 0, failpoint: str = "", **env: str
-) -> subprocess.Popen[bytes]:
-    """`charger worker` as a real process (the same entry point operators run).
-
-    It serves /metrics, /health and /ready on `web_port` (default: a free port). Its JSON
-    logs (stdout) and anything on stderr come out of `stdout`: drain it. A `failpoint`
-    (`tests.integration.failpoint_worker`) is installed in the process before the worker
-    starts.
-    """
-    port = web_port or free_port()
-    entry = ["-m", "charger"]
-    child_env = run.env(**env)
-    if failpoint:
-        entry = ["-m", "tests.integration.failpoint_worker", failpoint]
-        # The child imports `tests` from the repository, wherever it is started from.
-        child_env["PYTHONPATH"] = os.pathsep.join(
-            filter(None, [str(REPOSITORY), child_env.get("PYTHONPATH", "")])
-        )
-    return subprocess.Popen(
-        [sys.executable, *entry, "worker", "--web-port", str(port), "-l", "info"],
-        env=child_env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-
-
-def stop_worker(proc: subprocess.Popen[bytes], timeout: float = 30.0) -> int:
-    return stop_process(proc, timeout)
+@contextlib.asynccontextmanager
+async def started_run(bootstrap: str, redis_url: str) -> AsyncIterator[Run]:
+    """A started run on the given broker and Redis, closed afterwards."""
+    run = Run(bootstrap, redis_url)
+    await run.start()
+    try:
+        yield run
+    finally:
+        await run.close()

@@ -1,4 +1,5 @@
-"""Servers for the security tests: a Valkey running an ACL file, and a TLS front for any port.
+"""Servers for the security tests: a Valkey running an ACL file, a TLS front for any port,
+a broker behind such a front, and a run whose Redis is that Valkey.
 
 The bundled Valkey is built without TLS and the embedded broker offers none either, so TLS
 is terminated by `TlsFront`, a small proxy in this process: clients do a real handshake
@@ -15,10 +16,20 @@ import ssl
 import subprocess
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from charger_tools.embedded import HOST, free_port, redis_binary, wait_port_sync
+import yaml
+from redis.asyncio import Redis
+
+from charger_tools.embedded import HOST, broker_binary, free_port, redis_binary, wait_port_sync
+from charger_tools.processes import stop_process
+from tests.kit.acl import ROOT, WORKER_USER, render, users
+from tests.kit.harness import Run
+
+OPS_PASSWORD = "ops-dev-password"  # deploy/redis/README.md: the development password
 
 
 @contextlib.contextmanager
@@ -50,13 +61,7 @@ def valkey_with_acl(acl_text: str) -> Iterator[int]:
             raise RuntimeError((workdir / "valkey.log").read_text()) from None
         yield port
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc, 5)
         log.close()
         shutil.rmtree(workdir, ignore_errors=True)
 
@@ -126,3 +131,68 @@ class TlsFront:
         finally:
             with contextlib.suppress(Exception):
                 dst.close()
+
+
+@contextlib.contextmanager
+def broker_behind(front_port: int, listen: int) -> Iterator[None]:
+    """A Tansu broker on `listen` that advertises the TLS front's port to its clients."""
+    proc = subprocess.Popen(
+        [
+            broker_binary(),
+            "broker",
+            *("--listener-url", f"tcp://{HOST}:{listen}"),
+            *("--advertised-listener-url", f"tcp://{HOST}:{front_port}"),
+            *("--storage-engine", "memory://tansu/"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        wait_port_sync(HOST, listen, timeout=20)
+        yield
+    finally:
+        stop_process(proc, 5)
+
+
+def worker_password() -> str:
+    """The workers' development password, as docker-compose.yml gives it."""
+    doc = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    password: str = doc["services"]["worker"]["environment"]["CHARGER_REDIS_PASSWORD"]
+    return password
+
+
+@dataclass
+class Locked:
+    """A run whose Redis is a Valkey running the deploy ACL file for the run's prefix."""
+
+    run: Run
+    port: int
+    password: str
+    ops: Redis
+
+    def client(self, **kw: Any) -> Redis:
+        kw.setdefault("username", WORKER_USER)
+        kw.setdefault("password", self.password)
+        return Redis(host=HOST, port=self.port, **kw)
+
+
+@contextlib.asynccontextmanager
+async def locked_run(bootstrap: str) -> AsyncIterator[Locked]:
+    """A started run on `bootstrap` whose Redis is a Valkey of its own, locked down."""
+    password = worker_password()
+    acl = users()
+    assert acl[WORKER_USER].accepts(password) and acl["ops"].accepts(OPS_PASSWORD)
+    run = Run(bootstrap, f"redis://{HOST}:1/0")  # pointed at the Valkey below
+    await run.redis.aclose()
+    with valkey_with_acl(render(run.settings.redis_prefix)) as port:
+        run.redis_url = f"redis://{HOST}:{port}/0"
+        # The harness reads balances and outbox backlogs as the worker's user too.
+        run.redis = Redis(host=HOST, port=port, username=WORKER_USER, password=password)
+        ops = Redis(host=HOST, port=port, username="ops", password=OPS_PASSWORD)
+        await run.start()
+        try:
+            yield Locked(run, port, password, ops)
+        finally:
+            await run.close()
+            await ops.aclose()

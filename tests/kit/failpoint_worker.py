@@ -1,6 +1,6 @@
 """`charger` with a failpoint installed: the worker entry point of the crash tests.
 
-Run as ``python -m tests.integration.failpoint_worker FAILPOINT worker [options]``. The
+Run as ``python -m tests.kit.failpoint_worker FAILPOINT worker [options]``. The
 failpoint is patched into `BatchWorker` here, before the command line starts the worker,
 so the product's charging path carries no failpoint of its own.
 

@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 
 from charger.rating.model import MAX_PRICE_MICROS
+from tests.kit import records
 from topics import names
 
 EV, AC, RR, RP = (
@@ -78,35 +79,38 @@ def world_plans(ids: Ids) -> list[dict[str, Any]]:
     return [plan_doc(ids.p), plan_doc(ids.pricey, voice=[most]), later]
 
 
+# The corpus's own builders: ids carry the run's uid, `good` is the default account, and
+# `changes` replace fields (their type and time too) keeping the record's field order.
 def sms(ids: Ids, eid: str, account: str = "", **changes: Any) -> dict[str, Any]:
     acct = account or ids.good
-    body = {"id": f"{eid}-{ids.uid}", "type": "sms.sent", "account": acct, "time": T0}
-    return body | {"message_id": f"m-{eid}", "to": "+14155550100", "segments": 1} | changes
+    doc = records.sms_sent(T0, acct, f"{eid}-{ids.uid}", message_id=f"m-{eid}", segments=1)
+    return doc | changes
 
 
 def ended(ids: Ids, eid: str, account: str = "", **changes: Any) -> dict[str, Any]:
     acct = account or ids.good
-    body = {"id": f"{eid}-{ids.uid}", "type": "call.ended", "account": acct, "time": T0}
-    return body | {"call_id": f"k-{eid}", "duration_ms": 30_000} | changes
+    doc = records.call_ended(T0, acct, f"{eid}-{ids.uid}", call_id=f"k-{eid}", duration_ms=30_000)
+    return doc | changes
 
 
 def upsert(ids: Ids, eid: str, account: str = "", **changes: Any) -> dict[str, Any]:
-    acct = account or ids.good
-    body = {"id": f"{eid}-{ids.uid}", "type": "account.upserted", "account": acct, "time": T0}
-    return body | {"currency": "USD", "rate_plan": "std-usd", "credit_limit_micros": 0} | changes
+    return records.account_upserted(T0, account or ids.good, f"{eid}-{ids.uid}") | changes
 
 
 def credit(ids: Ids, eid: str, account: str = "", **changes: Any) -> dict[str, Any]:
     acct = account or ids.good
-    body = {"id": f"{eid}-{ids.uid}", "type": "balance.credited", "account": acct, "time": T0}
-    return body | {"amount_micros": 500_000, "reference": "pay-now"} | changes
+    doc = records.balance_credited(
+        T0, acct, f"{eid}-{ids.uid}", amount_micros=500_000, reference="pay-now"
+    )
+    return doc | changes
 
 
 def result(ids: Ids, eid: str, account: str = "", **changes: Any) -> dict[str, Any]:
     acct = account or ids.rch
-    body = {"id": f"{eid}-{ids.uid}", "type": "recharge.result", "account": acct, "time": T0}
-    fields = {"request_id": ids.request, "status": "succeeded", "amount_micros": 50_000_000}
-    return body | fields | changes
+    doc = records.recharge_result(
+        T0, acct, f"{eid}-{ids.uid}", request_id=ids.request, amount_micros=50_000_000
+    )
+    return doc | changes
 
 
 def plan_doc(plan_id: str, sms_out: Any = "0.0100", **changes: Any) -> dict[str, Any]:
@@ -121,7 +125,7 @@ def plan_doc(plan_id: str, sms_out: Any = "0.0100", **changes: Any) -> dict[str,
 
 
 def plan_record(ids: Ids, eid: str, doc: dict[str, Any]) -> dict[str, Any]:
-    return {"id": f"{eid}-{ids.uid}", "type": "rate_plan.upserted", "time": T0, "plan": doc}
+    return records.rate_plan_upserted(T0, f"{eid}-{ids.uid}", doc)
 
 
 def j(doc: dict[str, Any]) -> bytes:

@@ -1,0 +1,13 @@
+"""The one home of what the tests share; import from the module that holds it.
+
+- harness: `Run` (one isolated charging run: inputs, outputs, balances) and `Stack`.
+- records: a builder for every input record type, dated by a run or a fixed time.
+- worker: `Worker` and `spawn_worker` (the real process), `running` (the runtime in-process).
+- waits: `until`, a deadline-bound wait for any condition.
+- outputs: ledger entries, switch commands, notifications and recharge requests of a run.
+- http: GETs against a worker's or Prometheus's web server.
+- traffic: a steady stream of SMS, attempts and calls, with the balances it must leave.
+- servers, proxy: a locked-down Valkey, TLS fronts, a broker behind one, an outage proxy.
+- corpus, acl, certs, spending, strategies: bad-input cases, the deploy ACL file, a
+  throwaway PKI, the reference of how calls spend money, Hypothesis strategies for records.
+"""

@@ -1,0 +1,62 @@
+"""A steady stream of SMS, ring-through attempts and calls, with what it must cost."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.kit.harness import Run
+from tests.kit.records import call_attempt, call_ended, call_started, routed, sms_sent
+
+OPENING = 100_000_000
+SMS_PER_SEGMENT = 7_900  # std-usd, outbound
+RING_THROUGH = 10_000
+CALL_PER_SECOND = 10_000  # std-usd to "1": 0.60/min, 1/1 increments
+
+Round = list[tuple[str, str, dict[str, Any]]]
+
+
+def traffic(
+    run: Run, accounts: list[str], rounds: int
+) -> tuple[list[Round], dict[str, int], set[str]]:
+    """Rounds of events over `accounts`; the closing balances and ledger ids they must make.
+
+    Every account opens with OPENING (credited by the caller).
+    """
+    u = run.uid
+    balances = dict.fromkeys(accounts, OPENING)
+    ids: set[str] = set()
+    out = []
+    for r in range(rounds):
+        batch: Round = []
+        for n, acct in enumerate(accounts):
+            kind = (r + n) % 3
+            eid = f"{kind}-{r}-{n}-{u}"
+            if kind == 0:
+                segments = 1 + (r % 3)
+                batch.append(
+                    routed(sms_sent(run, acct, eid, message_id=f"m{eid}", segments=segments))
+                )
+                balances[acct] -= segments * SMS_PER_SEGMENT
+                ids.add(f"ev:{eid}:sms_out")
+            elif kind == 1:
+                batch.append(routed(call_attempt(run, acct, eid, call_id=f"r{eid}")))
+                balances[acct] -= RING_THROUGH
+                ids.add(f"ev:{eid}:ring_through")
+            else:
+                seconds = 5 + r % 50
+                call = f"k{eid}"
+                started = call_started(run, acct, f"s{eid}", call_id=call, to="+14155550123")
+                ended = call_ended(run, acct, f"e{eid}", call_id=call, duration_ms=seconds * 1000)
+                batch += [routed(started), routed(ended)]
+                balances[acct] -= seconds * CALL_PER_SECOND
+                ids.add(f"ev:e{eid}:call")
+        out.append(batch)
+    return out, balances, ids
+
+
+async def open_accounts(run: Run, name: str, count: int) -> list[str]:
+    """`count` accounts of the run, `name` and a number each, opened with OPENING."""
+    accounts = [run.acct(f"{name}{i}") for i in range(count)]
+    for account in accounts:
+        await run.account(account, credit=OPENING)
+    return accounts
