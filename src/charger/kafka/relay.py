@@ -80,7 +80,7 @@ def _effective(f: dict[bytes, bytes]) -> str:
 def _floor(typ: str, f: dict[bytes, bytes]) -> list[Output]:
     """account.suspended / account.restored, and the exhaustion notice with a suspension."""
     account, cause = f[b"k"].decode(), f[b"c"].decode()
-    time = format_time_ms(int(f[b"m"])) if b"m" in f else _time(f)
+    time = _time(f)  # `m`, when it was issued (`t` in entries of earlier versions)
     suspended = typ == "account.suspended"
     reason = "balance_exhausted" if suspended else "balance_above_floor"
     facts: dict[str, Any] = {"available_micros": _available(f), "effective_at": _effective(f)}
