@@ -31,10 +31,11 @@ from mode import Service
 from prometheus_client import disable_created_metrics, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
-from charger.connections import describe, faust_credentials
+from charger.connections import describe_connections, faust_credentials
 from charger.logs import logging_config
-from charger.metrics import Metrics, Sampler
+from charger.metrics import Metrics
 from charger.runtime import Runtime
+from charger.sampler import Sampler
 from charger.settings import Settings
 
 log = logging.getLogger("charger.app")
@@ -67,7 +68,7 @@ class ChargingService(Service):
                 "group_id": s.group_id,
                 "partitions": s.partitions,
                 "redis_prefix": s.redis_prefix,
-                "connections": describe(s),
+                "connections": describe_connections(s),
             },
         )
         rt = self.runtime = Runtime(s, metrics=self.metrics)

@@ -11,7 +11,7 @@ Every worker-side client is built from here, so a secured cluster needs its sett
   ``sasl_plain_password``, ``ssl_context``);
 - `faust_credentials` — the same for Faust's own consumer and producer.
 
-`describe` is what the worker may say about its connections in a log line: locations,
+`describe_connections` is what the worker may say about its connections in a log line: locations,
 protocols and user names, never a password.
 """
 
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from faust.auth import Credentials
 
 __all__ = [
-    "describe",
+    "describe_connections",
     "faust_credentials",
     "kafka_security",
     "kafka_ssl_context",
@@ -133,7 +133,7 @@ def faust_credentials(s: Settings) -> Credentials | None:
     return None
 
 
-def describe(s: Settings) -> dict[str, Any]:
+def describe_connections(s: Settings) -> dict[str, Any]:
     """The connections in words for the startup log: no password, ever."""
     kafka: dict[str, Any] = {
         "bootstrap": s.kafka_bootstrap,

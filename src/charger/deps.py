@@ -17,39 +17,11 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING
 
-from aiokafka.errors import KafkaError
-from redis.exceptions import RedisError
+from charger.faults import dependency_of, summarize_error
 
 if TYPE_CHECKING:
     from charger.metrics import Metrics
     from charger.settings import Settings
-
-REDIS = "redis"
-KAFKA = "kafka"
-OTHER = "other"
-DEPENDENCIES = (REDIS, KAFKA)
-
-
-def dependency_of(exc: BaseException) -> str:
-    """The dependency an error came from: `redis`, `kafka` or `other` (a bug, bad data)."""
-    seen: set[int] = set()
-    cause: BaseException | None = exc
-    while cause is not None and id(cause) not in seen:  # also when wrapped by another error
-        seen.add(id(cause))
-        if isinstance(cause, RedisError):
-            return REDIS
-        if isinstance(cause, KafkaError):
-            return KAFKA
-        cause = cause.__cause__ or cause.__context__
-    return OTHER
-
-
-def describe(exc: BaseException) -> str:
-    """`Type: message`, short enough for one log field."""
-    text = str(exc)
-    name = type(exc).__name__
-    return (text if text.startswith(name) else f"{name}: {text}")[:300]
-
 
 class Backoff:
     """Capped exponential backoff: `min_s`, 2·`min_s`, 4·`min_s` … up to `max_s`.
@@ -112,7 +84,7 @@ class Retrier:
             "dependency": dep,
             "attempt": self.backoff.attempts,
             "retry_in_s": round(delay, 3),
-            "error": describe(exc),
+            "error": summarize_error(exc),
         }
         if self.failing_since is None:
             self.failing_since = time.monotonic()
@@ -204,9 +176,8 @@ class Probe:
             self.metrics.dependency_errors.labels(name, "probe").inc()
             if was_up:
                 self.down_since[name] = time.monotonic()
-                self.log.warning(
-                    "%s unreachable", name, extra={"dependency": name, "error": describe(error)}
-                )
+                info = {"dependency": name, "error": summarize_error(error)}
+                self.log.warning("%s unreachable", name, extra=info)
         elif not was_up:
             down_s = time.monotonic() - self.down_since.pop(name, time.monotonic())
             self.log.info(

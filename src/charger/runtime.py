@@ -17,17 +17,19 @@ from redis.exceptions import AuthenticationError, BusyLoadingError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from charger.charging.ops import ScriptConfig
 from charger.clock import Clock, SystemClock
 from charger.connections import kafka_security, redis_client
-from charger.deps import KAFKA, REDIS, Probe, Retrier, backoff_for
+from charger.deps import Probe, Retrier, backoff_for
+from charger.faults import KAFKA, REDIS
 from charger.kafka.batch import BatchWorker
 from charger.kafka.plans_reader import PlanBook, RatePlanReader
 from charger.kafka.relay import Relay
 from charger.metrics import Metrics
+from charger.protocol.keys import Keys
+from charger.protocol.ops import ScriptConfig
+from charger.published import Published
 from charger.rating import load_plan_versions
 from charger.settings import Settings
-from charger.store.keys import Keys
 from charger.store.redis_store import RedisStore
 
 log = logging.getLogger("charger.runtime")
@@ -96,7 +98,7 @@ class Runtime:
             max_batch_size=256 * 1024,
             **kafka_security(settings),
         )
-        self.relay = Relay(self.store, self.producer, metrics=self.metrics)
+        self.relay = Relay(self.store, self.producer, relayed=Published(self.metrics))
         self.worker = BatchWorker(
             settings, self.store, self.relay, self.plans.current, self.clock, self.metrics
         )

@@ -15,7 +15,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from redis.asyncio import Redis
 
-from charger.store.keys import Keys
+from charger.protocol.keys import Keys
 from topics import names
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["ALL", "DECODER", "PLANNER", "RATE_PLANS", "describe"]
+__all__ = ["ALL", "DECODER", "PLANNER", "RATE_PLANS", "explain"]
 
 # Refused by the decoder: the bytes do not make a record of the contract.
 DECODER: Final[dict[str, str]] = {
@@ -86,6 +86,6 @@ RATE_PLANS: Final[dict[str, str]] = {
 ALL: Final[dict[str, str]] = {**DECODER, **PLANNER, **RATE_PLANS}
 
 
-def describe(reason: str) -> str:
+def explain(reason: str) -> str:
     """What ``reason`` means; KeyError for a code the contract does not have."""
     return ALL[reason]

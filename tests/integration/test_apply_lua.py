@@ -15,9 +15,11 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 from redis.asyncio import Redis
 
-from charger.charging.ops import ScriptConfig, SlotPlan
-from charger.kafka.relay import render, unpack_entry
-from charger.store.keys import Keys
+from charger.charging.documents import render
+from charger.protocol.fields import AccountField
+from charger.protocol.keys import Keys
+from charger.protocol.ops import Move, ScriptConfig, SlotPlan, UpsertAccount
+from charger.protocol.outputs import decode_entry
 from charger.store.redis_store import RedisStore
 from charger_tools.embedded import start_redis
 from tests.kit.harness import Stack
@@ -58,28 +60,35 @@ async def store(request: pytest.FixtureRequest, stack: Stack) -> AsyncIterator[R
 
 
 def usage(sp: SlotPlan, k: Keys, offset: int, eid: str, amount: int, acct: str = "a") -> None:
-    sp.slot(0).add(
-        "U",
-        SRC,
-        offset,
-        [k.account(0, acct), k.seen(0, "ev", eid)],
-        [f"fp-{eid}", amount, b'{"id":"' + eid.encode() + b'"', acct, f"ev:{eid}:", "T"],
-    )
+    head = b'{"id":"' + eid.encode() + b'"'
+    seen = k.seen(0, "ev", eid)
+    move = Move(k.account(0, acct), seen, f"fp-{eid}", amount, head, "sms", acct, f"ev:{eid}:", "T")
+    sp.slot(0).add(SRC, offset, move)
 
 
 def upsert(sp: SlotPlan, k: Keys, offset: int, climit: int = 0, acct: str = "a") -> None:
-    sp.slot(0).add(
-        "A",
-        "billing.accounts/0",
-        offset,
-        [k.account(0, acct), k.seen(0, "ac", f"u{offset}")],
-        [f"fpu{offset}", acct, "USD", "std-usd", climit, 0, 0, 0, "", f"ac:u{offset}:", "T"],
+    seen = k.seen(0, "ac", f"u{offset}")
+    upsert = UpsertAccount(
+        k.account(0, acct),
+        seen,
+        f"fpu{offset}",
+        acct,
+        "USD",
+        "std-usd",
+        climit,
+        0,
+        0,
+        0,
+        "",
+        f"ac:u{offset}:",
+        "T",
     )
+    sp.slot(0).add("billing.accounts/0", offset, upsert)
 
 
 async def outputs(store: RedisStore) -> list[str]:
     entries = (await store.outbox([0], 1000)).get(0, [])
-    return [o.kind for _, e in entries for f in unpack_entry(e) for o in render(f)]
+    return [d.kind for _, e in entries for o in decode_entry(e) for d in render(o)]
 
 
 async def test_moves_money_once_per_offset_and_per_id(store: RedisStore) -> None:
@@ -96,7 +105,7 @@ async def test_moves_money_once_per_offset_and_per_id(store: RedisStore) -> None
     again = SlotPlan()
     usage(again, k, 9, "e1", -300_000)
     assert await store.apply(again, {SRC: 9}, 3) == (0, 1)
-    assert int(await store.client.hget(k.account(0, "a"), "bal")) == 700_000
+    assert int(await store.client.hget(k.account(0, "a"), AccountField.BALANCE)) == 700_000
     assert await outputs(store) == ["ledger", "ledger"]
 
 
@@ -114,8 +123,8 @@ async def test_suspends_once_at_the_floor_and_restores_once(store: RedisStore) -
     # suspension comes right after the movement that reached -100, not before
     assert kinds.index("suspended") == 1 + 3  # after ledger of c, d2, d3, d4
     assert kinds[kinds.index("suspended") + 1] == "notification"  # balance_exhausted
-    assert int(await store.client.hget(k.account(0, "a"), "bal")) == 700
-    assert await store.client.hget(k.account(0, "a"), "susp") == b"0"
+    assert int(await store.client.hget(k.account(0, "a"), AccountField.BALANCE)) == 700
+    assert await store.client.hget(k.account(0, "a"), AccountField.SUSPENDED) == b"0"
 
 
 async def test_ledger_balance_after_is_exact_for_large_balances(store: RedisStore) -> None:
@@ -127,11 +136,11 @@ async def test_ledger_balance_after_is_exact_for_large_balances(store: RedisStor
     await store.apply(sp, {SRC: 2, "billing.accounts/0": 0}, 1)
     entries = (await store.outbox([0], 10))[0]
     values = [
-        o.value
+        d.value
         for _, e in entries
-        for f in unpack_entry(e)
-        for o in render(f)
-        if o.kind == "ledger"
+        for o in decode_entry(e)
+        for d in render(o)
+        if d.kind == "ledger"
     ]
     assert values[-1].endswith(b'"balance_after_micros":999999999999998}')
 
@@ -148,7 +157,7 @@ async def test_relay_ack_removes_only_acknowledged_entries(store: RedisStore) ->
     await store.apply(later, {SRC: 3}, 2)
     entries = (await store.outbox([0], 10))[0]
     # one entry per apply call, holding its outputs in order
-    assert [len(unpack_entry(e)) for _, e in entries] == [2, 1]
+    assert [len(decode_entry(e)) for _, e in entries] == [2, 1]
     await store.ack_outbox({0: [entries[0][0]]})
     left = (await store.outbox([0], 10))[0]
     assert [eid for eid, _ in left] == [entries[1][0]]

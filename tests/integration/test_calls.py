@@ -11,7 +11,8 @@ other outbound 1.20/min 60/60; inbound free except "1800" 0.05/min 60/6; SMS out
 
 from __future__ import annotations
 
-from charger.store.keys import slot_of
+from charger.protocol.fields import AccountField, CallField
+from charger.protocol.keys import slot_of
 from tests.kit.harness import Run
 from tests.kit.outputs import commands_for, entries
 from tests.kit.records import (
@@ -39,7 +40,7 @@ async def active_calls(run: Run, acct: str) -> set[str]:
     slot = slot_of(acct, run.keys.slots)
     members = await run.redis.smembers(run.keys.account_calls(slot, acct))
     # the set holds call session keys; name the calls by their ids
-    return {(await run.redis.hget(m, "call_id")).decode() for m in members}
+    return {(await run.redis.hget(m, CallField.CALL_ID)).decode() for m in members}
 
 
 async def test_end_before_start_is_parked_then_the_late_start_settles_it_once(run: Run) -> None:
@@ -57,7 +58,7 @@ async def test_end_before_start_is_parked_then_the_late_start_settles_it_once(ru
         # Parked: nothing moved, nothing published, the end waits in its call hash.
         parked = await call_state(run, a, ka)
         assert parked["state"] == "pending_end"
-        assert parked["dur"] == "30500"
+        assert parked[CallField.DURATION] == "30500"
         assert parked["end_id"] == end_a["id"]
         assert await run.balance(a) == 5_000_000
         assert await entries(run, a, "call") == []
@@ -132,7 +133,7 @@ async def test_end_with_route_settles_alone_and_a_late_start_opens_nothing(run: 
     slot = slot_of(a, run.keys.slots)
     members = await run.redis.zrange(run.keys.sessions(slot), 0, -1)
     assert not [m for m in members if k.encode() in m]
-    assert int(await run.redis.hget(run.keys.account_of(a), "held") or 0) == 0
+    assert int(await run.redis.hget(run.keys.account_of(a), AccountField.HELD) or 0) == 0
     assert await run.outputs(names.DLQ) == []
 
 

@@ -15,7 +15,7 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.structs import OffsetAndMetadata
 
-from charger.kafka.relay import unpack_entry
+from charger.protocol.outputs import Refused, decode_entry
 from tests.kit.harness import Item, Run
 from tests.kit.records import (
     FR_NUMBER,
@@ -104,14 +104,15 @@ def workload(run: Run) -> tuple[list[Item], dict[str, int], dict[str, set[str]],
     return items, balances, ids, bad
 
 
-async def outbox(run: Run) -> list[tuple[bytes, bytes]]:
-    """What waits in the outboxes for this run's accounts: (kind, account) per entry."""
+async def outbox(run: Run) -> list[tuple[str, bytes]]:
+    """What waits in the outboxes for this run's accounts: (output type, account) each."""
     out = []
     for slot in range(run.keys.slots):
         for _, entry in await run.redis.xrange(run.keys.outbox(slot)):
-            for f in unpack_entry(entry):
-                if run.uid.encode() in f[b"k"]:
-                    out.append((f[b"o"], f[b"k"]))
+            for output in decode_entry(entry):
+                account = output.key if isinstance(output, Refused) else output.account
+                if run.uid.encode() in account:
+                    out.append((type(output).__name__, account))
     return out
 
 

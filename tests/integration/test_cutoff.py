@@ -10,8 +10,9 @@ import pytest
 
 from charger.clock import ManualClock
 from charger.events.timefmt import format_time_ms, parse_time_ms
-from charger.metrics import Sampler
+from charger.protocol.fields import AccountField
 from charger.runtime import Runtime
+from charger.sampler import Sampler
 from tests.kit.harness import Run
 from tests.kit.outputs import commands, cutoffs, notifications
 from tests.kit.records import UK_NUMBER, balance_credited, call_ended, call_started
@@ -67,7 +68,7 @@ async def test_cutoff_at_the_exact_second_credit_runs_out(
     # 0.4 s past the cutoff is charged in full: the switch was late, usage happened.
     billed = expected_cut_s + 1
     assert await run.balance(a) == 1_000_000 - calls * billed * 10_000
-    assert int(await run.redis.hget(run.keys.account_of(a), "held")) == 0
+    assert int(await run.redis.hget(run.keys.account_of(a), AccountField.HELD)) == 0
 
 
 async def test_zero_rated_inbound_call_is_never_cut(run: Run) -> None:
@@ -118,7 +119,7 @@ async def test_a_lost_end_is_closed_by_the_session_ttl_and_charged_what_it_held(
     # holds of 10 s, extended 2 s ahead: covered to 130 s when the TTL hit at 120 s
     assert expired[0]["amount_micros"] == -1_300_000
     assert await run.balance(a) == 50_000_000 - 1_300_000
-    assert int(await run.redis.hget(run.keys.account_of(a), "held")) == 0
+    assert int(await run.redis.hget(run.keys.account_of(a), AccountField.HELD)) == 0
     assert [n["type"] for n in await notifications(run)] == ["session_expired"]
 
 
@@ -165,7 +166,7 @@ async def held_by_slots(run: Run) -> int:
 async def held_by_accounts(run: Run, accounts: list[str]) -> int:
     total = 0
     for a in accounts:
-        total += int(await run.redis.hget(run.keys.account_of(a), "held"))
+        total += int(await run.redis.hget(run.keys.account_of(a), AccountField.HELD))
     return total
 
 

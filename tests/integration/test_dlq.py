@@ -14,9 +14,9 @@ from typing import Any
 
 from aiokafka import TopicPartition
 
+from charger.protocol.keys import slot_of
 from charger.rating.versions import record_key
 from charger.runtime import Runtime
-from charger.store.keys import slot_of
 from tests.kit.corpus import (
     AC,
     EV,

@@ -10,8 +10,9 @@ import time
 from typing import Any
 
 from charger.events.timefmt import format_time_ms
+from charger.protocol.fields import CallField
+from charger.protocol.keys import slot_of
 from charger.rating.versions import record_key
-from charger.store.keys import slot_of
 from tests.kit.harness import Run
 from tests.kit.outputs import entries
 from tests.kit.records import call_ended, call_started, rate_plan_upserted, sms_sent
@@ -58,12 +59,14 @@ async def test_a_call_is_charged_at_the_version_in_force_at_its_answer(run: Run)
         await run.wait_idle(60)
         slot = slot_of(acct, run.keys.slots)
         session = await run.redis.hgetall(run.keys.call(slot, acct, "c1"))
-        assert {k: session[k.encode()] for k in ("rplan", "rver", "prefix", "ppm")} == {
-            "rplan": plan_id.encode(),
-            "rver": b"1",
-            "prefix": b"1",
-            "ppm": b"600000",
-        }
+        stored = (CallField.RATE_PLAN, CallField.RATE_PLAN_VERSION, CallField.PREFIX)
+        stored += (CallField.PRICE_PER_MINUTE,)
+        assert [session[field.encode()] for field in stored] == [
+            plan_id.encode(),
+            b"1",
+            b"1",
+            b"600000",
+        ]
 
         await run.send(RP, record_key(plan_id, 2), v2)
         await until(lambda: len(rt.plans.current()[plan_id].versions) == 2, "version 2")

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from charger.clock import ManualClock
+from charger.protocol.fields import AccountField
 from charger.runtime import Runtime
 from tests.kit.harness import Run
 from tests.kit.outputs import commands, notifications, recharge_requests
@@ -193,5 +194,5 @@ async def test_invalid_settings_are_refused_and_the_old_ones_kept(
     await run.wait_idle()
     (dlq,) = await run.outputs(names.DLQ)
     assert dlq.headers[names.DLQ_HEADER_ERROR] == b"invalid_auto_recharge"
-    thr = await run.redis.hget(run.keys.account_of(a), "ar_thr")
+    thr = await run.redis.hget(run.keys.account_of(a), AccountField.AUTO_RECHARGE_THRESHOLD)
     assert int(thr) == THRESHOLD

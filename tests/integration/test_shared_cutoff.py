@@ -20,6 +20,7 @@ import orjson
 from charger.charging.session import HoldRate, billed, cost
 from charger.clock import ManualClock
 from charger.events.timefmt import format_time_ms, parse_time_ms
+from charger.protocol.fields import AccountField
 from tests.kit.harness import Run
 from tests.kit.outputs import cutoffs
 from tests.kit.records import call_ended, call_started
@@ -159,5 +160,5 @@ async def test_calls_sharing_an_account_are_cut_the_instant_its_money_is_spent(
             covered = (expected[c.account][last.call_id] - last.answer_ms) // 1000
             price = cost(billed(covered + 1, last.rate), last.rate) - cost(covered, last.rate)
             assert budget - calls_cost < price, c.account
-        held = await run.redis.hget(run.keys.account_of(c.account), "held")
+        held = await run.redis.hget(run.keys.account_of(c.account), AccountField.HELD)
         assert int(held) == 0, c.account

@@ -26,8 +26,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from charger.events.timefmt import format_time_ms
 from charger.kafka.admin import create_topics
+from charger.protocol.fields import AccountField
+from charger.protocol.keys import Keys
 from charger.settings import Settings
-from charger.store.keys import Keys
 from tests.kit import records
 from topics import names
 
@@ -234,7 +235,7 @@ class Run:
         return [o.json() for o in await self.outputs(names.LEDGER)]
 
     async def balance(self, account: str) -> int:
-        v = await self.redis.hget(self.keys.account_of(account), "bal")
+        v = await self.redis.hget(self.keys.account_of(account), AccountField.BALANCE)
         return int(v) if v is not None else 0
 
     async def committed(self) -> dict[TopicPartition, int]:

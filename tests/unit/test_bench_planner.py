@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from charger.charging.planner import Planner
+from charger.protocol.keys import Keys
 from charger.rating import load_plans
 from charger.runtime import default_plans_path
-from charger.store.keys import Keys
 from charger_tools.bench import planner as bp
 from charger_tools.bench.workload import generate
 

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from charger.app import create_app
 from charger.connections import (
-    describe,
+    describe_connections,
     faust_credentials,
     kafka_security,
     redis_client,
@@ -207,7 +207,7 @@ def test_describe_names_locations_protocols_and_users_only() -> None:
         kafka_sasl_username="svc",
         kafka_sasl_password=SECRET,
     )
-    assert describe(s) == {
+    assert describe_connections(s) == {
         "kafka": {
             "bootstrap": NOWHERE,
             "security_protocol": "SASL_SSL",

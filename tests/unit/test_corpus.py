@@ -18,10 +18,13 @@ import pytest
 from charger.charging.planner import Outcome, Planner
 from charger.charging.records import AccountInfo, Inbound, Reads
 from charger.kafka.plans_reader import PlanBook
+from charger.protocol.fields import request_state
+from charger.protocol.keys import Keys
+from charger.protocol.ops import Refuse
 from charger.rating import RatePlan, load_plans, plan_from_dict
 from charger.runtime import default_plans_path
-from charger.store.keys import Keys, request_state
 from tests.kit.corpus import RP, Case, Ids, cases, keyless_cases, prelude, sms, world, world_plans
+from tests.kit.ops import planned
 from topics import names, reasons
 
 IDS = Ids("u1")
@@ -35,13 +38,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def refusals(out: Outcome) -> list[tuple[str, str]]:
     """(reason, detail) of every DLQ op planned, in order."""
-    found = []
-    for sb in out.plan.slots.values():
-        for i, arg in enumerate(sb.argv):
-            if arg == "D" and isinstance(sb.argv[i + 5], bytes):  # op, source, offset, k, v, h
-                h = orjson.loads(sb.argv[i + 5])
-                found.append((h[names.DLQ_HEADER_ERROR], h[names.DLQ_HEADER_DETAIL]))
-    return found
+    return [(op.reason, op.detail) for op in planned(out, Refuse)]
 
 
 def plan_batch(records: list[tuple[str, str | None, bytes | None]]) -> Outcome:

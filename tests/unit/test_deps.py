@@ -17,11 +17,12 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from charger.clock import ManualClock
-from charger.deps import Backoff, Probe, Retrier, dependency_of
+from charger.deps import Backoff, Probe, Retrier
+from charger.faults import dependency_of
 from charger.kafka.batch import BatchWorker
 from charger.metrics import Metrics
+from charger.protocol.keys import Keys
 from charger.settings import Settings
-from charger.store.keys import Keys
 from topics import names
 
 log = logging.getLogger("charger.test")

@@ -18,9 +18,9 @@ from hypothesis import strategies as st
 from charger.charging.planner import Planner
 from charger.charging.records import AccountInfo, CallState, Inbound, Reads
 from charger.events import REASONS, Invalid, decode
+from charger.protocol.keys import Keys
 from charger.rating import load_plans
 from charger.runtime import default_plans_path
-from charger.store.keys import Keys
 from tests.kit.strategies import json_like, valid_record
 from topics import names, reasons
 from topics.records import RECORDS
@@ -167,4 +167,5 @@ def test_the_planner_accounts_for_every_record_and_never_raises(
     assert sum(out.results.values()) + sum(out.dlq.values()) == len(batch)
     assert set(out.dlq) <= set(REASONS) | set(reasons.PLANNER)
     for sb in out.plan.slots.values():
-        assert all(type(a) in (str, bytes, int) for a in sb.argv)  # never a float
+        values, _ = sb.encode()
+        assert all(type(a) in (str, bytes, int) for a in values)  # never a float

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 import pytest
 from aiokafka import TopicPartition
 from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Histogram
 
-from charger.charging.ledger import ledger_head
 from charger.events.timefmt import parse_time_ms
-from charger.kafka.relay import render
-from charger.metrics import Metrics, Sampler, observe_all
-from charger.store.keys import Keys
+from charger.metrics import BatchHistogram, Metrics
+from charger.protocol import outputs as out
+from charger.protocol.keys import Keys
+from charger.protocol.outputs import decode_entry, encode_entry
+from charger.published import Published
+from charger.sampler import Sampler
 from topics import names
 
 T = "2026-11-22T10:00:00.000Z"
@@ -46,61 +47,28 @@ def test_names_follow_the_conventions_and_labels_carry_no_ids() -> None:
     assert info.samples[0].value == 1 and info.samples[0].labels["version"]
 
 
-def ledger_entry(kind: str, amount: int, currency: str = "USD") -> dict[bytes, bytes]:
-    head = ledger_head(
-        entry=f"ev:e1:{kind}",
-        account="a1",
-        time=T,
-        kind=kind,
-        amount_micros=amount,
-        currency=currency,
-        source_event_id="e1",
-        source_topic=names.TELEPHONY_EVENTS,
-        quantity=1,
-        unit="message",
-        unit_price_micros=abs(amount),
-    )
-    return {b"o": b"L", b"k": b"a1", b"v": head, b"b": b"100"}
+def ledger_entry(kind: str, amount: int, currency: str = "USD") -> out.LedgerEntry:
+    return out.LedgerEntry(b"a1", b"{}", 100, kind.encode(), currency.encode(), amount, T.encode())
 
 
 def test_the_relay_report_counts_money_latency_cutoffs_and_recharges() -> None:
     m = Metrics(CollectorRegistry())
     now = T_S + 2.5
-    entries: list[dict[bytes, bytes]] = [
+    outputs: list[out.Output] = [
         ledger_entry("sms_out", -7_900),
         ledger_entry("sms_out", -15_800),
         ledger_entry("topup", 5_000_000),
         ledger_entry("recharge", 20_000_000, "UAH"),
         # a cutoff due 1.5 s before it was published
-        {
-            b"o": b"C",
-            b"k": b"a1",
-            b"c": b"call-1",
-            b"x": str(int((now - 1.5) * 1000)).encode(),
-            b"m": b"0",
-            b"e": b"",
-        },
-        {b"o": b"S", b"k": b"a1", b"b": b"-5", b"c": b"ev:e1:", b"t": T.encode(), b"e": b""},
-        {b"o": b"R", b"k": b"a1", b"b": b"5", b"c": b"ev:e2:", b"t": T.encode()},
-        {
-            b"o": b"Q",
-            b"k": b"a1",
-            b"i": b"rq-a1-1",
-            b"a": b"1",
-            b"b": b"0",
-            b"h": b"1",
-            b"u": b"USD",
-            b"m": b"0",
-        },
-        {b"o": b"T", b"k": b"a1", b"i": b"rq-a1-1", b"m": b"0"},
-        {
-            b"o": b"D",
-            b"k": b"a1",
-            b"v": orjson.dumps({"id": "bad-1", "type": "nope"}),
-            b"h": orjson.dumps({names.DLQ_HEADER_ERROR: "unknown_type"}),
-        },
+        out.CallCut(b"a1", b"call-1", int((now - 1.5) * 1000), 0, b""),
+        out.FloorCrossed(True, b"a1", b"ev:e1:", -5, 0, T.encode(), None, -5, b""),
+        out.FloorCrossed(False, b"a1", b"ev:e2:", 5, 0, T.encode(), None, 5, None),
+        out.RechargeRequested(b"a1", b"rq-a1-1", 1, 0, 0, 1, b"USD", 0),
+        out.RechargeTimedOut(b"a1", b"rq-a1-1", 0),
+        out.Refused(b"a1", b"{}", b"unknown_type", b"nope", b"t", 0, 1, b"bad-1"),
     ]
-    m.relayed([(f, render(f)) for f in entries], now)
+    # through the wire, as the relay reads them
+    Published(m)(decode_entry(encode_entry(outputs)), now)
 
     assert value(m, "charger_ledger_entries_total", kind="sms_out", currency="USD") == 2
     debit = {"kind": "sms_out", "currency": "USD", "direction": "debit"}
@@ -118,10 +86,13 @@ def test_the_relay_report_counts_money_latency_cutoffs_and_recharges() -> None:
     assert value(m, "charger_recharge_results_total", status="succeeded") == 1
 
 
-def test_a_broken_entry_never_stops_the_relay() -> None:
+def test_a_broken_output_never_stops_the_relay() -> None:
     m = Metrics(CollectorRegistry())
-    m.relayed([({b"o": b"C", b"k": b"a1"}, [])], T_S)  # no cutoff instant
+    broken = out.LedgerEntry(b"a1", b"{}", 0, b"sms_out", b"USD", -1, b"not a time")
+    fine = out.CallCut(b"a1", b"c1", int(T_S * 1000), 0, b"")
+    Published(m)([broken, fine], T_S)
     assert value(m, "charger_cutoffs_total") == 1
+    assert value(m, "charger_ledger_entries_total", kind="sms_out", currency="USD") == 0
 
 
 class FakeConsumer:
@@ -164,22 +135,26 @@ def test_polled_counts_records_by_topic() -> None:
 
 
 @given(
-    st.lists(st.floats(allow_infinity=True, allow_nan=True, width=64), max_size=50),
+    st.lists(st.floats(allow_infinity=True, allow_nan=False, width=64), max_size=50),
     st.lists(st.floats(min_value=-1e6, max_value=1e6), max_size=20),
 )
-def test_observe_all_exports_what_observe_one_by_one_does(
+def test_a_batch_histogram_exports_what_a_histogram_observing_one_by_one_does(
     values: list[float], before: list[float]
 ) -> None:
     buckets = (0.01, 0.5, 1.0, 2.5, 60.0)
     one, many = CollectorRegistry(), CollectorRegistry()
     h1 = Histogram("h", "h", buckets=buckets, registry=one)
-    h2 = Histogram("h", "h", buckets=buckets, registry=many)
+    h2 = BatchHistogram("h", "h", buckets)
+    many.register(h2)
     for v in before:  # a running sum that is not zero
         h1.observe(v)
-        h2.observe(v)
+    h2.observe_all(before)
     for v in values:
         h1.observe(v)
-    observe_all(h2, values)
-    s1 = [(s.name, s.labels, repr(s.value)) for m in one.collect() for s in m.samples]
-    s2 = [(s.name, s.labels, repr(s.value)) for m in many.collect() for s in m.samples]
-    assert [s for s in s1 if s[0] != "h_created"] == [s for s in s2 if s[0] != "h_created"]
+    h2.observe_all(values)
+    s1 = [(s.name, s.labels, s.value) for m in one.collect() for s in m.samples]
+    s2 = [(s.name, s.labels, s.value) for m in many.collect() for s in m.samples]
+    s1 = [s for s in s1 if s[0] != "h_created"]
+    assert [s[:2] for s in s1] == [s[:2] for s in s2]
+    for (_, _, v1), (_, _, v2) in zip(s1, s2, strict=True):
+        assert v1 == pytest.approx(v2, rel=1e-9, abs=1e-6)

@@ -9,9 +9,11 @@ import pytest
 
 from charger.charging.planner import Planner
 from charger.charging.records import AccountInfo, CallState, Inbound, Reads
+from charger.protocol.keys import Keys
+from charger.protocol.ops import Move, SettleCall
 from charger.rating import load_plans
 from charger.runtime import default_plans_path
-from charger.store.keys import Keys
+from tests.kit.ops import op_names, the_one
 from topics import names
 
 PLANS = load_plans(default_plans_path())
@@ -50,21 +52,18 @@ def plan(
 
 
 def opcodes(outcome: Any) -> list[str]:
-    ops = []
-    for sb in outcome.plan.slots.values():
-        ops += [a for a in sb.argv if isinstance(a, str) and a in "UESPAKD" and len(a) == 1]
-    return ops
+    return op_names(outcome)
 
 
 def test_in_batch_duplicate_is_counted_not_planned() -> None:
     _, out = plan([rec(0, sms("e1")), rec(1, sms("e1"))])
-    assert opcodes(out) == ["U"]
+    assert opcodes(out) == ["Move"]
     assert out.results[("sms.sent", "duplicate")] == 1
 
 
 def test_same_id_other_payload_in_batch_is_a_conflict() -> None:
     _, out = plan([rec(0, sms("e1", 1)), rec(1, sms("e1", 2))])
-    assert opcodes(out) == ["U", "D"]
+    assert opcodes(out) == ["Move", "Refuse"]
     assert out.dlq == {"conflict": 1}
 
 
@@ -94,13 +93,13 @@ def test_seen_before_with_same_fingerprint_is_a_duplicate() -> None:
 def test_refused_records_go_to_the_dlq_with_their_reason(raw: bytes, reason: str) -> None:
     _, out = plan([rec(0, raw), rec(1, sms("good"))])
     assert out.dlq == {reason: 1}
-    assert opcodes(out) == ["D", "U"]  # the good record after it is still charged
+    assert opcodes(out) == ["Refuse", "Move"]  # the good record after it is still charged
 
 
 def test_unknown_account_keyed_by_itself_is_refused_and_the_batch_goes_on() -> None:
     _, out = plan([rec(0, sms("e1", account="nobody"), key=b"nobody"), rec(1, sms("good"))])
     assert out.dlq == {"unknown_account": 1}
-    assert opcodes(out) == ["D", "U"]
+    assert opcodes(out) == ["Refuse", "Move"]
 
 
 def test_record_keyed_by_another_account_is_refused_before_it_touches_state() -> None:
@@ -112,9 +111,7 @@ def test_record_keyed_by_another_account_is_refused_before_it_touches_state() ->
 
 def test_usage_amount_is_negative_and_priced_by_plan() -> None:
     _, out = plan([rec(0, sms("e1", 3))])
-    (sb,) = out.plan.slots.values()
-    amount = sb.argv[sb.argv.index("U") + 4]
-    assert amount == -3 * 7900
+    assert the_one(out, Move).amount_micros == -3 * 7900
 
 
 def test_end_without_start_or_route_is_parked_then_settled_by_the_late_start() -> None:
@@ -127,7 +124,7 @@ def test_end_without_start_or_route_is_parked_then_settled_by_the_late_start() -
         "duration_ms": 30_000,
     }
     _, out = plan([rec(0, end)])
-    assert opcodes(out) == ["P"]
+    assert opcodes(out) == ["ParkEnd"]
     start = {
         "id": "s9",
         "type": "call.started",
@@ -145,11 +142,10 @@ def test_end_without_start_or_route_is_parked_then_settled_by_the_late_start() -
         calls={call_key: CallState("pending_end", duration_ms=30_000, end_id="e9", end_time=T0)}
     )
     out = p.plan(prepared, reads)
-    assert opcodes(out) == ["E"]
-    (sb,) = out.plan.slots.values()
-    i = sb.argv.index("E")
-    assert sb.argv[i + 4] == -300_000  # 30 s at 0.60/min, 1/1
-    assert b'"id":"ev:e9:call"' in sb.argv[i + 5]  # the ledger id comes from the end event
+    assert opcodes(out) == ["SettleCall"]
+    settle = the_one(out, SettleCall)
+    assert settle.amount_micros == -300_000  # 30 s at 0.60/min, 1/1
+    assert b'"id":"ev:e9:call"' in settle.ledger_head  # the ledger id comes from the end event
 
 
 def test_start_after_settled_call_moves_nothing() -> None:
@@ -166,7 +162,7 @@ def test_start_after_settled_call_moves_nothing() -> None:
     p = Planner(Keys("t", 8), lambda: PLANS, {"a1": USD})
     prepared = p.prepare([rec(1, start)])
     out = p.plan(prepared, Reads(calls={prepared.decoded[0].call_key: CallState("ended")}))
-    assert opcodes(out) == ["K"]
+    assert opcodes(out) == ["Remember"]
 
 
 def test_currency_change_of_existing_account_is_refused() -> None:
@@ -198,4 +194,5 @@ def test_no_float_reaches_the_script_arguments() -> None:
     }
     _, out = plan([rec(0, end), rec(1, sms("e2"))])
     for sb in out.plan.slots.values():
-        assert all(not isinstance(a, float) for a in sb.argv)
+        values, _ = sb.encode()
+        assert values and all(not isinstance(a, float) for a in values)

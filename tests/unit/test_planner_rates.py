@@ -10,7 +10,6 @@ import pytest
 
 from charger.charging.planner import Outcome, Planner
 from charger.charging.records import (
-    CALL_FIELDS,
     AccountInfo,
     CallRate,
     CallState,
@@ -18,8 +17,11 @@ from charger.charging.records import (
     Reads,
 )
 from charger.events.timefmt import parse_time_ms
+from charger.protocol.fields import CALL_FIELDS
+from charger.protocol.keys import Keys
+from charger.protocol.ops import Move, SettleCall, StartCall
 from charger.rating import Increments, PlanVersions, VoiceRate, plan_from_dict
-from charger.store.keys import Keys
+from tests.kit.ops import ledger_of, the_one
 from topics import names
 
 ANSWER = "2026-11-22T10:00:00.000Z"
@@ -68,17 +70,22 @@ def run(bodies: list[dict[str, Any]], state: CallState | None = None, plans: Any
     return p.plan(prepared, Reads(calls=calls))
 
 
-def op_args(out: Outcome, opcode: str) -> list[Any]:
-    (sb,) = out.plan.slots.values()
-    i = sb.argv.index(opcode)
-    return sb.argv[i + 3 :]
+def stored_rate(out: Outcome) -> tuple[int, int, int, int, str, str, int]:
+    """What the start stores of the rate it was answered at."""
+    op = the_one(out, StartCall)
+    return (
+        op.price_per_minute_micros,
+        op.connect_fee_micros,
+        op.first_increment_s,
+        op.next_increment_s,
+        op.prefix,
+        op.rate_plan,
+        op.rate_plan_version,
+    )
 
 
-def ledger(out: Outcome, opcode: str = "E") -> dict[str, Any]:
-    args = op_args(out, opcode)
-    entry: dict[str, Any] = orjson.loads(args[2] + b"}")
-    assert entry["amount_micros"] == args[1]
-    return entry
+def ledger(out: Outcome, kind: type[Move] | type[SettleCall] = SettleCall) -> dict[str, Any]:
+    return ledger_of(the_one(out, kind))
 
 
 def stored(rate: VoiceRate, plan_id: str = "tier", plan_version: int = 1) -> CallState:
@@ -93,10 +100,9 @@ def stored(rate: VoiceRate, plan_id: str = "tier", plan_version: int = 1) -> Cal
 
 
 def test_the_start_stores_the_rate_of_the_version_in_force_at_answer() -> None:
-    args = op_args(run([started()]), "S")
-    assert args[7:14] == [600_000, 0, 60, 60, "1", "tier", 1]
-    args = op_args(run([started(V2_FROM)]), "S")  # answered at version 2's start
-    assert args[7:14] == [2_400_000, 100_000, 60, 60, "1415", "tier", 2]
+    assert stored_rate(run([started()])) == (600_000, 0, 60, 60, "1", "tier", 1)
+    # answered at version 2's start
+    assert stored_rate(run([started(V2_FROM)])) == (2_400_000, 100_000, 60, 60, "1415", "tier", 2)
 
 
 def test_an_end_is_charged_at_the_stored_rate_not_the_version_in_force_at_its_time() -> None:
@@ -157,7 +163,7 @@ def test_an_expired_session_charges_the_rest_at_the_stored_rate() -> None:
 )
 def test_texts_are_rated_at_the_version_in_force_at_their_time(time: str, price: int) -> None:
     body = {"id": "m1", "type": "sms.sent", "account": "a1", "time": time}
-    entry = ledger(run([body | {"message_id": "m", "to": "+1415"}]), "U")
+    entry = ledger(run([body | {"message_id": "m", "to": "+1415"}]), Move)
     assert entry["amount_micros"] == -price
 
 
@@ -167,14 +173,14 @@ def test_before_every_version_nothing_is_in_force() -> None:
     text |= {"message_id": "m", "to": "+1415"}
     out = run([started(), text, ended("2026-11-22T10:00:29.999Z", route=True)], plans=later)
     assert out.dlq == {"no_rate_plan_in_force": 3}
-    assert op_args(run([started(V2_FROM)], plans=later), "S")[13] == 2
+    assert the_one(run([started(V2_FROM)], plans=later), StartCall).rate_plan_version == 2
 
 
 def test_a_plan_without_versions_rates_and_stores_as_before() -> None:
     rates = [{"prefix": "1", "direction": "outbound", "per_minute": "0.60"}]
     plain = plan_from_dict({"id": "tier", "currency": "USD", "voice": rates})
-    args = op_args(run([started()], plans={"tier": plain}), "S")
-    assert args[7:14] == [600_000, 0, 60, 60, "1", "tier", 0]
+    expected = (600_000, 0, 60, 60, "1", "tier", 0)
+    assert stored_rate(run([started()], plans={"tier": plain})) == expected
     entry = ledger(run([ended()], stored(plain.voice[0], plan_version=0), plans={"tier": plain}))
     assert "rate_plan_version" not in entry and entry["rate_plan"] == "tier"
 

@@ -12,6 +12,7 @@ import re
 from pathlib import Path
 
 from charger.settings import Settings
+from charger.store.scripts import apply_source, read_source
 from tests.kit.acl import ACL_FILE, DEFAULT_PREFIX, WORKER_USER, users
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "charger"
@@ -22,6 +23,7 @@ WORKER_MODULES = [
     *sorted((SRC / "store").glob("*.py")),
     *sorted(path for path in (SRC / "kafka").glob("*.py") if path.name != "admin.py"),
     SRC / "metrics.py",
+    SRC / "sampler.py",
     SRC / "runtime.py",
     SRC / "app.py",
 ]
@@ -68,8 +70,8 @@ def commands_in_code() -> set[str]:
     found = set()
     for path in WORKER_MODULES:
         found |= {_SUBCOMMANDS.get(m, m).lower() for m in _PY_CALL.findall(path.read_text())}
-    for path in (SRC / "lua").glob("*.lua"):
-        found |= {m.lower() for m in _LUA_CALL.findall(path.read_text())}
+    for source in (apply_source(), read_source()):  # the scripts as the server gets them
+        found |= {m.lower() for m in _LUA_CALL.findall(source)}
     return found - _NOT_COMMANDS
 
 

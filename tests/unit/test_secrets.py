@@ -19,7 +19,12 @@ from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
 from charger.app import ChargingService, create_app
-from charger.connections import describe, faust_credentials, kafka_security, redis_client
+from charger.connections import (
+    describe_connections,
+    faust_credentials,
+    kafka_security,
+    redis_client,
+)
 from charger.logs import JsonFormatter
 from charger.metrics import Metrics
 from charger.runtime import Runtime
@@ -92,7 +97,7 @@ def test_settings_never_print_a_secret() -> None:
             "model_dump": str(s.model_dump()),
             "model_dump json mode": orjson.dumps(s.model_dump(mode="json")).decode(),
             "model_dump_json": s.model_dump_json(),
-            "describe": orjson.dumps(describe(s)).decode(),
+            "describe": orjson.dumps(describe_connections(s)).decode(),
             "faust credentials": repr(faust_credentials(s)),
         }.items():
             assert_clean(text, where)

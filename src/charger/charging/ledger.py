@@ -1,4 +1,7 @@
-"""Ledger entries: deterministic ids and the JSON head apply.lua completes with the balance."""
+"""Ledger entries: deterministic ids, and the one builder of every entry's JSON.
+
+An entry is planned whole but for the balance it leaves, known only once apply.lua moved
+the money: `ledger_head` renders it without that field and `complete` closes it."""
 
 from __future__ import annotations
 
@@ -56,6 +59,6 @@ def ledger_head(
     return orjson.dumps(doc)[:-1]
 
 
-def complete(head: bytes, balance_after: bytes) -> bytes:
+def complete(head: bytes, balance_after_micros: int) -> bytes:
     """The full ledger JSON from the head and the balance the script recorded."""
-    return head + b',"balance_after_micros":' + balance_after + b"}"
+    return b"%s,\"balance_after_micros\":%d}" % (head, balance_after_micros)

@@ -18,17 +18,19 @@ from typing import Any
 
 from charger.charging import ledger
 from charger.charging.accounts import check_settings
-from charger.charging.ops import SlotPlan, add_dlq
 from charger.charging.records import (
     AccountInfo,
     CallState,
     Inbound,
+    PlanResult,
     Reads,
     RechargePolicy,
     fingerprint,
 )
+from charger.charging.refusals import refuse
 from charger.charging.usage import (
     RatingError,
+    Usage,
     answered_rate,
     call_rate,
     plan_for,
@@ -37,11 +39,24 @@ from charger.charging.usage import (
 )
 from charger.events.timefmt import parse_time_ms
 from charger.events.validate import Invalid, decode, too_deep
+from charger.protocol.fields import CallStatus, RequestStatus, request_state
+from charger.protocol.keys import Keys, slot_of
+from charger.protocol.ops import Move as MoveOp
+from charger.protocol.ops import (
+    ParkEnd,
+    RechargeResult,
+    Remember,
+    SettleCall,
+    SlotPlan,
+    StartCall,
+    UpsertAccount,
+)
 from charger.rating import PlanSource
-from charger.store.keys import Keys, request_state, slot_of
 from topics import records
 
 _MAX_PLACES = 1 << 16
+# The states a call's end settles: an end of any other was settled or parked before.
+_SETTLEABLE = frozenset({CallStatus.ACTIVE, CallStatus.CUT, CallStatus.EXPIRED})
 INPUT_TYPES = {
     topic: frozenset(rt.type for rt in records.types_on(topic)) for topic in ledger.SOURCE_TAGS
 }
@@ -78,7 +93,7 @@ class Outcome:
     """What planning decided, for metrics and tests."""
 
     plan: SlotPlan
-    results: Counter[tuple[str, str]] = field(default_factory=Counter)  # (type, result)
+    results: Counter[tuple[str, PlanResult]] = field(default_factory=Counter)  # (type, result)
     dlq: Counter[str] = field(default_factory=Counter)  # reason
 
 
@@ -179,7 +194,7 @@ class Planner:
             prior = seen.get(d.seen_key)
             if prior is not None:
                 if prior.decode() == d.fp:
-                    results[(typ, "duplicate")] += 1
+                    results[(typ, PlanResult.DUPLICATE)] += 1
                 else:
                     self._dlq(
                         out,
@@ -199,7 +214,7 @@ class Planner:
 
     def _plan_one(
         self, sp: SlotPlan, d: Decoded, typ: str, calls: dict[str, CallState | None]
-    ) -> str:
+    ) -> PlanResult:
         body = d.body
         if typ == "account.upserted":
             return self._upsert(sp, d)
@@ -214,10 +229,24 @@ class Planner:
         if typ == "recharge.result":
             return self._recharge_result(sp, d, info)
         usage = rate_record(body, info, plans)
-        self._move(sp, d, usage.amount_micros, usage.head)
-        return "applied"
+        sp.slot(d.slot).add(
+            d.source,
+            d.rec.offset,
+            MoveOp(
+                d.account_key,
+                d.seen_key,
+                d.fp,
+                usage.amount_micros,
+                usage.head,
+                usage.kind,
+                body["account"],
+                ledger.entry_id(d.tag, body["id"], ""),
+                body["time"],
+            ),
+        )
+        return PlanResult.APPLIED
 
-    def _recharge_result(self, sp: SlotPlan, d: Decoded, info: AccountInfo) -> str:
+    def _recharge_result(self, sp: SlotPlan, d: Decoded, info: AccountInfo) -> PlanResult:
         b = d.body
         where = (d.account_key, request_state(b["request_id"]))
         state = self._requests.get(where)
@@ -226,7 +255,7 @@ class Planner:
                 "unknown_request",
                 f"account {b['account']!r} has no recharge request {b['request_id']!r}",
             )
-        if state not in ("pending", "timed_out"):
+        if state not in (RequestStatus.PENDING, RequestStatus.TIMED_OUT):
             if state != b["status"]:
                 # Payments changed its mind under a new id: which one is true needs a human
                 # (a card charged with no credit, or a credit never paid for).
@@ -236,29 +265,30 @@ class Planner:
                     f"result {b['id']!r} says {b['status']}",
                 )
             self._remember(sp, d)  # the request already has this result: a resend
-            return "ignored"
+            return PlanResult.IGNORED
         usage = rate_record(b, info, None)
         sp.slot(d.slot).add(
-            "G",
             d.source,
             d.rec.offset,
-            [d.account_key, d.seen_key],
-            [
+            RechargeResult(
+                d.account_key,
+                d.seen_key,
                 d.fp,
                 b["request_id"],
                 b["status"],
                 usage.amount_micros,
                 usage.head,
+                usage.kind,
                 b["account"],
                 ledger.entry_id(d.tag, b["id"], ""),
                 b["time"],
                 b.get("reason", ""),
-            ],
+            ),
         )
         self._requests[where] = b["status"]
-        return "applied"
+        return PlanResult.APPLIED
 
-    def _upsert(self, sp: SlotPlan, d: Decoded) -> str:
+    def _upsert(self, sp: SlotPlan, d: Decoded) -> PlanResult:
         b = d.body
         check_settings(b, self.accounts.get(b["account"]), self.policy)
         ar = b.get("auto_recharge") or {}
@@ -266,11 +296,11 @@ class Planner:
             b["currency"], b["rate_plan"], b["credit_limit_micros"]
         )
         sp.slot(d.slot).add(
-            "A",
             d.source,
             d.rec.offset,
-            [d.account_key, d.seen_key],
-            [
+            UpsertAccount(
+                d.account_key,
+                d.seen_key,
                 d.fp,
                 b["account"],
                 b["currency"],
@@ -282,19 +312,9 @@ class Planner:
                 b.get("notify_email", ""),
                 ledger.entry_id(d.tag, b["id"], "settings"),
                 b["time"],
-            ],
+            ),
         )
-        return "applied"
-
-    def _move(self, sp: SlotPlan, d: Decoded, amount: int, head: bytes) -> None:
-        cause = ledger.entry_id(d.tag, d.body["id"], "")
-        sp.slot(d.slot).add(
-            "U",
-            d.source,
-            d.rec.offset,
-            [d.account_key, d.seen_key],
-            [d.fp, amount, head, d.body["account"], cause, d.body["time"]],
-        )
+        return PlanResult.APPLIED
 
     def _call_started(
         self,
@@ -303,12 +323,12 @@ class Planner:
         info: AccountInfo,
         plans: PlanSource | None,
         calls: dict[str, CallState | None],
-    ) -> str:
+    ) -> PlanResult:
         b = d.body
         state = calls.get(d.call_key)
-        if state is not None and state.state != "pending_end":
+        if state is not None and state.state != CallStatus.PENDING_END:
             self._remember(sp, d)  # duplicate start, or a start after the call settled
-            return "ignored"
+            return PlanResult.IGNORED
         # A call is rated by the plan version in force when it was answered: `time` here.
         plan = plans.at(b["time"]) if plans is not None else None
         if plan is None or plan.currency != info.currency:
@@ -318,17 +338,19 @@ class Planner:
             # The end came first: now the route is known, settle it.
             end = dict(b, id=state.end_id, time=state.end_time, duration_ms=state.duration_ms)
             usage = rate_call(end, info, answered)
-            self._settle(sp, d, usage.amount_micros, usage.head, end["id"], end["time"])
-            calls[d.call_key] = CallState("ended")
-            return "applied"
+            self._settle(sp, d, usage, end["id"], end["time"])
+            calls[d.call_key] = CallState(CallStatus.ENDED)
+            return PlanResult.APPLIED
         rate = answered.rate
         answer_ms = parse_time_ms(b["time"])
         sp.slot(d.slot).add(
-            "S",
             d.source,
             d.rec.offset,
-            [d.account_key, d.seen_key, d.call_key, self.keys.account_calls(d.slot, b["account"])],
-            [
+            StartCall(
+                d.account_key,
+                d.seen_key,
+                d.call_key,
+                self.keys.account_calls(d.slot, b["account"]),
                 d.fp,
                 b["call_id"],
                 answer_ms,
@@ -343,12 +365,12 @@ class Planner:
                 rate.prefix,
                 answered.plan_id,
                 answered.plan_version,
-            ],
+            ),
         )
         calls[d.call_key] = CallState(
-            "active", b["direction"], b["from"], b["to"], answer_ms, rate=answered
+            CallStatus.ACTIVE, b["direction"], b["from"], b["to"], answer_ms, rate=answered
         )
-        return "applied"
+        return PlanResult.APPLIED
 
     def _call_ended(
         self,
@@ -357,48 +379,58 @@ class Planner:
         info: AccountInfo,
         plans: PlanSource | None,
         calls: dict[str, CallState | None],
-    ) -> str:
+    ) -> PlanResult:
         b = d.body
         state = calls.get(d.call_key)
-        if state is not None and state.state not in ("active", "cut", "expired"):
+        if state is not None and state.state not in _SETTLEABLE:
             self._remember(sp, d)  # already settled or parked: a second end moves nothing
-            return "ignored"
+            return PlanResult.IGNORED
         if state is None and ("direction" not in b or "to" not in b):
             sp.slot(d.slot).add(
-                "P",
                 d.source,
                 d.rec.offset,
-                [d.seen_key, d.call_key],
-                [d.fp, b["duration_ms"], b["id"], b["time"]],
+                ParkEnd(d.seen_key, d.call_key, d.fp, b["duration_ms"], b["id"], b["time"]),
             )
             calls[d.call_key] = CallState(
-                "pending_end", duration_ms=b["duration_ms"], end_id=b["id"], end_time=b["time"]
+                CallStatus.PENDING_END,
+                duration_ms=b["duration_ms"],
+                end_id=b["id"],
+                end_time=b["time"],
             )
-            return "parked"
+            return PlanResult.PARKED
         # A session closed by its TTL already charged what it held: charge the rest only.
-        charged = state.charged if state is not None and state.state == "expired" else 0
+        expired = state is not None and state.state == CallStatus.EXPIRED
+        charged = state.charged if state is not None and expired else 0
         usage = rate_call(b, info, answered_rate(b, info, plans, state), charged)
-        self._settle(sp, d, usage.amount_micros, usage.head, b["id"], b["time"])
-        calls[d.call_key] = CallState("ended")
-        return "applied"
+        self._settle(sp, d, usage, b["id"], b["time"])
+        calls[d.call_key] = CallState(CallStatus.ENDED)
+        return PlanResult.APPLIED
 
-    def _settle(
-        self, sp: SlotPlan, d: Decoded, amount: int, head: bytes, end_id: str, time: str
-    ) -> None:
-        acct = d.body["account"]
+    def _settle(self, sp: SlotPlan, d: Decoded, usage: Usage, end_id: str, time: str) -> None:
+        account = d.body["account"]
         sp.slot(d.slot).add(
-            "E",
             d.source,
             d.rec.offset,
-            [d.account_key, d.seen_key, d.call_key, self.keys.account_calls(d.slot, acct)],
-            [d.fp, amount, head, acct, ledger.entry_id(d.tag, end_id, ""), time],
+            SettleCall(
+                d.account_key,
+                d.seen_key,
+                d.call_key,
+                self.keys.account_calls(d.slot, account),
+                d.fp,
+                usage.amount_micros,
+                usage.head,
+                usage.kind,
+                account,
+                ledger.entry_id(d.tag, end_id, ""),
+                time,
+            ),
         )
 
     def _remember(self, sp: SlotPlan, d: Decoded) -> None:
-        sp.slot(d.slot).add("K", d.source, d.rec.offset, [d.seen_key], [d.fp])
+        sp.slot(d.slot).add(d.source, d.rec.offset, Remember(d.seen_key, d.fp))
 
     def _dlq(self, out: Outcome, rec: Inbound, reason: str, detail: str) -> None:
-        add_dlq(out.plan, self.keys.slots, rec, reason, detail)
+        refuse(out.plan, self.keys.slots, rec, reason, detail)
         out.dlq[reason] += 1
 
 

@@ -3,33 +3,22 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from hashlib import blake2b
-from typing import Any, Final, NamedTuple
+from typing import Any, NamedTuple
 
 import orjson
 
 from charger.rating.model import Increments, VoiceRate
 
-# The call hash fields read.lua returns, in this order: read.lua is given this list, so it
-# is the only one. apply.lua's 'S' op writes them (the rate ones: ppm to rver).
-CALL_FIELDS: Final = (
-    "state",
-    "dir",
-    "from",
-    "to",
-    "t0",
-    "dur",
-    "end_id",
-    "end_time",
-    "charged",
-    "ppm",  # the rate fixed at answer: per-minute price,
-    "cf",  # connect fee,
-    "i1",  # first and next increments (s),
-    "i2",
-    "prefix",  # prefix matched,
-    "rplan",  # plan id (absent: a session written before rates were stored),
-    "rver",  # plan version (0: a plan without versions)
-)
+
+class PlanResult(StrEnum):
+    """What planning did with a valid record (the `result` label of charger_events_total)."""
+
+    APPLIED = "applied"
+    DUPLICATE = "duplicate"  # its id was applied before with the same payload
+    IGNORED = "ignored"  # moves nothing: a second start or end, a resent recharge result
+    PARKED = "parked"  # an end kept until its call's start arrives
 
 
 @dataclass(slots=True)
@@ -72,7 +61,7 @@ class CallRate(NamedTuple):
 class CallState:
     """What is known of a call session: active, ended (tombstone) or a parked end."""
 
-    state: str
+    state: str  # a CallStatus value
     direction: str = ""
     number_from: str = ""
     number_to: str = ""
@@ -85,7 +74,8 @@ class CallState:
 
     @classmethod
     def from_fields(cls, f: list[bytes | None]) -> CallState | None:
-        """From read.lua's values of CALL_FIELDS, in that order (all nil: no session)."""
+        """From read.lua's values of `charger.protocol.fields.CALL_FIELDS`, in that order
+        (all nil: no session)."""
         state, direction, frm, to, t0, dur, end_id, end_time, charged = f[:9]
         ppm, cf, i1, i2, prefix, plan_id, version = f[9:]
         if state is None:

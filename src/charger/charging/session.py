@@ -1,7 +1,7 @@
 """Session maths of in-call holds: how far a hold covers a call and what it costs. Pure.
 
 A call's hold is the cost of the talk time it covers, counted like the final charge: whole
-billing increments, the connect fee included. `lua/apply.lua` implements the same functions
+billing increments, the connect fee included. `lua/apply/` implements the same functions
 for the ticker; this module and :mod:`charger.charging.sharing` are the reference.
 
 State machine of a call session (stored in the call hash, driven by apply.lua and tick.lua):

@@ -9,7 +9,7 @@ exhausted there, which is its cutoff instant; a call still buying one interval a
 is covered that far and looked at again before its coverage ends.
 
 What a call consumed by `at` is the increment in progress (never more than it had
-reserved); a call cut earlier keeps what it holds. `lua/apply.lua` (`share`) implements
+reserved); a call cut earlier keeps what it holds. `lua/apply/sharing.lua` (`share`) implements
 the same for the ticker; this module is the reference.
 """
 

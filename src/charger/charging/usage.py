@@ -37,6 +37,7 @@ class Usage:
 
     amount_micros: int
     head: bytes
+    kind: str  # the ledger entry's kind
 
 
 def plan_for(info: AccountInfo, plans: PlanSource | None, account: str, time: str) -> RatePlan:
@@ -211,4 +212,5 @@ def _usage(
             unit_price_micros=price,
             extra=extra,
         ),
+        kind,
     )

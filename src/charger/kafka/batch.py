@@ -18,7 +18,6 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import IllegalStateError, KafkaTimeoutError
 
-from charger.charging.ops import SlotPlan
 from charger.charging.planner import Outcome, Planner
 from charger.charging.records import Inbound, RechargePolicy
 from charger.clock import Clock
@@ -28,6 +27,7 @@ from charger.kafka.horizon import Horizon
 from charger.kafka.publisher import Publisher
 from charger.kafka.relay import Relay
 from charger.metrics import Metrics
+from charger.protocol.ops import SlotPlan
 from charger.rating import PlanSource
 from charger.settings import Settings
 from charger.store.redis_store import RedisStore

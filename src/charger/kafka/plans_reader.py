@@ -24,10 +24,11 @@ from typing import Any, Final
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from charger.charging.ops import SlotPlan, add_dlq
 from charger.charging.records import Inbound
+from charger.charging.refusals import refuse
 from charger.events.validate import Invalid, decode
 from charger.metrics import Metrics
+from charger.protocol.ops import SlotPlan
 from charger.rating import PlanError, RatePlan, plan_from_dict
 from charger.rating.loader import strict_json
 from charger.rating.versions import PlanVersions, by_id, parse_record_key, record_key
@@ -195,7 +196,7 @@ class RatePlanReader:
     async def _write_refusal(self, rec: Inbound, bad: Invalid) -> bool:
         assert self.store is not None
         plan = SlotPlan()
-        add_dlq(plan, self.store.keys.slots, rec, bad.reason, bad.detail)
+        refuse(plan, self.store.keys.slots, rec, bad.reason, bad.detail)
         # Keep trying: a later refusal written first would move the watermark past this
         # one, and then no worker would ever write it.
         while True:

@@ -6,20 +6,14 @@
 --
 -- KEYS: one key of the slot (routes the call; every key read carries the same tag).
 -- ARGV: 1 one MessagePack array {seen-id keys, account keys, call keys, recharge requests
---       as a flat list of account key, field ("rq:<request id>") pairs}: one argument
---       instead of one per key keeps the client's packing cost flat.
---       2 the call hash fields to read, a MessagePack array (CALL_FIELDS of
---       charging/records.py, which decodes them: one list for both languages).
--- Returns {seen values, account fields (3 per account: currency, rate plan,
---          credit limit in micros), call fields (#CALL_FIELDS per call),
---          request states}; a missing value is nil.
+--       as a flat list of account key, field (REQUEST_STATE_PREFIX .. request id) pairs}:
+--       one argument instead of one per key keeps the client's packing cost flat.
+-- Returns {seen values, account fields (#ACCOUNT_SETTINGS_FIELDS per account), call
+--          fields (#CALL_READ_FIELDS per call), request states}; a missing value is nil.
+-- The field lists come from the generated prelude (charger/protocol/fields.py).
 
-local packed = cmsgpack.unpack(ARGV[1])
-local seen_keys, acct_keys, call_keys, req = packed[1], packed[2], packed[3], packed[4]
 local n_seen = #seen_keys
 local CHUNK = 1000 -- keys per MGET: unpack() has a stack limit
-
-local CALL_FIELDS = cmsgpack.unpack(ARGV[2])
 
 local seen = {}
 local i = 1
@@ -33,24 +27,24 @@ while i <= n_seen do
 end
 
 local accounts = {}
-for k = 1, #acct_keys do
-  local f = redis.call('HMGET', acct_keys[k], 'cur', 'plan', 'climit')
-  accounts[#accounts + 1] = f[1]
-  accounts[#accounts + 1] = f[2]
-  accounts[#accounts + 1] = f[3]
+for k = 1, #account_keys do
+  local f = redis.call('HMGET', account_keys[k], unpack(ACCOUNT_SETTINGS_FIELDS))
+  for j = 1, #ACCOUNT_SETTINGS_FIELDS do
+    accounts[#accounts + 1] = f[j]
+  end
 end
 
 local calls = {}
 for k = 1, #call_keys do
-  local f = redis.call('HMGET', call_keys[k], unpack(CALL_FIELDS))
-  for j = 1, #CALL_FIELDS do
+  local f = redis.call('HMGET', call_keys[k], unpack(CALL_READ_FIELDS))
+  for j = 1, #CALL_READ_FIELDS do
     calls[#calls + 1] = f[j]
   end
 end
 
 local requests = {}
-for r = 1, #req, 2 do
-  requests[#requests + 1] = redis.call('HGET', req[r], req[r + 1])
+for r = 1, #request_fields, 2 do
+  requests[#requests + 1] = redis.call('HGET', request_fields[r], request_fields[r + 1])
 end
 
 return {seen, accounts, calls, requests}

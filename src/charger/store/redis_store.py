@@ -10,16 +10,14 @@ import msgpack  # type: ignore[import-untyped]
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
-from charger.charging.ops import KeyArg, ScriptConfig, SlotPlan
 from charger.charging.planner import Prepared
-from charger.charging.records import CALL_FIELDS, AccountInfo, CallState, Reads
-from charger.store.keys import Keys
+from charger.charging.records import AccountInfo, CallState, Reads
+from charger.protocol.fields import ACCOUNT_SETTINGS_FIELDS, CALL_FIELDS
+from charger.protocol.keys import Keys
+from charger.protocol.ops import ScriptConfig, SlotPlan, Value
 from charger.store.scripts import Scripts
 
 OutboxEntry = tuple[bytes, dict[bytes, bytes]]
-
-# read.lua is told which call hash fields to return: packed once, sent with every call.
-_CALL_FIELDS_PACKED = msgpack.packb(list(CALL_FIELDS), use_bin_type=False)
 
 
 @dataclass(slots=True)
@@ -62,26 +60,28 @@ class RedisStore:
             of(slot_of(key)).calls.append(key)
         for key, fld in p.request_fields:
             of(slot_of(key)).requests.append((key, fld))
-        calls: list[tuple[list[str], list[KeyArg]]] = []
+        calls: list[tuple[list[str], list[Value]]] = []
         for slot, sr in by_slot.items():
             requests = [x for pair in sr.requests for x in pair]
             packed = msgpack.packb([sr.seen, sr.accounts, sr.calls, requests], use_bin_type=False)
-            calls.append(([self.keys.watermark(slot)], [packed, _CALL_FIELDS_PACKED]))
+            calls.append(([self.keys.watermark(slot)], [packed]))
 
         def queue(pipe: Pipeline) -> None:
             for keys, args in calls:
                 self.scripts.read(pipe, keys, args)
 
         res: list[list[list[Any]]] = await self.scripts.run(queue)
-        n = len(CALL_FIELDS)
+        n, m = len(CALL_FIELDS), len(ACCOUNT_SETTINGS_FIELDS)
         for sr, (seen_vals, acct_vals, call_vals, req_vals) in zip(
             by_slot.values(), res, strict=True
         ):
             reads.seen.update(zip(sr.seen, seen_vals, strict=True))
             for i, key in enumerate(sr.accounts):
-                cur, plan, climit = acct_vals[3 * i : 3 * i + 3]
+                currency, rate_plan, credit_limit = acct_vals[m * i : m * i + m]
                 reads.accounts[key] = (
-                    None if cur is None else AccountInfo(cur.decode(), plan.decode(), int(climit))
+                    None
+                    if currency is None
+                    else AccountInfo(currency.decode(), rate_plan.decode(), int(credit_limit))
                 )
             for i, key in enumerate(sr.calls):
                 reads.calls[key] = CallState.from_fields(call_vals[n * i : n * i + n])

@@ -1,5 +1,10 @@
 """Lua scripts shipped as package files, registered once per Redis client.
 
+Each script is its generated prelude (`charger.protocol.lua`: names for every key, field,
+op and output) followed by its package files: read.lua alone; apply.lua assembled from
+the files of ``lua/apply/`` by concern, in `APPLY_PARTS` order (a Lua local exists only
+below its definition, so what is used comes first).
+
 Pipelines send EVALSHA straight away. redis-py's registered scripts would first ask
 SCRIPT EXISTS on every pipeline execution: one more round trip per batch step, which at
 small batches cost more than the scripts. A script the server does not know (a restart
@@ -20,23 +25,47 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import NoScriptError
 
-from charger.charging.ops import KeyArg
+from charger.protocol.lua import apply_prelude, read_prelude
+from charger.protocol.ops import Value
+
+APPLY_PARTS = (
+    "arithmetic",
+    "accounts",
+    "money",
+    "recharge",
+    "sessions",
+    "sharing",
+    "holds",
+    "calls",
+    "tick",
+    "dispatch",
+)
 
 
-def lua_source(name: str) -> str:
-    """The text of ``charger/lua/<name>.lua``."""
-    return resources.files("charger").joinpath("lua", f"{name}.lua").read_text("utf-8")
+def lua_source(*path: str) -> str:
+    """The text of ``charger/lua/<path>.lua``."""
+    *folders, name = path
+    return resources.files("charger").joinpath("lua", *folders, f"{name}.lua").read_text("utf-8")
+
+
+def apply_source() -> str:
+    parts = [lua_source("apply", part) for part in APPLY_PARTS]
+    return "\n".join([apply_prelude(), *parts])
+
+
+def read_source() -> str:
+    return "\n".join([read_prelude(), lua_source("read")])
 
 
 class Script:
     """One script: its source and the SHA1 the server knows it by."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, source: str) -> None:
         self.name = name
-        self.source = lua_source(name)
-        self.sha = hashlib.sha1(self.source.encode()).hexdigest()
+        self.source = source
+        self.sha = hashlib.sha1(source.encode()).hexdigest()
 
-    def __call__(self, pipe: Pipeline, keys: list[str], args: list[KeyArg]) -> None:
+    def __call__(self, pipe: Pipeline, keys: list[str], args: list[Value]) -> None:
         """Queue one EVALSHA of this script on `pipe`."""
         pipe.evalsha(self.sha, len(keys), *keys, *args)
 
@@ -46,8 +75,8 @@ class Scripts:
 
     def __init__(self, client: Redis) -> None:
         self.client = client
-        self.apply = Script("apply")
-        self.read = Script("read")
+        self.apply = Script("apply", apply_source())
+        self.read = Script("read", read_source())
         self.loads = 0
 
     async def load(self) -> None:

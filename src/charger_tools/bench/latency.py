@@ -30,8 +30,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from redis.asyncio import Redis
 
 from charger.kafka.admin import create_topics
+from charger.protocol.keys import Keys
 from charger.settings import Settings
-from charger.store.keys import Keys
 from charger_tools.bench.proc import cpu_seconds, peak_rss_mb
 from charger_tools.bench.report import latency_summary
 from charger_tools.bench.runs import Env, prepare_charger, settings_env, spawn

@@ -26,20 +26,27 @@ import orjson
 from charger.charging.planner import Outcome, Planner, Prepared
 from charger.charging.records import AccountInfo, CallRate, CallState, Inbound, Reads
 from charger.events.timefmt import parse_time_ms
+from charger.protocol.fields import CallStatus, request_state
+from charger.protocol.keys import Keys, slot_of
+from charger.protocol.ops import (
+    ParkEnd,
+    RechargeResult,
+    Refuse,
+    SettleCall,
+    StartCall,
+    Tick,
+    UpsertAccount,
+)
 from charger.rating import Increments, VoiceRate, load_plan_versions
 from charger.rating.versions import by_id
 from charger.runtime import default_plans_path
 from charger.settings import Settings
-from charger.store.keys import Keys, request_state, slot_of
 
 # state, direction, from, to, answer ms, duration ms, end id, end time, then the stored
 # rate: per minute, connect fee, increments, prefix, plan id ("": none), plan version.
 _CallTuple = tuple[str, str, str, str, int, int, str, str, int, int, int, int, str, str, int]
 _NO_RATE = (0, 0, 0, 0, "", "", 0)
 START_MS = parse_time_ms("2026-11-22T10:00:00.000Z")  # fixed: the same bytes every run
-# Keys and arguments of each apply.lua opcode the planner emits (see charging.planner).
-_SHAPE = {"U": (2, 6), "G": (2, 9), "A": (2, 11), "S": (4, 14), "E": (4, 6), "P": (2, 4)}
-_SHAPE |= {"K": (1, 1), "D": (0, 3)}
 
 
 @dataclass(slots=True)
@@ -63,32 +70,41 @@ class MemoryRedis:
         )
 
     def apply(self, out: Outcome) -> None:
-        for sb in out.plan.slots.values():
-            argv, keys, a, k = sb.argv, sb.keys, 0, 0
-            while a < len(argv):
-                op = str(argv[a])
-                nk, na = _SHAPE[op]
-                ks, args = keys[k : k + nk], argv[a + 3 : a + 3 + na]
-                a, k = a + 3 + na, k + nk
-                if op == "D":
-                    continue
-                self.seen[ks[1] if nk > 1 and op != "P" else ks[0]] = str(args[0]).encode()
-                if op == "A":
-                    self.accounts[ks[0]] = AccountInfo(str(args[2]), str(args[3]), int(args[4]))
-                elif op == "S":
-                    frm, to, answer = str(args[4]), str(args[5]), int(args[2])
-                    rate = (int(args[7]), int(args[8]), int(args[9]), int(args[10]))
-                    stored = (str(args[11]), str(args[12]), int(args[13]))
-                    call = ("active", str(args[3]), frm, to, answer, 0, "", "", *rate, *stored)
-                    self.calls[ks[2]] = call
-                elif op == "E":
-                    self.calls[ks[2]] = ("ended", "", "", "", 0, 0, "", "", *_NO_RATE)
-                elif op == "P":
-                    dur, end_id, end_time = int(args[1]), str(args[2]), str(args[3])
-                    parked = ("pending_end", "", "", "", 0, dur, end_id, end_time, *_NO_RATE)
-                    self.calls[ks[1]] = parked
-                elif op == "G":
-                    self.requests[(ks[0], request_state(str(args[1])))] = str(args[2])
+        for op in out.plan.all_ops():
+            kind = type(op)
+            if kind is Refuse or kind is Tick:
+                continue
+            self.seen[op.seen_key] = op.fingerprint.encode()  # type: ignore[union-attr]
+            if type(op) is UpsertAccount:
+                info = AccountInfo(op.currency, op.rate_plan, op.credit_limit_micros)
+                self.accounts[op.account_key] = info
+            elif type(op) is StartCall:
+                rate = (
+                    op.price_per_minute_micros,
+                    op.connect_fee_micros,
+                    op.first_increment_s,
+                    op.next_increment_s,
+                )
+                stored = (op.prefix, op.rate_plan, op.rate_plan_version)
+                self.calls[op.call_key] = (
+                    CallStatus.ACTIVE,
+                    op.direction,
+                    op.number_from,
+                    op.number_to,
+                    op.answered_at_ms,
+                    0,
+                    "",
+                    "",
+                    *rate,
+                    *stored,
+                )
+            elif type(op) is SettleCall:
+                self.calls[op.call_key] = (CallStatus.ENDED, "", "", "", 0, 0, "", "", *_NO_RATE)
+            elif type(op) is ParkEnd:
+                parked = (CallStatus.PENDING_END, "", "", "", 0, op.duration_ms, op.end_id)
+                self.calls[op.call_key] = (*parked, op.end_time, *_NO_RATE)
+            elif type(op) is RechargeResult:
+                self.requests[(op.account_key, request_state(op.request_id))] = op.status
 
 
 def _call(f: _CallTuple | None) -> CallState | None:
@@ -147,7 +163,8 @@ def run_once(
         t.plan_ns += t3 - t2
         redis.apply(out)
         for slot, sb in sorted(out.plan.slots.items()):
-            h.update(msgpack.packb([slot, sb.argv, sb.keys, sb.ops], use_bin_type=True))
+            values, op_keys = sb.encode()
+            h.update(msgpack.packb([slot, values, op_keys, len(sb.ops)], use_bin_type=True))
         h.update(orjson.dumps(sorted(out.results.items()) + sorted(out.dlq.items())))
     t.digest = h.hexdigest()
     return t

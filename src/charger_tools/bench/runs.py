@@ -18,10 +18,10 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from charger.protocol.keys import Keys
 from charger.rating import load_plans
 from charger.runtime import default_plans_path, script_config
 from charger.settings import Settings
-from charger.store.keys import Keys
 from charger.store.redis_store import RedisStore
 from charger_tools.bench.proc import cpu_seconds, peak_rss_mb, read_json, write_json
 from charger_tools.bench.workload import (

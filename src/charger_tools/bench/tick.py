@@ -16,11 +16,12 @@ from typing import Any
 from redis.asyncio import Redis
 
 from charger.charging import ledger
-from charger.charging.ops import SlotPlan
 from charger.kafka.relay import Relay
+from charger.protocol.fields import AccountField
+from charger.protocol.keys import Keys, slot_of
+from charger.protocol.ops import Move, Op, SlotPlan, StartCall, UpsertAccount
 from charger.rating import load_plans
 from charger.runtime import default_plans_path, script_config
-from charger.store.keys import Keys, slot_of
 from charger.store.redis_store import RedisStore
 from charger_tools.bench.proc import (
     redis_command_calls,
@@ -82,7 +83,7 @@ def _done() -> asyncio.Future[Any]:
 
 
 class Setup:
-    """Builds 'A', 'U' and 'S' ops with increasing offsets of one source per slot."""
+    """Plans ops with increasing offsets of one source per slot, applied in chunks."""
 
     def __init__(self, store: RedisStore) -> None:
         self.store = store
@@ -97,9 +98,9 @@ class Setup:
         self.offsets[source] = offset
         return source, offset
 
-    def add(self, slot: int, op: str, keys: list[str], args: list[Any]) -> None:
+    def add(self, slot: int, op: Op) -> None:
         source, offset = self._source(slot)
-        self.plan.slot(slot).add(op, source, offset, keys, args)
+        self.plan.slot(slot).add(source, offset, op)
         self.pending += 1
 
     async def flush(self, now_ms: int) -> None:
@@ -128,9 +129,21 @@ async def run_tick(
             up, cr = f"up-{p.id}", f"cr-{p.id}"
             setup.add(
                 slot,
-                "A",
-                [akey, keys.seen(slot, "ac", up)],
-                [up, p.id, p.currency, p.rate_plan, 0, 0, 0, 0, p.notify_email, up, when],
+                UpsertAccount(
+                    akey,
+                    keys.seen(slot, "ac", up),
+                    up,
+                    p.id,
+                    p.currency,
+                    p.rate_plan,
+                    0,
+                    0,
+                    0,
+                    0,
+                    p.notify_email,
+                    up,
+                    when,
+                ),
             )
             head = ledger.ledger_head(
                 entry=ledger.entry_id("ac", cr, "topup"),
@@ -147,9 +160,17 @@ async def run_tick(
             )
             setup.add(
                 slot,
-                "U",
-                [akey, keys.seen(slot, "ac", cr)],
-                [cr, OPENING_MICROS, head, p.id, ledger.entry_id("ac", cr, ""), when],
+                Move(
+                    akey,
+                    keys.seen(slot, "ac", cr),
+                    cr,
+                    OPENING_MICROS,
+                    head,
+                    "topup",
+                    p.id,
+                    ledger.entry_id("ac", cr, ""),
+                    when,
+                ),
             )
             if setup.pending >= SETUP_CHUNK:
                 await setup.flush(start)
@@ -173,14 +194,11 @@ async def run_tick(
             call_keys.append(ckey)
             setup.add(
                 slot,
-                "S",
-                [
+                StartCall(
                     keys.account_of(p.id),
                     keys.seen(slot, "ev", event_id),
                     ckey,
                     keys.account_calls(slot, p.id),
-                ],
-                [
                     event_id,
                     call_id,
                     start - rng.randrange(10_000),  # answered within the last interval
@@ -195,7 +213,7 @@ async def run_tick(
                     rate.prefix,
                     plan.id,
                     plan.version,
-                ],
+                ),
             )
             if setup.pending >= SETUP_CHUNK:
                 await setup.flush(start)
@@ -205,7 +223,7 @@ async def run_tick(
         active = sum([await redis.zcard(keys.sessions(slot)) for slot in range(keys.slots)])
 
         result = await _drive(store, s.tick_max_sessions, start, seconds, warmup_s)
-        held = await redis.hget(keys.account_of(profiles[0].id), "held")
+        held = await redis.hget(keys.account_of(profiles[0].id), AccountField.HELD)
     finally:
         await redis.aclose()
     return {

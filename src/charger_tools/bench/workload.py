@@ -19,8 +19,8 @@ from redis.asyncio import Redis
 
 from charger.charging.planner import Planner
 from charger.charging.records import Inbound
+from charger.protocol.keys import Keys
 from charger.rating import RatePlan
-from charger.store.keys import Keys
 from charger.store.redis_store import RedisStore
 from charger_tools.simulate import SimConfig, SimRecord, Switch, sample_accounts, stats
 from charger_tools.simulate.model import MICROS

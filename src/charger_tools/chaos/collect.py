@@ -7,8 +7,8 @@ from collections.abc import Iterable
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from redis.asyncio import Redis
 
-from charger.store import keys as F
-from charger.store.keys import Keys, slot_of
+from charger.protocol import fields as F
+from charger.protocol.keys import Keys, slot_of
 from charger_tools.chaos.checker import Expected, Observed
 from topics import names
 
@@ -65,10 +65,11 @@ async def observe(
     )
     pipe = redis.pipeline(transaction=False)
     for a in accounts:
-        pipe.hmget(keys.account_of(a), [F.BALANCE, F.HELD, F.CURRENCY])
+        fields = [F.AccountField.BALANCE, F.AccountField.HELD, F.AccountField.CURRENCY]
+        pipe.hmget(keys.account_of(a), fields)
     calls = [(e.account, e.call_id) for e in expected if e.type == "call.started"]
     for acct, call_id in calls:
-        pipe.hget(keys.call(slot_of(acct, keys.slots), acct, call_id), "state")
+        pipe.hget(keys.call(slot_of(acct, keys.slots), acct, call_id), F.CallField.STATE)
     requests = [(e.account, e.request_id) for e in expected if e.type == "recharge.result"]
     for acct, rid in requests:
         pipe.hget(keys.account_of(acct), F.request_state(rid))

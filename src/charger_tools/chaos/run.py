@@ -27,7 +27,7 @@ from redis.asyncio import Redis
 
 from charger.events.timefmt import format_time_ms
 from charger.kafka.admin import create_topics
-from charger.store.keys import Keys
+from charger.protocol.keys import Keys
 from charger_tools.catchup import behind
 from charger_tools.chaos.checker import check, expectations
 from charger_tools.chaos.collect import observe

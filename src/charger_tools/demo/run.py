@@ -26,9 +26,9 @@ from redis.asyncio import Redis
 
 from charger.connections import kafka_security, redis_client
 from charger.kafka.admin import create_topics
+from charger.protocol.fields import AccountField as F
+from charger.protocol.keys import Keys
 from charger.settings import Settings
-from charger.store import keys as F
-from charger.store.keys import Keys
 from charger_tools.bench.report import percentile
 from charger_tools.catchup import wait_caught_up
 from charger_tools.demo.payments import Payments
@@ -243,7 +243,8 @@ class Demo:
         rows = await self.rows()
         mismatched = []
         for r in rows:
-            opening = int(await self.redis.hget(self.keys.account_of(r.account), F.OPENING) or 0)
+            key = self.keys.account_of(r.account)
+            opening = int(await self.redis.hget(key, F.OPENING_BALANCE) or 0)
             if t.ledger_sum.get(r.account, 0) != r.balance_micros - opening:
                 mismatched.append(r.account)
         events = sum(self.sent.values())

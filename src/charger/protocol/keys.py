@@ -92,23 +92,3 @@ class Keys:
     # --- account key from the outside (demo, tests, reconcile) ---
     def account_of(self, account: str) -> str:
         return self.account(slot_of(account, self.slots), account)
-
-
-# Fields of the account hash. Money fields hold integer micro-units.
-BALANCE = "bal"
-HELD = "held"
-CURRENCY = "cur"
-RATE_PLAN = "plan"
-CREDIT_LIMIT = "climit"
-SUSPENDED = "susp"
-AR_ENABLED = "ar_on"
-AR_THRESHOLD = "ar_thr"
-AR_AMOUNT = "ar_amt"
-NOTIFY_EMAIL = "email"
-OPENING = "open"
-RECHARGE_IN_FLIGHT = "rq"  # id of the request in flight, "" when none
-
-
-def request_state(request_id: str) -> str:
-    """Account hash field holding a recharge request's state (pending, succeeded, ...)."""
-    return f"rq:{request_id}"  # balance when the account was first created (always 0 today)

@@ -1,0 +1,225 @@
+"""Every document charger publishes, rendered from what apply.lua left in the outbox. Pure.
+
+The core plans a movement's ledger entry whole but for the balance it leaves
+(`charging.ledger`); apply.lua records that balance, and the commands, notices and
+requests a movement or a tick decided (`charger.protocol.outputs`). `render` turns each
+output into the Kafka records it stands for; the relay only moves them to the broker.
+Ids are deterministic: the same output always renders the same ids, so a republished
+record is a duplicate readers drop by id. `time` is when charger issued the output.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import orjson
+
+from charger.charging import ledger
+from charger.events.timefmt import format_time_ms
+from charger.protocol import outputs as out
+from topics import names
+
+
+class Document(NamedTuple):
+    """One Kafka record to publish; `kind` labels charger_outputs_total."""
+
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: list[tuple[str, bytes]] | None
+    kind: str
+
+
+def _json(document: dict[str, Any]) -> bytes:
+    return orjson.dumps(document)
+
+
+def _ledger(output: out.LedgerEntry) -> list[Document]:
+    value = ledger.complete(output.ledger_head, output.balance_after_micros)
+    return [Document(names.LEDGER, output.account, value, None, "ledger")]
+
+
+def _floor(output: out.FloorCrossed) -> list[Document]:
+    """account.suspended / account.restored, and the exhaustion notice with a suspension."""
+    account, cause = output.account.decode(), output.cause.decode()
+    typ = "account.suspended" if output.suspended else "account.restored"
+    reason = "balance_exhausted" if output.suspended else "balance_above_floor"
+    if output.effective_time is not None:
+        effective = output.effective_time.decode()
+    else:
+        at_ms = output.effective_at_ms
+        effective = format_time_ms(at_ms if at_ms is not None else output.issued_at_ms)
+    common: dict[str, Any] = {
+        "account": account,
+        "time": format_time_ms(output.issued_at_ms),
+        "reason": reason,
+        "available_micros": output.available_micros,
+        "effective_at": effective,
+    }
+    if output.balance_micros is not None:  # a movement crossed the floor: what it left
+        common["balance_micros"] = output.balance_micros
+    command = {"id": f"{cause}{typ}", "type": typ, **common}
+    kind = "suspended" if output.suspended else "restored"
+    documents = [Document(names.TELEPHONY_COMMANDS, output.account, _json(command), None, kind)]
+    if output.suspended:
+        note: dict[str, Any] = {
+            "id": f"{cause}balance_exhausted",
+            "type": "balance_exhausted",
+            **common,
+        }
+        if output.notify_email:
+            note["email"] = output.notify_email.decode()
+        documents.append(
+            Document(names.NOTIFICATIONS, output.account, _json(note), None, "notification")
+        )
+    return documents
+
+
+def _cutoff(output: out.CallCut) -> list[Document]:
+    account, call_id = output.account.decode(), output.call_id.decode()
+    common = {
+        "account": account,
+        "time": format_time_ms(output.issued_at_ms),
+        "call_id": call_id,
+        "reason": "balance_exhausted",
+    }
+    command = {
+        "id": f"cutoff:{account}:{call_id}",
+        "type": "call.cutoff",
+        **common,
+        "cutoff_at": format_time_ms(output.cutoff_at_ms),
+    }
+    note: dict[str, Any] = {
+        "id": f"cutoff:{account}:{call_id}:notice",
+        "type": "call_cut_off",
+        **common,
+    }
+    if output.notify_email:
+        note["email"] = output.notify_email.decode()
+    return [
+        Document(names.TELEPHONY_COMMANDS, output.account, _json(command), None, "cutoff"),
+        Document(names.NOTIFICATIONS, output.account, _json(note), None, "notification"),
+    ]
+
+
+def _expired(output: out.SessionExpired) -> list[Document]:
+    account, call_id = output.account.decode(), output.call_id.decode()
+    time = format_time_ms(output.issued_at_ms)
+    head = ledger.ledger_head(
+        entry=f"ttl:{account}:{call_id}:session_expired",
+        account=account,
+        time=time,
+        kind="session_expired",
+        amount_micros=output.amount_micros,
+        currency=output.currency.decode(),
+        source_event_id=f"ttl:{call_id}",
+        source_topic="charger.sessions",
+        quantity=output.covered_s,
+        unit="second",
+        unit_price_micros=output.price_per_minute_micros,
+        extra={"call_id": call_id},
+    )
+    note = {
+        "id": f"ttl:{account}:{call_id}:notice",
+        "type": "session_expired",
+        "account": account,
+        "time": time,
+        "call_id": call_id,
+        "charged_micros": -output.amount_micros,
+    }
+    entry = ledger.complete(head, output.balance_after_micros)
+    return [
+        Document(names.LEDGER, output.account, entry, None, "ledger"),
+        Document(names.NOTIFICATIONS, output.account, _json(note), None, "notification"),
+    ]
+
+
+def _requested(output: out.RechargeRequested) -> list[Document]:
+    request_id = output.request_id.decode()
+    document = {
+        "id": request_id,
+        "type": "recharge.requested",
+        "account": output.account.decode(),
+        "time": format_time_ms(output.issued_at_ms),
+        "request_id": request_id,
+        "amount_micros": output.amount_micros,
+        "available_micros": output.available_micros,
+        "threshold_micros": output.threshold_micros,
+        "currency": output.currency.decode(),
+        "balance_micros": output.balance_micros,
+    }
+    return [
+        Document(names.RECHARGE_REQUESTS, output.account, _json(document), None, "recharge_request")
+    ]
+
+
+def _declined(output: out.RechargeDeclined) -> list[Document]:
+    """A declined recharge: the failure e-mail and a low-balance notice."""
+    account, request_id = output.account.decode(), output.request_id.decode()
+    time, email = format_time_ms(output.issued_at_ms), output.notify_email.decode()
+    failed = {
+        "id": f"{request_id}:failed",
+        "type": "recharge_failed",
+        "account": account,
+        "time": time,
+        "email": email,
+        "reason": output.reason.decode() or "declined",
+        "request_id": request_id,
+    }
+    low: dict[str, Any] = {
+        "id": f"{request_id}:low_balance",
+        "type": "low_balance",
+        "account": account,
+        "time": time,
+        "available_micros": output.available_micros,
+        "threshold_micros": output.threshold_micros,
+    }
+    if email:
+        low["email"] = email
+    return [
+        Document(names.NOTIFICATIONS, output.account, _json(failed), None, "recharge_failed"),
+        Document(names.NOTIFICATIONS, output.account, _json(low), None, "notification"),
+    ]
+
+
+def refusal_headers(output: out.Refused) -> list[tuple[str, bytes]]:
+    """Why a record was refused and where it was read, as DLQ record headers."""
+    return [
+        (names.DLQ_HEADER_ERROR, output.reason),
+        (names.DLQ_HEADER_DETAIL, output.detail),
+        (names.DLQ_HEADER_TOPIC, output.source_topic),
+        (names.DLQ_HEADER_PARTITION, str(output.source_partition).encode()),
+        (names.DLQ_HEADER_OFFSET, str(output.source_offset).encode()),
+    ]
+
+
+def _refused(output: out.Refused) -> list[Document]:
+    # a refused record keeps whatever key it came with (none: no key)
+    key = output.key or None
+    return [Document(names.DLQ, key, output.value, refusal_headers(output), "dlq")]
+
+
+def render(output: out.Output) -> list[Document]:
+    """The Kafka records one outbox output stands for, in publishing order."""
+    renderer = _RENDERERS.get(type(output))
+    if renderer is None:
+        raise ValueError(f"no document for output {type(output).__name__}")
+    documents: list[Document] = renderer(output)
+    return documents
+
+
+def _timed_out(output: out.RechargeTimedOut) -> list[Document]:
+    return []  # counted by the metrics; nothing to publish
+
+
+# Each takes its own output type: the table pairs them.
+_RENDERERS: dict[type[out.Output], Any] = {
+    out.LedgerEntry: _ledger,
+    out.FloorCrossed: _floor,
+    out.CallCut: _cutoff,
+    out.SessionExpired: _expired,
+    out.RechargeRequested: _requested,
+    out.RechargeDeclined: _declined,
+    out.RechargeTimedOut: _timed_out,
+    out.Refused: _refused,
+}

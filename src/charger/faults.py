@@ -1,0 +1,36 @@
+"""Which dependency an error came from, and how to name it in one log field.
+
+Its own module because both the metrics (errors by dependency) and the loops that back off
+(`charger.deps`) need it, and neither should import the other for it.
+"""
+
+from __future__ import annotations
+
+from aiokafka.errors import KafkaError
+from redis.exceptions import RedisError
+
+REDIS = "redis"
+KAFKA = "kafka"
+OTHER = "other"  # a bug, bad data: neither dependency
+DEPENDENCIES = (REDIS, KAFKA)
+
+
+def dependency_of(error: BaseException) -> str:
+    """The dependency an error came from: `redis`, `kafka` or `other`."""
+    seen: set[int] = set()
+    cause: BaseException | None = error
+    while cause is not None and id(cause) not in seen:  # also when wrapped by another error
+        seen.add(id(cause))
+        if isinstance(cause, RedisError):
+            return REDIS
+        if isinstance(cause, KafkaError):
+            return KAFKA
+        cause = cause.__cause__ or cause.__context__
+    return OTHER
+
+
+def summarize_error(error: BaseException) -> str:
+    """`Type: message`, short enough for one log field."""
+    text = str(error)
+    name = type(error).__name__
+    return (text if text.startswith(name) else f"{name}: {text}")[:300]

@@ -1,0 +1,27 @@
+-- dispatch.lua: apply the call's ops in order, write its outputs, advance the watermarks.
+--
+-- Exactly-once: an op whose source offset is at or below the slot's watermark for its
+-- source partition was applied before (redelivery) and is skipped; an op whose event id is
+-- already in the seen set is a producer resend and is skipped. Every output is appended
+-- to the slot's outbox in this same call, so a crash after it loses nothing: the relay
+-- publishes the outbox.
+
+local applied, skipped = 0, 0
+local p, k = 1, 1
+while more_ops(p) do
+  local op, next_p, next_k = read_op(p, k)
+  local fresh = op.source == nil or op.offset > marks[op.source]
+  local done, passed = HANDLE[op.opcode](op, fresh)
+  applied, skipped = applied + done, skipped + passed
+  p, k = next_p, next_k
+end
+
+flush_outputs()
+
+for index = 1, source_count do
+  if highest[index] > marks[index] then
+    redis.call('HSET', watermark_key, sources[index], int(highest[index]))
+  end
+end
+
+return {applied, skipped}

@@ -1,0 +1,306 @@
+"""The operations the charging core plans for apply.lua, and how they travel.
+
+One `NamedTuple` per operation: immutable like a frozen dataclass, built at tuple speed
+(one is built for every record), and its field order is the wire order. The first
+`OpShape.key_count` fields are Redis keys, which travel apart from the values so the
+script can tell them from data. On the wire one apply.lua call carries a flat list
+`opcode, [source index, offset,] values...` and the list of the ops' keys, packed in one
+MessagePack argument: one argument per value made the client's packing cost more than
+the script. The Lua prelude (`charger.protocol.lua`) decodes each op into a table of
+these same field names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import NamedTuple
+
+import msgpack  # type: ignore[import-untyped]
+
+from charger.protocol.keys import Keys
+
+Value = str | bytes | int
+
+
+class Opcode(IntEnum):
+    MOVE = 1
+    SETTLE_CALL = 2
+    START_CALL = 3
+    PARK_END = 4
+    UPSERT_ACCOUNT = 5
+    RECHARGE_RESULT = 6
+    REMEMBER = 7
+    REFUSE = 8
+    TICK = 9
+
+
+class Move(NamedTuple):
+    """Usage or a credit: move money, write its ledger entry, check floor and recharge."""
+
+    account_key: str
+    seen_key: str
+    fingerprint: str
+    amount_micros: int
+    ledger_head: bytes  # the ledger entry without balance_after_micros (charging.ledger)
+    kind: str  # the ledger entry's kind, for the metrics of what was published
+    account: str
+    cause: str  # id prefix of the commands this movement may cause
+    time: str  # the record's time: when a floor crossing takes effect
+
+
+class SettleCall(NamedTuple):
+    """A call ended: release its hold and charge its final cost."""
+
+    account_key: str
+    seen_key: str
+    call_key: str
+    account_calls_key: str
+    fingerprint: str
+    amount_micros: int
+    ledger_head: bytes
+    kind: str
+    account: str
+    cause: str
+    time: str
+
+
+class StartCall(NamedTuple):
+    """A call was answered: open its session at the rate fixed now, place its first hold."""
+
+    account_key: str
+    seen_key: str
+    call_key: str
+    account_calls_key: str
+    fingerprint: str
+    call_id: str
+    answered_at_ms: int
+    direction: str
+    number_from: str
+    number_to: str
+    account: str
+    price_per_minute_micros: int
+    connect_fee_micros: int
+    first_increment_s: int
+    next_increment_s: int
+    prefix: str
+    rate_plan: str
+    rate_plan_version: int
+
+
+class ParkEnd(NamedTuple):
+    """A call's end came with no start and no route: keep it until the start arrives."""
+
+    seen_key: str
+    call_key: str
+    fingerprint: str
+    duration_ms: int
+    end_id: str
+    end_time: str
+
+
+class UpsertAccount(NamedTuple):
+    """Create an account or change its settings."""
+
+    account_key: str
+    seen_key: str
+    fingerprint: str
+    account: str
+    currency: str
+    rate_plan: str
+    credit_limit_micros: int
+    auto_recharge_enabled: int  # 1 or 0
+    auto_recharge_threshold_micros: int
+    auto_recharge_amount_micros: int
+    notify_email: str
+    cause: str
+    time: str
+
+
+class RechargeResult(NamedTuple):
+    """The payment system's answer to a recharge request: credit it or back off."""
+
+    account_key: str
+    seen_key: str
+    fingerprint: str
+    request_id: str
+    status: str  # succeeded | failed
+    amount_micros: int
+    ledger_head: bytes
+    kind: str
+    account: str
+    cause: str
+    time: str
+    reason: str
+
+
+class Remember(NamedTuple):
+    """An event that moves nothing (a late start of a settled call): only its id is kept."""
+
+    seen_key: str
+    fingerprint: str
+
+
+class Refuse(NamedTuple):
+    """A refused record: its key and bytes go to the DLQ with why and where it was read."""
+
+    key: bytes
+    value: bytes
+    reason: str
+    detail: str
+    source_topic: str
+    source_partition: int
+    source_offset: int
+    event_id: str  # "" when the record has none that could be read
+
+
+class Tick(NamedTuple):
+    """Look at the slot's due sessions and late recharge requests (no source, no offset)."""
+
+    max_sessions: int
+
+
+Op = Move | SettleCall | StartCall | ParkEnd | UpsertAccount | RechargeResult | Remember | Refuse
+AnyOp = Op | Tick
+
+
+@dataclass(frozen=True, slots=True)
+class OpShape:
+    opcode: Opcode
+    key_count: int
+    sourced: bool = True  # carries a source index and offset, checked against the watermark
+
+
+SHAPES: dict[type[AnyOp], OpShape] = {
+    Move: OpShape(Opcode.MOVE, 2),
+    SettleCall: OpShape(Opcode.SETTLE_CALL, 4),
+    StartCall: OpShape(Opcode.START_CALL, 4),
+    ParkEnd: OpShape(Opcode.PARK_END, 2),
+    UpsertAccount: OpShape(Opcode.UPSERT_ACCOUNT, 2),
+    RechargeResult: OpShape(Opcode.RECHARGE_RESULT, 2),
+    Remember: OpShape(Opcode.REMEMBER, 1),
+    Refuse: OpShape(Opcode.REFUSE, 0),
+    Tick: OpShape(Opcode.TICK, 0, sourced=False),
+}
+# The same as plain values: the encoder reads them for every op.
+_WIRE: dict[type[AnyOp], tuple[int, int, bool]] = {
+    kind: (int(shape.opcode), shape.key_count, shape.sourced) for kind, shape in SHAPES.items()
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ScriptConfig:
+    """Deployment settings apply.lua reads from its header, in this order after `now_ms`."""
+
+    seen_ttl_s: int
+    tombstone_ttl_s: int
+    hold_interval_s: int
+    hold_lead_ms: int
+    max_call_ms: int
+    recharge_timeout_ms: int
+    recharge_backoff_ms: int
+
+
+# Names every op table has in Lua besides its fields: no field may take them.
+RESERVED_NAMES = frozenset({"opcode", "source", "offset"})
+
+# The keys of one apply.lua call before the ops' own, in this order (KEYS[1..6]).
+SLOT_KEYS = ("watermark", "outbox", "accounts", "sessions", "recharges", "held")
+
+
+@dataclass(slots=True)
+class SlotBatch:
+    """Everything one apply.lua call does in one slot: ops in record order."""
+
+    slot: int
+    ops: list[tuple[int, int, AnyOp]] = field(default_factory=list)  # source index, offset, op
+    sources: dict[str, int] = field(default_factory=dict)  # "topic/partition" -> index
+
+    def source_index(self, source: str) -> int:
+        index = self.sources.get(source)
+        if index is None:
+            index = self.sources[source] = len(self.sources) + 1
+        return index
+
+    def add(self, source: str, offset: int, op: Op) -> None:
+        index = self.sources.get(source)
+        self.ops.append((index if index is not None else self.source_index(source), offset, op))
+
+    def add_tick(self, max_sessions: int) -> None:
+        """Look at the slot's sessions that are due: extend holds, cut, expire."""
+        self.ops.append((0, 0, Tick(max_sessions)))
+
+    def of_type(self, kind: type[AnyOp]) -> list[AnyOp]:
+        """The ops of one type, in order (for tests and tools)."""
+        return [op for _, _, op in self.ops if type(op) is kind]
+
+    def encode(self) -> tuple[list[Value], list[str]]:
+        """The flat op list and the ops' keys, as apply.lua reads them."""
+        values: list[Value] = []
+        keys: list[str] = []
+        wire = _WIRE
+        for index, offset, op in self.ops:
+            opcode, n, sourced = wire[type(op)]
+            values.append(opcode)
+            if sourced:
+                values.append(index)
+                values.append(offset)
+            if n:
+                keys += op[:n]  # type: ignore[arg-type]  # the first n fields are keys
+                values += op[n:]
+            else:
+                values += op
+        return values, keys
+
+    def script_args(
+        self, keys: Keys, now_ms: int, config: ScriptConfig, highest: dict[str, int]
+    ) -> tuple[list[str], list[Value]]:
+        """KEYS and ARGV of the call; `highest` is the batch's top offset per source."""
+        slot = self.slot
+        slot_keys = [
+            keys.watermark(slot),
+            keys.outbox(slot),
+            keys.accounts(slot),
+            keys.sessions(slot),
+            keys.recharges(slot),
+            keys.held(slot),
+        ]
+        head: list[Value] = [
+            now_ms,
+            config.seen_ttl_s,
+            config.tombstone_ttl_s,
+            config.hold_interval_s,
+            config.hold_lead_ms,
+            config.max_call_ms,
+            config.recharge_timeout_ms,
+            config.recharge_backoff_ms,
+            len(self.sources),
+        ]
+        for source in self.sources:  # dicts keep insertion order == index order
+            head.append(source)
+            head.append(highest[source])
+        values, op_keys = self.encode()
+        # Raw strings (no "bin" type): Redis's cmsgpack reads bytes and text alike as strings.
+        head.append(msgpack.packb([values, op_keys], use_bin_type=False))
+        return slot_keys, head
+
+
+class SlotPlan:
+    """A batch's operations grouped by slot, in record order within each slot."""
+
+    def __init__(self) -> None:
+        self.slots: dict[int, SlotBatch] = {}
+
+    def slot(self, slot: int) -> SlotBatch:
+        batch = self.slots.get(slot)
+        if batch is None:
+            batch = self.slots[slot] = SlotBatch(slot)
+        return batch
+
+    def touch(self, slot: int, source: str) -> None:
+        """Make sure the slot records the source's watermark even with no op for it."""
+        self.slot(slot).source_index(source)
+
+    def all_ops(self) -> list[AnyOp]:
+        """Every op of every slot, slot by slot (for tests and tools)."""
+        return [op for batch in self.slots.values() for _, _, op in batch.ops]

@@ -1,0 +1,174 @@
+"""The outputs apply.lua leaves in a slot's outbox, and how they are read back.
+
+apply.lua writes the outputs of one call as one outbox entry: a field `outputs` holding a
+MessagePack array of arrays `[kind, field values...]`, the values in the order of the
+`NamedTuple` of that kind below. The Lua prelude generates one emitter per kind from these
+definitions (`emit_ledger_entry(account, ledger_head, ...)`), so neither side counts
+positions by hand. An optional value the script does not have travels as `false` and
+reads back as None. Text travels as bytes: what is published as bytes (keys, ledger heads,
+refused records) is never decoded, and the documents (`charging.documents`) decode the
+rest.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+from typing import Any, NamedTuple
+
+import msgpack  # type: ignore[import-untyped]
+
+# The stream field of an outbox entry that holds its outputs.
+OUTBOX_FIELD = b"outputs"
+
+
+class OutputKind(IntEnum):
+    LEDGER_ENTRY = 1
+    FLOOR_CROSSED = 2
+    CALL_CUT = 3
+    SESSION_EXPIRED = 4
+    RECHARGE_REQUESTED = 5
+    RECHARGE_DECLINED = 6
+    RECHARGE_TIMED_OUT = 7
+    REFUSED = 8
+
+
+class LedgerEntry(NamedTuple):
+    """Money moved: the planned ledger head and the balance the movement left."""
+
+    account: bytes
+    ledger_head: bytes
+    balance_after_micros: int
+    kind: bytes
+    currency: bytes
+    amount_micros: int
+    time: bytes  # the causing record's time (RFC 3339)
+
+
+class FloorCrossed(NamedTuple):
+    """The available balance went to or below the floor (suspended), or above it again."""
+
+    suspended: bool
+    account: bytes
+    cause: bytes  # id prefix of the commands: the movement or call that crossed it
+    available_micros: int
+    issued_at_ms: int  # when charger decided it
+    effective_time: bytes | None  # when it took effect: the moving record's time, or
+    effective_at_ms: int | None  # epoch ms when no record moved it (a cut, an expiry)
+    balance_micros: int | None  # only when a movement crossed it: the balance it left
+    notify_email: bytes | None  # only when suspended
+
+
+class CallCut(NamedTuple):
+    """A call could not pay for its next increment: cut it at the instant its money ended."""
+
+    account: bytes
+    call_id: bytes
+    cutoff_at_ms: int
+    issued_at_ms: int
+    notify_email: bytes
+
+
+class SessionExpired(NamedTuple):
+    """A call's end never came: its session TTL charged what it held."""
+
+    account: bytes
+    call_id: bytes
+    amount_micros: int
+    balance_after_micros: int
+    issued_at_ms: int
+    covered_s: int
+    price_per_minute_micros: int
+    currency: bytes
+
+
+class RechargeRequested(NamedTuple):
+    account: bytes
+    request_id: bytes
+    amount_micros: int
+    available_micros: int
+    balance_micros: int
+    threshold_micros: int
+    currency: bytes
+    issued_at_ms: int
+
+
+class RechargeDeclined(NamedTuple):
+    account: bytes
+    request_id: bytes
+    reason: bytes
+    available_micros: int
+    threshold_micros: int
+    notify_email: bytes
+    issued_at_ms: int
+
+
+class RechargeTimedOut(NamedTuple):
+    account: bytes
+    request_id: bytes
+    issued_at_ms: int
+
+
+class Refused(NamedTuple):
+    """A refused record (see `ops.Refuse`), as it goes to the DLQ."""
+
+    key: bytes
+    value: bytes
+    reason: bytes
+    detail: bytes
+    source_topic: bytes
+    source_partition: int
+    source_offset: int
+    event_id: bytes
+
+
+Output = (
+    LedgerEntry
+    | FloorCrossed
+    | CallCut
+    | SessionExpired
+    | RechargeRequested
+    | RechargeDeclined
+    | RechargeTimedOut
+    | Refused
+)
+
+TYPES: dict[OutputKind, type[Output]] = {
+    OutputKind.LEDGER_ENTRY: LedgerEntry,
+    OutputKind.FLOOR_CROSSED: FloorCrossed,
+    OutputKind.CALL_CUT: CallCut,
+    OutputKind.SESSION_EXPIRED: SessionExpired,
+    OutputKind.RECHARGE_REQUESTED: RechargeRequested,
+    OutputKind.RECHARGE_DECLINED: RechargeDeclined,
+    OutputKind.RECHARGE_TIMED_OUT: RechargeTimedOut,
+    OutputKind.REFUSED: Refused,
+}
+# Fields that may travel as `false`: read back as None.
+OPTIONAL = frozenset({"effective_time", "effective_at_ms", "balance_micros", "notify_email"})
+_BY_CODE: dict[int, type[Output]] = {int(kind): cls for kind, cls in TYPES.items()}
+
+
+def decode_entry(fields: dict[bytes, bytes]) -> list[Output]:
+    """The outputs of one outbox entry (its stream fields), in the order they were made."""
+    packed = fields.get(OUTBOX_FIELD)
+    if packed is None:
+        raise ValueError(f"outbox entry without {OUTBOX_FIELD.decode()!r}: {sorted(fields)}")
+    outputs: list[Output] = []
+    for item in msgpack.unpackb(packed, raw=True):
+        cls = _BY_CODE.get(item[0])
+        if cls is None:
+            raise ValueError(f"unknown output kind {item[0]!r}")
+        values: list[Any] = item[1:]
+        if cls is FloorCrossed:  # the only kind with optional values (`suspended` is not)
+            values = [values[0], *(None if v is False else v for v in values[1:])]
+        outputs.append(cls(*values))
+    return outputs
+
+
+def encode_entry(outputs: list[Output]) -> dict[bytes, bytes]:
+    """The stream fields apply.lua would write for `outputs` (for tests and tools)."""
+    code = {cls: int(kind) for kind, cls in TYPES.items()}
+    items = [
+        [code[type(output)], *(False if value is None else value for value in output)]
+        for output in outputs
+    ]
+    return {OUTBOX_FIELD: msgpack.packb(items, use_bin_type=False)}
