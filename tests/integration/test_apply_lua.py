@@ -66,7 +66,9 @@ def usage(sp: SlotPlan, k: Keys, offset: int, eid: str, amount: int, acct: str =
     sp.slot(0).add(SRC, offset, move)
 
 
-def upsert(sp: SlotPlan, k: Keys, offset: int, climit: int = 0, acct: str = "a") -> None:
+def upsert(
+    sp: SlotPlan, k: Keys, offset: int, credit_limit_micros: int = 0, acct: str = "a"
+) -> None:
     seen = k.seen(0, "ac", f"u{offset}")
     upsert = UpsertAccount(
         k.account(0, acct),
@@ -75,7 +77,7 @@ def upsert(sp: SlotPlan, k: Keys, offset: int, climit: int = 0, acct: str = "a")
         acct,
         "USD",
         "std-usd",
-        climit,
+        credit_limit_micros,
         0,
         0,
         0,
@@ -112,7 +114,7 @@ async def test_moves_money_once_per_offset_and_per_id(store: RedisStore) -> None
 async def test_suspends_once_at_the_floor_and_restores_once(store: RedisStore) -> None:
     k = store.keys
     sp = SlotPlan()
-    upsert(sp, k, 0, climit=100)
+    upsert(sp, k, 0, credit_limit_micros=100)
     usage(sp, k, 1, "c", 200)
     for i in range(2, 7):  # 200 -> 100 -> 0 -> -100 (floor) -> -200 -> -300
         usage(sp, k, i, f"d{i}", -100)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from charger.charging import ledger
 from charger.charging.accounts import check_settings
@@ -55,8 +55,14 @@ from charger.rating import PlanSource
 from topics import records
 
 _MAX_PLACES = 1 << 16
-# The states a call's end settles: an end of any other was settled or parked before.
-_SETTLEABLE = frozenset({CallStatus.ACTIVE, CallStatus.CUT, CallStatus.EXPIRED})
+# The states of a call each of its events changes; an event finding its call in another
+# state moves nothing: a start after the start or the settlement (only a parked end waits
+# for it), an end of a call settled or parked before.
+_CHANGES = {
+    "call.started": frozenset({CallStatus.PENDING_END}),
+    "call.ended": frozenset({CallStatus.ACTIVE, CallStatus.CUT, CallStatus.EXPIRED}),
+}
+CallStates = dict[str, CallState | None]  # call key -> what is known of the call
 INPUT_TYPES = {
     topic: frozenset(rt.type for rt in records.types_on(topic)) for topic in ledger.SOURCE_TAGS
 }
@@ -75,6 +81,15 @@ class Decoded:
     account_key: str
     source: str  # rec.source, built once per partition of the batch
     call_key: str = ""
+
+
+class CallEvent(NamedTuple):
+    """A call's start or end with what decides it: the account, its plans, the session."""
+
+    decoded: Decoded
+    info: AccountInfo
+    plans: PlanSource | None
+    state: CallState | None
 
 
 @dataclass(slots=True)
@@ -212,9 +227,7 @@ class Planner:
             results[(typ, applied)] += 1
         return out
 
-    def _plan_one(
-        self, sp: SlotPlan, d: Decoded, typ: str, calls: dict[str, CallState | None]
-    ) -> PlanResult:
+    def _plan_one(self, sp: SlotPlan, d: Decoded, typ: str, calls: CallStates) -> PlanResult:
         body = d.body
         if typ == "account.upserted":
             return self._upsert(sp, d)
@@ -222,10 +235,16 @@ class Planner:
         if info is None:
             raise RatingError("unknown_account", f"{typ}: account {body['account']!r} is unknown")
         plans = self._plans.get(info.rate_plan)
-        if typ == "call.started":
-            return self._call_started(sp, d, info, plans, calls)
-        if typ == "call.ended":
-            return self._call_ended(sp, d, info, plans, calls)
+        if typ == "call.started" or typ == "call.ended":
+            state = calls.get(d.call_key)
+            if state is not None and state.state not in _CHANGES[typ]:
+                # a second start or end, or one of a call settled already: moves nothing
+                self._remember(sp, d)
+                return PlanResult.IGNORED
+            call = CallEvent(d, info, plans, state)
+            if typ == "call.started":
+                return self._call_started(sp, call, calls)
+            return self._call_ended(sp, call, calls)
         if typ == "recharge.result":
             return self._recharge_result(sp, d, info)
         usage = rate_record(body, info, plans)
@@ -316,19 +335,9 @@ class Planner:
         )
         return PlanResult.APPLIED
 
-    def _call_started(
-        self,
-        sp: SlotPlan,
-        d: Decoded,
-        info: AccountInfo,
-        plans: PlanSource | None,
-        calls: dict[str, CallState | None],
-    ) -> PlanResult:
+    def _call_started(self, sp: SlotPlan, call: CallEvent, calls: CallStates) -> PlanResult:
+        d, info, plans, state = call
         b = d.body
-        state = calls.get(d.call_key)
-        if state is not None and state.state != CallStatus.PENDING_END:
-            self._remember(sp, d)  # duplicate start, or a start after the call settled
-            return PlanResult.IGNORED
         # A call is rated by the plan version in force when it was answered: `time` here.
         plan = plans.at(b["time"]) if plans is not None else None
         if plan is None or plan.currency != info.currency:
@@ -372,19 +381,9 @@ class Planner:
         )
         return PlanResult.APPLIED
 
-    def _call_ended(
-        self,
-        sp: SlotPlan,
-        d: Decoded,
-        info: AccountInfo,
-        plans: PlanSource | None,
-        calls: dict[str, CallState | None],
-    ) -> PlanResult:
+    def _call_ended(self, sp: SlotPlan, call: CallEvent, calls: CallStates) -> PlanResult:
+        d, info, plans, state = call
         b = d.body
-        state = calls.get(d.call_key)
-        if state is not None and state.state not in _SETTLEABLE:
-            self._remember(sp, d)  # already settled or parked: a second end moves nothing
-            return PlanResult.IGNORED
         if state is None and ("direction" not in b or "to" not in b):
             sp.slot(d.slot).add(
                 d.source,

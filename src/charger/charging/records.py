@@ -73,11 +73,13 @@ class CallState:
     rate: CallRate | None = None  # None: no session yet, or one older than stored rates
 
     @classmethod
-    def from_fields(cls, f: list[bytes | None]) -> CallState | None:
+    def from_fields(cls, values: list[bytes | None]) -> CallState | None:
         """From read.lua's values of `charger.protocol.fields.CALL_FIELDS`, in that order
         (all nil: no session)."""
-        state, direction, frm, to, t0, dur, end_id, end_time, charged = f[:9]
-        ppm, cf, i1, i2, prefix, plan_id, version = f[9:]
+        state, direction, number_from, number_to, answered_at_ms = values[:5]
+        duration_ms, end_id, end_time, charged = values[5:9]
+        per_minute, connect_fee, first_increment, next_increment = values[9:13]
+        prefix, plan_id, version = values[13:]
         if state is None:
             return None
         rate = None
@@ -88,18 +90,18 @@ class CallState:
                 VoiceRate(
                     (prefix or b"").decode(),
                     direction.decode(),
-                    int(ppm or 0),
-                    int(cf or 0),
-                    Increments(int(i1 or 0), int(i2 or 0)),
+                    int(per_minute or 0),
+                    int(connect_fee or 0),
+                    Increments(int(first_increment or 0), int(next_increment or 0)),
                 ),
             )
         return cls(
             state=state.decode(),
             direction=(direction or b"").decode(),
-            number_from=(frm or b"").decode(),
-            number_to=(to or b"").decode(),
-            answer_ms=int(t0 or 0),
-            duration_ms=int(dur or 0),
+            number_from=(number_from or b"").decode(),
+            number_to=(number_to or b"").decode(),
+            answer_ms=int(answered_at_ms or 0),
+            duration_ms=int(duration_ms or 0),
             end_id=(end_id or b"").decode(),
             end_time=(end_time or b"").decode(),
             charged=int(charged or 0),

@@ -15,31 +15,30 @@
 local n_seen = #seen_keys
 local CHUNK = 1000 -- keys per MGET: unpack() has a stack limit
 
+-- Appends `count` values of `got` to `out`: each reply's values, flattened in key order.
+local function append(out, got, count)
+  for j = 1, count do
+    out[#out + 1] = got[j]
+  end
+end
+
 local seen = {}
 local i = 1
 while i <= n_seen do
   local last = math.min(i + CHUNK - 1, n_seen)
-  local got = redis.call('MGET', unpack(seen_keys, i, last))
-  for j = 1, last - i + 1 do
-    seen[#seen + 1] = got[j]
-  end
+  append(seen, redis.call('MGET', unpack(seen_keys, i, last)), last - i + 1)
   i = last + 1
 end
 
 local accounts = {}
 for k = 1, #account_keys do
-  local f = redis.call('HMGET', account_keys[k], unpack(ACCOUNT_SETTINGS_FIELDS))
-  for j = 1, #ACCOUNT_SETTINGS_FIELDS do
-    accounts[#accounts + 1] = f[j]
-  end
+  local got = redis.call('HMGET', account_keys[k], unpack(ACCOUNT_SETTINGS_FIELDS))
+  append(accounts, got, #ACCOUNT_SETTINGS_FIELDS)
 end
 
 local calls = {}
 for k = 1, #call_keys do
-  local f = redis.call('HMGET', call_keys[k], unpack(CALL_READ_FIELDS))
-  for j = 1, #CALL_READ_FIELDS do
-    calls[#calls + 1] = f[j]
-  end
+  append(calls, redis.call('HMGET', call_keys[k], unpack(CALL_READ_FIELDS)), #CALL_READ_FIELDS)
 end
 
 local requests = {}

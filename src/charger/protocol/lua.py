@@ -120,44 +120,45 @@ def _emitter(code: outputs.OutputKind, kind: type[outputs.Output]) -> list[str]:
     ]
 
 
+_OPS_HEAD = """
+-- Ops: each read into a table of its fields; HANDLE[opcode](op, fresh) applies one
+-- and returns how many it applied and skipped.
+local READ_OP, HANDLE = {}, {}"""
+
+_OPS_TAIL = """-- The op at position p (keys from k): its table, and where the next one starts.
+local function read_op(p, k)
+  local reader = READ_OP[op_values[p]]
+  if reader == nil then
+    error('apply.lua: unknown opcode ' .. tostring(op_values[p]))
+  end
+  return reader(p, k)
+end
+local function more_ops(p) return p <= #op_values end
+
+-- Outputs of this call, in order; they go to the outbox as one entry at the end.
+local outputs = {}
+local function present(value) if value == nil then return false end return value end"""
+
+_FLUSH = """local function flush_outputs()
+  if #outputs > 0 then
+    redis.call('XADD', outbox_key, '*', OUTBOX_FIELD, cmsgpack.pack(outputs))
+  end
+end
+"""
+
+
 def apply_prelude() -> str:
     """Everything apply.lua reads and writes by position, as names."""
     lines = [fields_prelude()]
     opcodes = ", ".join(f"{code.name.lower()} = {int(code)}" for code in ops.Opcode)
     lines.append(f"local OPCODE = {{{opcodes}}}")
     lines += _header()
-    lines += [
-        "",
-        "-- Ops: each read into a table of its fields; HANDLE[opcode](op, fresh) applies one",
-        "-- and returns how many it applied and skipped.",
-        "local READ_OP, HANDLE = {}, {}",
-    ]
+    lines.append(_OPS_HEAD)
     for kind, shape in ops.SHAPES.items():
         lines += _reader(kind, shape)
-    lines += [
-        "-- The op at position p (keys from k): its table, and where the next one starts.",
-        "local function read_op(p, k)",
-        "  local reader = READ_OP[op_values[p]]",
-        "  if reader == nil then",
-        "    error('apply.lua: unknown opcode ' .. tostring(op_values[p]))",
-        "  end",
-        "  return reader(p, k)",
-        "end",
-        "local function more_ops(p) return p <= #op_values end",
-        "",
-        "-- Outputs of this call, in order; they go to the outbox as one entry at the end.",
-        "local outputs = {}",
-        "local function present(value) if value == nil then return false end return value end",
-    ]
+    lines.append(_OPS_TAIL)
     for code, output_type in outputs.TYPES.items():
         lines += _emitter(code, output_type)
-    lines += [
-        "local function flush_outputs()",
-        "  if #outputs > 0 then",
-        f"    redis.call('XADD', outbox_key, '*', {_lua_string(outputs.OUTBOX_FIELD.decode())},"
-        " cmsgpack.pack(outputs))",
-        "  end",
-        "end",
-        "",
-    ]
+    field = _lua_string(outputs.OUTBOX_FIELD.decode())
+    lines.append(_FLUSH.replace("OUTBOX_FIELD", field))
     return "\n".join(lines)

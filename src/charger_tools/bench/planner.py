@@ -107,15 +107,17 @@ class MemoryRedis:
                 self.requests[(op.account_key, request_state(op.request_id))] = op.status
 
 
-def _call(f: _CallTuple | None) -> CallState | None:
-    if f is None:
+def _call(fields: _CallTuple | None) -> CallState | None:
+    if fields is None:
         return None
-    ppm, cf, i1, i2, prefix, plan_id, version = f[8:]
+    per_minute, connect_fee, first_increment, next_increment = fields[8:12]
+    prefix, plan_id, version = fields[12:]
     rate = None
     if plan_id:
-        voice = VoiceRate(prefix, f[1], ppm, cf, Increments(i1, i2))
+        increments = Increments(first_increment, next_increment)
+        voice = VoiceRate(prefix, fields[1], per_minute, connect_fee, increments)
         rate = CallRate(plan_id, version, voice)
-    return CallState(*f[:8], rate=rate)
+    return CallState(*fields[:8], rate=rate)
 
 
 def inbound(records: Sequence[tuple[str, bytes | None, bytes]], partitions: int) -> list[Inbound]:
