@@ -17,7 +17,6 @@ commits the batch in hand, flushes the producer and exits.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import sys
@@ -36,6 +35,7 @@ from charger.logs import logging_config
 from charger.metrics import Metrics, Sampler
 from charger.runtime import Runtime
 from charger.settings import Settings
+from charger.tasks import cancel_and_wait
 
 log = logging.getLogger("charger.app")
 
@@ -79,10 +79,7 @@ class ChargingService(Service):
         )
 
     async def on_stop(self) -> None:
-        if self._sampler is not None:
-            self._sampler.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sampler
+        await cancel_and_wait(self._sampler)
         if self.runtime is not None:
             log.info("charging service stopping: finishing the batch in hand")
             await self.runtime.stop()
