@@ -17,7 +17,6 @@ commits the batch in hand, flushes the producer and exits.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import sys
@@ -37,6 +36,7 @@ from charger.metrics import Metrics
 from charger.runtime import Runtime
 from charger.sampler import Sampler
 from charger.settings import Settings
+from charger.tasks import cancel_and_wait
 
 log = logging.getLogger("charger.app")
 
@@ -80,10 +80,7 @@ class ChargingService(Service):
         )
 
     async def on_stop(self) -> None:
-        if self._sampler is not None:
-            self._sampler.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sampler
+        await cancel_and_wait(self._sampler)
         if self.runtime is not None:
             log.info("charging service stopping: finishing the batch in hand")
             await self.runtime.stop()

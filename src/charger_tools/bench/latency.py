@@ -32,6 +32,7 @@ from redis.asyncio import Redis
 from charger.kafka.admin import create_topics
 from charger.protocol.keys import Keys
 from charger.settings import Settings
+from charger.tasks import cancel_and_wait
 from charger_tools.bench.proc import cpu_seconds, peak_rss_mb
 from charger_tools.bench.report import latency_summary
 from charger_tools.bench.runs import Env, prepare_charger, settings_env, spawn
@@ -89,10 +90,7 @@ class LedgerTail:
                         self.published[eid] = m.timestamp
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
         await self.consumer.stop()
 
 
@@ -184,9 +182,7 @@ async def broker_only(env: Env, w: Workload, rate: int, seconds: float) -> dict[
             while len(got) < len(records) and time.monotonic() < deadline:
                 await asyncio.sleep(0.1)
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
             await prod.stop()
             await c.stop()
     return {"latency_ms": latency_summary(got), "records": len(records)}

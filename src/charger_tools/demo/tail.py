@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,6 +11,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from charger.events.timefmt import parse_time_ms
+from charger.tasks import cancel_and_wait
 from topics import names
 
 WATCHED = (
@@ -134,9 +134,6 @@ class OutputTail:
             await asyncio.sleep(0.3)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
         if self._consumer is not None:
             await self._consumer.stop()
