@@ -251,17 +251,7 @@ class Planner:
         sp.slot(d.slot).add(
             d.source,
             d.rec.offset,
-            MoveOp(
-                d.account_key,
-                d.seen_key,
-                d.fp,
-                usage.amount_micros,
-                usage.head,
-                usage.kind,
-                body["account"],
-                ledger.entry_id(d.tag, body["id"], ""),
-                body["time"],
-            ),
+            MoveOp(d.account_key, d.seen_key, d.fp, *_movement(d, usage, body["id"], body["time"])),
         )
         return PlanResult.APPLIED
 
@@ -295,12 +285,7 @@ class Planner:
                 d.fp,
                 b["request_id"],
                 b["status"],
-                usage.amount_micros,
-                usage.head,
-                usage.kind,
-                b["account"],
-                ledger.entry_id(d.tag, b["id"], ""),
-                b["time"],
+                *_movement(d, usage, b["id"], b["time"]),
                 b.get("reason", ""),
             ),
         )
@@ -416,12 +401,7 @@ class Planner:
                 d.call_key,
                 self.keys.account_calls(d.slot, account),
                 d.fp,
-                usage.amount_micros,
-                usage.head,
-                usage.kind,
-                account,
-                ledger.entry_id(d.tag, end_id, ""),
-                time,
+                *_movement(d, usage, end_id, time),
             ),
         )
 
@@ -431,6 +411,15 @@ class Planner:
     def _dlq(self, out: Outcome, rec: Inbound, reason: str, detail: str) -> None:
         refuse(out.plan, self.keys.slots, rec, reason, detail)
         out.dlq[reason] += 1
+
+
+def _movement(
+    d: Decoded, usage: Usage, event_id: str, time: str
+) -> tuple[int, bytes, str, str, str, str]:
+    """What every op that moves money carries after its own fields: amount, ledger head
+    and kind, account, the cause its commands are named by, and the record's time."""
+    cause = ledger.entry_id(d.tag, event_id, "")
+    return usage.amount_micros, usage.head, usage.kind, d.body["account"], cause, time
 
 
 def _shown_key(key: bytes) -> str:
