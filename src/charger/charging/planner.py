@@ -55,12 +55,19 @@ from charger.rating import PlanSource
 from topics import records
 
 _MAX_PLACES = 1 << 16
+# Enum members bound once: a member lookup on its class costs more than the dict lookups
+# around it, for every record.
+_APPLIED, _IGNORED = PlanResult.APPLIED, PlanResult.IGNORED
+_DUPLICATE, _PARKED = PlanResult.DUPLICATE, PlanResult.PARKED
+_ACTIVE, _ENDED = CallStatus.ACTIVE, CallStatus.ENDED
+_EXPIRED, _PENDING_END = CallStatus.EXPIRED, CallStatus.PENDING_END
+
 # The states of a call each of its events changes; an event finding its call in another
 # state moves nothing: a start after the start or the settlement (only a parked end waits
 # for it), an end of a call settled or parked before.
 _CHANGES = {
-    "call.started": frozenset({CallStatus.PENDING_END}),
-    "call.ended": frozenset({CallStatus.ACTIVE, CallStatus.CUT, CallStatus.EXPIRED}),
+    "call.started": frozenset({_PENDING_END}),
+    "call.ended": frozenset({_ACTIVE, CallStatus.CUT, _EXPIRED}),
 }
 CallStates = dict[str, CallState | None]  # call key -> what is known of the call
 INPUT_TYPES = {
@@ -209,7 +216,7 @@ class Planner:
             prior = seen.get(d.seen_key)
             if prior is not None:
                 if prior.decode() == d.fp:
-                    results[(typ, PlanResult.DUPLICATE)] += 1
+                    results[(typ, _DUPLICATE)] += 1
                 else:
                     self._dlq(
                         out,
@@ -240,7 +247,7 @@ class Planner:
             if state is not None and state.state not in _CHANGES[typ]:
                 # a second start or end, or one of a call settled already: moves nothing
                 self._remember(sp, d)
-                return PlanResult.IGNORED
+                return _IGNORED
             call = CallEvent(d, info, plans, state)
             if typ == "call.started":
                 return self._call_started(sp, call, calls)
@@ -253,7 +260,7 @@ class Planner:
             d.rec.offset,
             MoveOp(d.account_key, d.seen_key, d.fp, *_movement(d, usage, body["id"], body["time"])),
         )
-        return PlanResult.APPLIED
+        return _APPLIED
 
     def _recharge_result(self, sp: SlotPlan, d: Decoded, info: AccountInfo) -> PlanResult:
         b = d.body
@@ -274,7 +281,7 @@ class Planner:
                     f"result {b['id']!r} says {b['status']}",
                 )
             self._remember(sp, d)  # the request already has this result: a resend
-            return PlanResult.IGNORED
+            return _IGNORED
         usage = rate_record(b, info, None)
         sp.slot(d.slot).add(
             d.source,
@@ -290,7 +297,7 @@ class Planner:
             ),
         )
         self._requests[where] = b["status"]
-        return PlanResult.APPLIED
+        return _APPLIED
 
     def _upsert(self, sp: SlotPlan, d: Decoded) -> PlanResult:
         b = d.body
@@ -318,7 +325,7 @@ class Planner:
                 b["time"],
             ),
         )
-        return PlanResult.APPLIED
+        return _APPLIED
 
     def _call_started(self, sp: SlotPlan, call: CallEvent, calls: CallStates) -> PlanResult:
         d, info, plans, state = call
@@ -333,8 +340,8 @@ class Planner:
             end = dict(b, id=state.end_id, time=state.end_time, duration_ms=state.duration_ms)
             usage = rate_call(end, info, answered)
             self._settle(sp, d, usage, end["id"], end["time"])
-            calls[d.call_key] = CallState(CallStatus.ENDED)
-            return PlanResult.APPLIED
+            calls[d.call_key] = CallState(_ENDED)
+            return _APPLIED
         rate = answered.rate
         answer_ms = parse_time_ms(b["time"])
         sp.slot(d.slot).add(
@@ -362,9 +369,9 @@ class Planner:
             ),
         )
         calls[d.call_key] = CallState(
-            CallStatus.ACTIVE, b["direction"], b["from"], b["to"], answer_ms, rate=answered
+            _ACTIVE, b["direction"], b["from"], b["to"], answer_ms, rate=answered
         )
-        return PlanResult.APPLIED
+        return _APPLIED
 
     def _call_ended(self, sp: SlotPlan, call: CallEvent, calls: CallStates) -> PlanResult:
         d, info, plans, state = call
@@ -376,19 +383,19 @@ class Planner:
                 ParkEnd(d.seen_key, d.call_key, d.fp, b["duration_ms"], b["id"], b["time"]),
             )
             calls[d.call_key] = CallState(
-                CallStatus.PENDING_END,
+                _PENDING_END,
                 duration_ms=b["duration_ms"],
                 end_id=b["id"],
                 end_time=b["time"],
             )
-            return PlanResult.PARKED
+            return _PARKED
         # A session closed by its TTL already charged what it held: charge the rest only.
-        expired = state is not None and state.state == CallStatus.EXPIRED
+        expired = state is not None and state.state == _EXPIRED
         charged = state.charged if state is not None and expired else 0
         usage = rate_call(b, info, answered_rate(b, info, plans, state), charged)
         self._settle(sp, d, usage, b["id"], b["time"])
-        calls[d.call_key] = CallState(CallStatus.ENDED)
-        return PlanResult.APPLIED
+        calls[d.call_key] = CallState(_ENDED)
+        return _APPLIED
 
     def _settle(self, sp: SlotPlan, d: Decoded, usage: Usage, end_id: str, time: str) -> None:
         account = d.body["account"]
