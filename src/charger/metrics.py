@@ -132,6 +132,18 @@ class Metrics:
             ["dependency"],
             registry=r,
         )
+        self.redis_forgotten = Counter(
+            "charger_redis_forgotten_records",
+            "Records applied again because Redis had lost them (a failover to a replica that "
+            "was behind, a restart from an older state).",
+            registry=r,
+        )
+        self.records_unrecoverable = Counter(
+            "charger_records_unrecoverable",
+            "Records Redis had lost that Kafka no longer held, so they could not be applied "
+            "again: retention shorter than the gap.",
+            registry=r,
+        )
         self.ticked = Counter(
             "charger_sessions_ticked_total", "Due call sessions the ticker looked at.", registry=r
         )

@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     # How long the broker may hold a fetch request open waiting for new records. Short, so
     # a record waits little in the broker; the batch loop still takes what has piled up.
     fetch_wait_ms: int = Field(10, ge=0, le=10_000)
+    # While no records come, how often the worker compares Redis's applied-offset
+    # watermarks with its positions, to apply again what a forgetful Redis lost (seconds).
+    watermark_check_s: float = Field(1.0, gt=0, le=3600)
     # How long an event id is remembered to catch producer resends (seconds).
     dedupe_ttl_s: int = Field(24 * 3600, ge=60)
     # How long an ended call is remembered, so late duplicates and late starts change nothing.

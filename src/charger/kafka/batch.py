@@ -25,12 +25,13 @@ from charger.connections import kafka_security
 from charger.deps import Retrier, backoff_for
 from charger.kafka.horizon import Horizon
 from charger.kafka.publisher import Publisher
+from charger.kafka.recovery import Recovery
 from charger.kafka.relay import Relay
 from charger.metrics import Metrics
 from charger.protocol.ops import SlotPlan
 from charger.rating import PlanSource
 from charger.settings import Settings
-from charger.store.redis_store import RedisStore
+from charger.store.redis_store import RedisForgot, RedisStore
 from topics import names
 
 log = logging.getLogger("charger.batch")
@@ -104,6 +105,8 @@ class BatchWorker:
         self.batches = 0
         self.retry = Retrier("batch", metrics, backoff_for(settings), log)
         self.rewound = False  # a failed batch waits to be fetched again
+        self.recovery = Recovery(store, metrics)
+        self.verified_at = 0.0  # time.monotonic() of the last idle watermark check
 
     async def start(self) -> None:
         s = self.settings
@@ -169,7 +172,7 @@ class BatchWorker:
             )
             self.metrics.polled(data)
             self.horizon.fetched(data)
-            n = await self._handle(data) if data else 0
+            n = await self._handle(data) if data else await self._verify_when_due()
         except Exception as exc:
             if self._stopping.is_set():
                 return 0  # the consumer was stopped under the fetch: not a fault
@@ -196,8 +199,10 @@ class BatchWorker:
                 for m in msgs
             ]
             started = time.perf_counter()
-            await self.process(batch)
-            await self._commit({tp: msgs[-1].offset + 1 for tp, msgs in data.items()})
+            first = {tp: msgs[0].offset for tp, msgs in data.items()}
+            held_back = await self.process(batch, first)
+            offsets = {tp: msgs[-1].offset + 1 for tp, msgs in data.items() if tp not in held_back}
+            await self._commit(offsets)
             self.horizon.advance(data)
             self.metrics.batch_seconds.observe(time.perf_counter() - started)
             self.metrics.batch_size.observe(len(batch))
@@ -232,18 +237,41 @@ class BatchWorker:
             if tp in assigned:
                 consumer.seek(tp, msgs[0].offset)
 
-    async def process(self, batch: list[Inbound]) -> Outcome:
-        """Plan and apply one batch and start publishing its outputs (no commit)."""
+    async def process(
+        self, batch: list[Inbound], first: Mapping[TopicPartition, int]
+    ) -> set[TopicPartition]:
+        """Plan and apply one batch and start publishing its outputs (no commit).
+
+        Returns the partitions whose records were not applied because Redis had forgotten
+        records before them: they are read again from where Redis is, not committed.
+        """
         prepared = self.planner.prepare(batch)
         reads = await self.store.read(prepared)
         outcome = self.planner.plan(prepared, reads)
+        plan, slots = outcome.plan, self.store.keys.slots
         highest: dict[str, int] = {}
+        lowest: dict[str, int] = {}
+        for tp, offset in first.items():
+            source = f"{tp.topic}/{tp.partition}"
+            lowest[source] = offset
+            # Every source's watermark moves with its batch, also when none of its records
+            # planned an op (duplicates): the watermark says how far Redis has read.
+            plan.touch(tp.partition % slots, source)
         for rec in batch:
             if rec.offset > highest.get(rec.source, -1):
                 highest[rec.source] = rec.offset
         t0 = time.perf_counter()
-        # Redis applies this batch while the previous batch's outputs are published.
-        await self.store.apply(outcome.plan, highest, self.clock.now_ms())
+        held_back: set[TopicPartition] = set()
+        try:
+            # Redis applies this batch while the previous batch's outputs are published.
+            await self.store.apply(
+                plan, highest, self.clock.now_ms(), expected=self.recovery.expected(lowest)
+            )
+        except RedisForgot as forgot:
+            # What Redis forgot includes account settings this worker cached since.
+            self.planner.accounts.clear()
+            assert self.consumer is not None
+            held_back = await self.recovery.rewind(self.consumer, forgot, first)
         self.metrics.redis_seconds.observe(time.perf_counter() - t0)
         # Then that publishing is over before this batch's starts: the outbox stays about
         # two batches long, and a relay that cannot publish fails this batch (its money
@@ -251,7 +279,20 @@ class BatchWorker:
         await self.publisher.settle()
         self.publisher.kick(outcome.plan.slots)
         self._count(outcome)
-        return outcome
+        return held_back
+
+    async def _verify_when_due(self) -> int:
+        """While idle, once a second: is Redis behind what this worker applied?"""
+        now = time.monotonic()
+        if now - self.verified_at < self.settings.watermark_check_s:
+            return 0
+        self.verified_at = now
+        async with self.lock:
+            if self.consumer is None:
+                return 0
+            if await self.recovery.verify(self.consumer, self.consumer.assignment()):
+                self.planner.accounts.clear()
+        return 0
 
     async def tick(self) -> Counter[str]:
         """Extend holds of due sessions, cut exhausted calls, expire lost ones, and publish

@@ -69,16 +69,19 @@ def _header() -> list[str]:
     header = ["now_ms", *ops.ScriptConfig.__dataclass_fields__, "source_count"]
     lines += [f"local {name} = tonumber(ARGV[{i}])" for i, name in enumerate(header, 1)]
     lines += [
-        "-- per source index: its \"topic/partition\", last applied and highest offset",
-        "local sources, marks, highest = {}, {}, {}",
+        "-- per source index: its \"topic/partition\", last applied offset (the slot's",
+        "-- watermark), highest offset in this call, and the offset the watermark must have",
+        "-- reached for this call to follow on from it (-1: no check)",
+        "local sources, marks, highest, expected = {}, {}, {}, {}",
         "local op_values, op_keys",
         "do",
         f"  local position = {len(header) + 1}",
         "  for index = 1, source_count do",
         "    sources[index] = ARGV[position]",
         "    highest[index] = tonumber(ARGV[position + 1])",
+        "    expected[index] = tonumber(ARGV[position + 2])",
         "    marks[index] = tonumber(redis.call('HGET', watermark_key, ARGV[position]) or '-1')",
-        "    position = position + 2",
+        "    position = position + 3",
         "  end",
         "  local packed = cmsgpack.unpack(ARGV[position])",
         "  op_values, op_keys = packed[1], packed[2]",

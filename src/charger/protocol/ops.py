@@ -12,6 +12,7 @@ these same field names.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import NamedTuple
@@ -257,9 +258,16 @@ class SlotBatch:
         return values, keys
 
     def script_args(
-        self, keys: Keys, now_ms: int, config: ScriptConfig, highest: dict[str, int]
+        self,
+        keys: Keys,
+        now_ms: int,
+        config: ScriptConfig,
+        highest: Mapping[str, int],
+        expected: Mapping[str, int] | None = None,
     ) -> tuple[list[str], list[Value]]:
-        """KEYS and ARGV of the call; `highest` is the batch's top offset per source."""
+        """KEYS and ARGV of the call; `highest` is the batch's top offset per source, and
+        `expected` the offset each source's watermark must have reached already (the one
+        before the batch's first record of it; absent or -1: no check)."""
         slot = self.slot
         slot_keys = [
             keys.watermark(slot),
@@ -283,6 +291,7 @@ class SlotBatch:
         for source in self.sources:  # dicts keep insertion order == index order
             head.append(source)
             head.append(highest[source])
+            head.append(expected.get(source, -1) if expected else -1)
         values, op_keys = self.encode()
         # Raw strings (no "bin" type): Redis's cmsgpack reads bytes and text alike as strings.
         head.append(msgpack.packb([values, op_keys], use_bin_type=False))

@@ -28,6 +28,18 @@ class _SlotReads:
     requests: list[tuple[str, str]] = field(default_factory=list)
 
 
+class RedisForgot(Exception):
+    """Redis no longer has records a batch follows on from: it lost writes (a failover to
+    a replica that was behind, a restart from an older state). `marks` holds, per slot
+    that applied nothing, each such source's watermark: what Redis still has."""
+
+    def __init__(self, marks: dict[int, dict[str, int]], applied: int, skipped: int) -> None:
+        super().__init__(f"Redis is behind in slots {sorted(marks)}: {marks}")
+        self.marks = marks
+        self.applied = applied
+        self.skipped = skipped
+
+
 class RedisStore:
     """Reads what planning needs and applies planned batches with apply.lua."""
 
@@ -92,28 +104,54 @@ class RedisStore:
     async def apply(
         self,
         plan: SlotPlan,
-        highest: dict[str, int],
+        highest: Mapping[str, int],
         now_ms: int,
         slot_now: Mapping[int, int] | None = None,
+        expected: Mapping[str, int] | None = None,
     ) -> tuple[int, int]:
         """Run apply.lua once per slot, all slots in one pipeline. Returns (applied, skipped).
 
         `slot_now` overrides the instant the script acts as of, per slot (the ticker's
-        event-time horizon).
+        event-time horizon). `expected` is, per source, the offset its watermark must have
+        reached already; a slot whose watermark is behind applies nothing, and once the
+        other slots are applied `RedisForgot` says which and how far they got.
         """
         if not plan.slots:
             return 0, 0
         calls = []
         for slot, sb in plan.slots.items():
             at = slot_now.get(slot, now_ms) if slot_now else now_ms
-            calls.append(sb.script_args(self.keys, at, self.cfg, highest))
+            calls.append(sb.script_args(self.keys, at, self.cfg, highest, expected))
 
         def queue(pipe: Pipeline) -> None:
             for keys, args in calls:
                 self.scripts.apply(pipe, keys, args)
 
-        res: list[list[int]] = await self.scripts.run(queue)
-        return sum(r[0] for r in res), sum(r[1] for r in res)
+        res: list[list[Any]] = await self.scripts.run(queue)
+        applied, skipped = sum(r[0] for r in res), sum(r[1] for r in res)
+        forgotten: dict[int, dict[str, int]] = {}
+        for slot, reply in zip(plan.slots, res, strict=True):
+            if len(reply) > 2:
+                marks = reply[2]
+                forgotten[slot] = {
+                    marks[i].decode(): int(marks[i + 1]) for i in range(0, len(marks), 2)
+                }
+        if forgotten:
+            raise RedisForgot(forgotten, applied, skipped)
+        return applied, skipped
+
+    async def watermarks(self, where: Mapping[int, list[str]]) -> dict[str, int]:
+        """The last applied offset of each source, read from the slot it is applied in
+        (`where`: slot -> sources); -1 for a source the slot has no watermark of."""
+        pairs = [(slot, source) for slot, sources in where.items() for source in sources]
+        pipe = self.client.pipeline(transaction=False)
+        for slot, source in pairs:
+            pipe.hget(self.keys.watermark(slot), source)
+        values: list[bytes | None] = await pipe.execute()
+        return {
+            source: -1 if value is None else int(value)
+            for (_, source), value in zip(pairs, values, strict=True)
+        }
 
     async def outbox(self, slots: Iterable[int], count: int) -> dict[int, list[OutboxEntry]]:
         """Up to `count` unrelayed outputs of each slot, oldest first."""

@@ -6,6 +6,20 @@
 -- to the slot's outbox in this same call, so a crash after it loses nothing: the relay
 -- publishes the outbox.
 
+-- Redis forgot records this call follows on from (a failover to a replica that was
+-- behind, a restore from an older state): apply nothing, and say how far each such
+-- source really got, so the worker reads it again from there.
+local forgotten = {}
+for index = 1, source_count do
+  if marks[index] < expected[index] then
+    forgotten[#forgotten + 1] = sources[index]
+    forgotten[#forgotten + 1] = marks[index]
+  end
+end
+if #forgotten > 0 then
+  return {0, 0, forgotten}
+end
+
 local applied, skipped = 0, 0
 local p, k = 1, 1
 while more_ops(p) do
