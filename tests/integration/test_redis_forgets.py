@@ -53,6 +53,8 @@ async def test_what_redis_forgot_is_applied_again_once(
     async with running(settings) as rt:
         for account in accounts:
             await run.account(account, credit=CREDIT)
+        await run.wait_idle(60)  # known before their traffic, which is on another topic
+        for account in accounts:
             await run.send(EV, account, call_started(run, account, f"s-{account}", call_id="c1"))
         await texts(run, accounts, "before", 40)
         await run.wait_idle(60)

@@ -210,9 +210,10 @@ def worker_with(consumer: FakeConsumer, failures: list[BaseException]) -> BatchW
     w = BatchWorker(settings, store, relay, dict, ManualClock(), Metrics(CollectorRegistry()))
     w.consumer = consumer  # type: ignore[assignment]
 
-    async def process(batch: Any) -> None:
+    async def process(batch: Any, first: Any) -> set[TopicPartition]:
         if failures:
             raise failures.pop(0)
+        return set()  # every partition applied: all are committed
 
     w.process = process  # type: ignore[method-assign]
     return w

@@ -61,7 +61,7 @@ def test_every_op_and_output_has_its_reader_or_emitter_in_the_prelude() -> None:
         reader = prelude[prelude.index(f"READ_OP[{int(shape.opcode)}] = function") :]
         reader = reader[: reader.index("\nend")]
         for name in kind._fields:
-            assert f"    {name} = op_" in reader, (kind.__name__, name)
+            assert f"  op.{name} = op_" in reader, (kind.__name__, name)  # set for every op
     for code, output_type in outputs.TYPES.items():
         parameters = ", ".join(output_type._fields)
         assert f"local function emit_{code.name.lower()}({parameters})" in prelude

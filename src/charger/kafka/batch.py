@@ -212,6 +212,8 @@ class BatchWorker:
 
     async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
         assert self.consumer is not None
+        if not offsets:
+            return  # every partition of the batch is read again (Redis had forgotten)
         # aiokafka waits for the group coordinator as long as the broker is away; bound it,
         # so the loop backs off, counts the failure and keeps answering /health.
         try:
