@@ -53,10 +53,11 @@ demo: setup
 bench: setup
 	$(BIN)/charger bench --events 200000 --json bench.json
 
-# 100,000 events, 10 worker SIGKILLs, a Redis restart from its AOF, a worker joining and
+# 100,000 events, 10 worker SIGKILLs, a Redis restart from its AOF, Redis going back to its
+# state of a few seconds before (a failover to a replica that far behind), a worker joining and
 # leaving; exits non-zero unless nothing was lost, doubled, mismatched or left uncut.
 chaos: setup
-	$(BIN)/charger chaos --events 100000 --kills 10 --json chaos.json
+	$(BIN)/charger chaos --events 100000 --kills 10 --redis-rollback 1 --json chaos.json
 
 lint: setup
 	$(BIN)/ruff check src tests

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
+from charger_tools.redis_state import forget_since, remember
 from tests.kit.harness import Run
 from tests.kit.records import call_ended, call_started, sms_sent
-from tests.kit.redis_state import forget_since, remember
 from tests.kit.waits import until
 from tests.kit.worker import running
 from topics import names

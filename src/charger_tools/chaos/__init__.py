@@ -46,16 +46,30 @@ def chaos_command(argv: Sequence[str]) -> int:
         prog="charger chaos",
         description="Start an embedded broker and a durable Valkey, play a stream of events "
         "while the worker is SIGKILLed and restarted, Redis restarts from its AOF and a second "
-        "worker joins and leaves; then check that nothing was lost or doubled.",
+        "worker joins and leaves (and, with --redis-rollback, Redis forgets what it wrote in "
+        "the last seconds); then check that nothing was lost or doubled.",
     )
     p.add_argument("--events", type=int, default=100_000)
     p.add_argument("--kills", type=int, default=10)
     p.add_argument("--accounts", type=int, default=1000)
     p.add_argument("--rate", type=float, default=300.0, help="input records per second")
     p.add_argument("--seed", type=int, default=11)
+    p.add_argument(
+        "--redis-rollback",
+        type=int,
+        default=0,
+        metavar="N",
+        help="N times, Redis goes back to its state of a few seconds before (what a failover "
+        "to a replica that far behind does); the worker must apply again what it lost",
+    )
     p.add_argument("--json", default="", help="write the report here too")
     a = p.parse_args(argv)
     cfg = ChaosConfig(
-        events=a.events, kills=a.kills, accounts=a.accounts, rate_per_s=a.rate, seed=a.seed
+        events=a.events,
+        kills=a.kills,
+        accounts=a.accounts,
+        rate_per_s=a.rate,
+        seed=a.seed,
+        redis_rollbacks=a.redis_rollback,
     )
     return main(cfg, a.json)

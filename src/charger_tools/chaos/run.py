@@ -17,13 +17,14 @@ import tempfile
 import time
 import uuid
 from collections import deque
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from aiokafka import AIOKafkaProducer, TopicPartition
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from charger.events.timefmt import format_time_ms
 from charger.kafka.admin import create_topics
@@ -45,12 +46,28 @@ from charger_tools.demo.payments import Payments
 from charger_tools.demo.tail import OutputTail
 from charger_tools.embedded import EmbeddedServer
 from charger_tools.processes import stop_process
+from charger_tools.redis_state import RedisState, forget_since, remember
 from charger_tools.simulate import SimRecord, Switch, account_profiles, account_records
 from charger_tools.simulate.produce import plan_records
 from topics import names
 
 STEP_S = 0.05
 REDIS_DOWN_S = 2.0
+
+
+async def _once_redis_answers(work: Callable[[], Awaitable[T]]) -> T:
+    """`work()`, tried again while Redis is away (a restart fault may be striking)."""
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            return await work()
+        except RedisConnectionError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.5)
+
+
+T = TypeVar("T")
 
 
 def _now_ms() -> int:
@@ -87,6 +104,8 @@ class ChaosRun:
         self.by_kind: dict[str, int] = {}
         self.produced: dict[TopicPartition, int] = {}
         self.redis_restarts = 0
+        self.redis_rollbacks = 0
+        self.remembered: RedisState | None = None
         self.faults_done: list[str] = []
         self.unhealthy: dict[str, int] = {}  # worker -> /health checks that said 503
         self._background: set[asyncio.Task[None]] = set()
@@ -156,6 +175,13 @@ class ChaosRun:
                 self._in_background(self._stop_worker(proc))
         elif fault.action == "redis_restart":
             self._in_background(self._restart_redis())
+        elif fault.action == "redis_remember":
+            self.remembered = await _once_redis_answers(lambda: remember(self.redis, self.prefix))
+        elif fault.action == "redis_rollback" and self.remembered is not None:
+            state = self.remembered
+            await _once_redis_answers(lambda: forget_since(self.redis, state))
+            self.remembered = None
+            self.redis_rollbacks += 1
 
     def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(work)
@@ -283,6 +309,7 @@ async def run_chaos(cfg: ChaosConfig, bootstrap: str, redis: EmbeddedServer) -> 
         "events_by_kind": run.by_kind,
         "faults": run.faults_done,
         "redis_restarts": run.redis_restarts,
+        "redis_rollbacks": run.redis_rollbacks,
         "worker_starts": run.workers.starts,
         "worker_exit_codes": exit_codes,
         "unhealthy_checks": run.unhealthy,

@@ -37,6 +37,7 @@ class ChaosConfig:
     rate_per_s: float = 300.0  # input records per second, open loop
     seed: int = 11
     redis_restarts: int = 1
+    redis_rollbacks: int = 0  # Redis goes back to its state of a few seconds before
     second_worker: bool = True
     duplicate_fraction: float = 0.05
     malformed_fraction: float = 0.004
@@ -201,7 +202,7 @@ class Fault:
     """One planned fault: what, and at which share of the stream (0..1) it strikes."""
 
     at: float
-    action: str  # kill | redis_restart | join | leave
+    action: str  # kill | redis_restart | redis_remember | redis_rollback | join | leave
 
 
 @dataclass
@@ -228,6 +229,12 @@ def fault_plan(cfg: ChaosConfig) -> FaultPlan:
         faults.append(Fault(0.05 + span * i + rng.uniform(0.1, 0.9) * span, "kill"))
     for _ in range(cfg.redis_restarts):
         faults.append(Fault(rng.uniform(0.4, 0.6), "redis_restart"))
+    for n in range(cfg.redis_rollbacks):
+        # Remembered at one point, gone back to later: what was written between is lost,
+        # as a failover to a replica that far behind would lose it.
+        at = 0.15 + 0.7 * (n + rng.uniform(0.2, 0.6)) / cfg.redis_rollbacks
+        faults.append(Fault(at, "redis_remember"))
+        faults.append(Fault(at + 0.03, "redis_rollback"))
     if cfg.second_worker:
         faults.append(Fault(rng.uniform(0.2, 0.3), "join"))
         faults.append(Fault(rng.uniform(0.7, 0.8), "leave"))

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
-# Scripts reach keys they do not declare: a test tool on a single server, never the worker.
+# Scripts reach keys they do not declare: a tool for tests and chaos runs on a single
+# server, never the worker.
 _REMEMBER = """
 local out = {}
 for _, key in ipairs(redis.call('KEYS', ARGV[1])) do
@@ -49,10 +50,10 @@ class RedisState:
 async def remember(redis: Redis, prefix: str) -> RedisState:
     """Every key of `prefix`, as it is at this instant."""
     pattern = f"{prefix}:*"
-    dumped: list[bytes | int] = await redis.eval(_REMEMBER, 0, pattern)  # type: ignore[misc]
+    dumped: list[bytes | int] = await redis.eval(_REMEMBER, 0, pattern)
     return RedisState(pattern, dumped)
 
 
 async def forget_since(redis: Redis, state: RedisState) -> None:
     """Redis goes back to `state`: what was written since is gone, at one instant."""
-    await redis.eval(_GO_BACK, 0, state.pattern, *state.dumped)  # type: ignore[misc]
+    await redis.eval(_GO_BACK, 0, state.pattern, *state.dumped)
