@@ -13,10 +13,11 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from charger.charging.planner import Outcome
+from aiokafka import TopicPartition
+
 from charger.charging.records import Inbound
 from charger.cli import main
 from charger.kafka.batch import BatchWorker
@@ -25,7 +26,9 @@ from charger.kafka.batch import BatchWorker
 def kill_after_apply() -> None:
     process = BatchWorker.process
 
-    async def process_then_die(self: BatchWorker, batch: list[Inbound]) -> Outcome:
+    async def process_then_die(
+        self: BatchWorker, batch: list[Inbound], first: Mapping[TopicPartition, int]
+    ) -> set[TopicPartition]:
         # Only the batch's apply dies (the ticker's applies run outside `process`, under the
         # same lock, so they never see the patched method).
         apply = self.store.apply
@@ -37,7 +40,7 @@ def kill_after_apply() -> None:
 
         self.store.apply = apply_then_die  # type: ignore[method-assign]
         try:
-            return await process(self, batch)
+            return await process(self, batch, first)
         finally:
             del self.store.apply
 

@@ -10,6 +10,11 @@ Redis forgot. Ids are deterministic, so what was published before is published a
 with the same ids. While the worker is idle the same comparison runs every second
 against the consumer's positions, so a forgetful Redis is caught without new traffic.
 
+A slot with no watermark of a source has never applied from it: a new deployment (or a
+new `CHARGER_REDIS_PREFIX`) starts where its consumer group stands. A Redis that lost
+every write of a source since it first applied from it looks the same: rebuild it by
+resetting the group's offsets to the beginning of the topics.
+
 Kafka must still hold the records: retention longer than the longest gap between a write
 and its loss. What it no longer holds cannot be applied again: that is logged and
 counted, and the batch goes on from the oldest offset Kafka has.
@@ -90,7 +95,7 @@ class Recovery:
         lagging = {
             tp: marks[source_of(tp)]
             for tp, position in positions.items()
-            if marks[source_of(tp)] + 1 < position
+            if 0 <= marks[source_of(tp)] and marks[source_of(tp)] + 1 < position
         }
         if not lagging:
             return 0

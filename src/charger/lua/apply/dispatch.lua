@@ -8,10 +8,12 @@
 
 -- Redis forgot records this call follows on from (a failover to a replica that was
 -- behind, a restore from an older state): apply nothing, and say how far each such
--- source really got, so the worker reads it again from there.
+-- source really got, so the worker reads it again from there. A slot with no watermark
+-- of a source at all has never applied from it: a new deployment starts where its
+-- consumer group stands.
 local forgotten = {}
 for index = 1, source_count do
-  if marks[index] < expected[index] then
+  if marks[index] >= 0 and marks[index] < expected[index] then
     forgotten[#forgotten + 1] = sources[index]
     forgotten[#forgotten + 1] = marks[index]
   end
