@@ -95,7 +95,7 @@ class Recovery:
         lagging = {
             tp: marks[source_of(tp)]
             for tp, position in positions.items()
-            if 0 <= marks[source_of(tp)] and marks[source_of(tp)] + 1 < position
+            if marks[source_of(tp)] >= 0 and marks[source_of(tp)] + 1 < position
         }
         if not lagging:
             return 0
