@@ -61,7 +61,12 @@ def test_a_clean_run_passes_and_republished_entries_are_not_duplicates() -> None
         (lambda o: o.ledger.pop(1), "lost"),  # an SMS with no ledger entry
         (lambda o: o.call_states.pop(("a1", "k1")), "lost"),  # a start with no session
         (lambda o: o.request_states.update({("a1", "rq-a1-1"): "pending"}), "lost"),
-        (lambda o: o.ledger.append(entry("ev:s1:sms_out", "s1", -7_900, bal=1)), "duplicated"),
+        (lambda o: o.ledger.append(entry("ev:s1:sms_out", "s1", -15_800)), "duplicated"),
+        # re-created after Redis forgot, with another balance after: apart, not doubled
+        (
+            lambda o: o.ledger.append(entry("ev:s1:sms_out", "s1", -7_900, bal=1)),
+            "recreated_other_balance",
+        ),
         (lambda o: o.balances.update({"a1": 4_392_101}), "mismatched_accounts"),
     ],
 )
