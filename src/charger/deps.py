@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from charger.metrics import Metrics
     from charger.settings import Settings
 
+
 class Backoff:
     """Capped exponential backoff: `min_s`, 2·`min_s`, 4·`min_s` … up to `max_s`.
 

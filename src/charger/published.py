@@ -57,9 +57,7 @@ class Published:
         for (kind, currency), n in tally.entries.items():
             m.ledger_entries.labels(kind.decode(), currency.decode()).inc(n)
         for (kind, currency, direction), amount in tally.amounts.items():
-            m.ledger_amount.labels(kind.decode(), currency.decode(), direction).inc(
-                amount / MICROS
-            )
+            m.ledger_amount.labels(kind.decode(), currency.decode(), direction).inc(amount / MICROS)
         if tally.recharges:
             m.recharge_results.labels("succeeded").inc(tally.recharges)
         if tally.delays:

@@ -7,7 +7,6 @@ only when it is installed, and the charging path carries no failpoint.
 
 from __future__ import annotations
 
-import ast
 import json
 import subprocess
 import sys
@@ -19,6 +18,7 @@ import pytest
 
 import charger.cli as cli
 import charger.kafka.admin as admin
+from tests.kit.imports import absolute_imports_of
 from topics.names import RATE_PLANS, TELEPHONY_EVENTS, TOPICS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -53,22 +53,12 @@ def test_importing_every_product_module_loads_no_tooling() -> None:
     assert loaded == []
 
 
-def imported_modules(path: Path) -> set[str]:
-    found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
-        if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            found.add(node.module)
-    return found
-
-
 def test_no_product_source_imports_the_tooling() -> None:
     # Also the imports inside functions, which importing the modules does not run.
     offenders = {
         f"{path.relative_to(ROOT)}: {module}"
         for path in PRODUCT.rglob("*.py")
-        for module in imported_modules(path)
+        for module in absolute_imports_of(path)
         if module.partition(".")[0] in TOOLING
     }
     assert offenders == set()

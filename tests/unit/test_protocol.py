@@ -8,7 +8,6 @@ by hand, and no opcode letter survives outside the protocol.
 
 from __future__ import annotations
 
-import ast
 import re
 from pathlib import Path
 
@@ -16,21 +15,12 @@ import pytest
 
 from charger.protocol import fields, lua, ops, outputs
 from charger.store.scripts import APPLY_PARTS, apply_source, read_source
+from tests.kit.imports import absolute_imports_of
 
 ROOT = Path(__file__).resolve().parents[2]
 PRODUCT = ROOT / "src" / "charger"
 CORE = ("charging", "rating", "events", "protocol")
 LUA_IDENTIFIER = re.compile(r"^[a-z][a-z0-9_]*$")
-
-
-def imports_of(path: Path) -> set[str]:
-    found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
-        if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            found.add(node.module)
-    return found
 
 
 @pytest.mark.parametrize("package", CORE)
@@ -39,7 +29,7 @@ def test_the_core_never_imports_an_adapter(package: str) -> None:
     offenders = {
         f"{path.relative_to(ROOT)}: {module}"
         for path in (PRODUCT / package).rglob("*.py")
-        for module in imports_of(path)
+        for module in absolute_imports_of(path)
         if module.startswith(adapters)
     }
     assert offenders == set()

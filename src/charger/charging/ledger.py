@@ -61,4 +61,4 @@ def ledger_head(
 
 def complete(head: bytes, balance_after_micros: int) -> bytes:
     """The full ledger JSON from the head and the balance the script recorded."""
-    return b"%s,\"balance_after_micros\":%d}" % (head, balance_after_micros)
+    return b'%s,"balance_after_micros":%d}' % (head, balance_after_micros)

@@ -390,8 +390,7 @@ class Planner:
             )
             return _PARKED
         # A session closed by its TTL already charged what it held: charge the rest only.
-        expired = state is not None and state.state == _EXPIRED
-        charged = state.charged if state is not None and expired else 0
+        charged = state.charged if state is not None and state.state == _EXPIRED else 0
         usage = rate_call(b, info, answered_rate(b, info, plans, state), charged)
         self._settle(sp, d, usage, b["id"], b["time"])
         calls[d.call_key] = CallState(_ENDED)

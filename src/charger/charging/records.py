@@ -21,6 +21,11 @@ class PlanResult(StrEnum):
     PARKED = "parked"  # an end kept until its call's start arrives
 
 
+def source_name(topic: str, partition: int) -> str:
+    """A source partition as watermarks and ops name it: "topic/partition"."""
+    return f"{topic}/{partition}"
+
+
 @dataclass(slots=True)
 class Inbound:
     """One record as fetched from Kafka."""
@@ -34,7 +39,7 @@ class Inbound:
 
     @property
     def source(self) -> str:
-        return f"{self.topic}/{self.partition}"
+        return source_name(self.topic, self.partition)
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,7 +25,7 @@ from charger.connections import kafka_security
 from charger.deps import Retrier, backoff_for
 from charger.kafka.horizon import Horizon
 from charger.kafka.publisher import Publisher
-from charger.kafka.recovery import Recovery
+from charger.kafka.recovery import Recovery, source_of
 from charger.kafka.relay import Relay
 from charger.metrics import Metrics
 from charger.protocol.ops import SlotPlan
@@ -254,7 +254,7 @@ class BatchWorker:
         highest: dict[str, int] = {}
         lowest: dict[str, int] = {}
         for tp, offset in first.items():
-            source = f"{tp.topic}/{tp.partition}"
+            source = source_of(tp)
             lowest[source] = offset
             # Every source's watermark moves with its batch, also when none of its records
             # planned an op (duplicates): the watermark says how far Redis has read.

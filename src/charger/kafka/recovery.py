@@ -27,6 +27,7 @@ from collections.abc import Iterable, Mapping
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from charger.charging.records import source_name
 from charger.metrics import Metrics
 from charger.store.redis_store import RedisForgot, RedisStore
 
@@ -34,7 +35,7 @@ log = logging.getLogger("charger.recovery")
 
 
 def source_of(tp: TopicPartition) -> str:
-    return f"{tp.topic}/{tp.partition}"
+    return source_name(tp.topic, tp.partition)
 
 
 class Recovery:

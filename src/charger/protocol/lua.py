@@ -69,7 +69,7 @@ def _header() -> list[str]:
     header = ["now_ms", *ops.ScriptConfig.__dataclass_fields__, "source_count"]
     lines += [f"local {name} = tonumber(ARGV[{i}])" for i, name in enumerate(header, 1)]
     lines += [
-        "-- per source index: its \"topic/partition\", last applied offset (the slot's",
+        '-- per source index: its "topic/partition", last applied offset (the slot\'s',
         "-- watermark), highest offset in this call, and the offset the watermark must have",
         "-- reached for this call to follow on from it (-1: no check)",
         "local sources, marks, highest, expected = {}, {}, {}, {}",
@@ -121,10 +121,8 @@ def _reader(kind: type[ops.AnyOp], shape: ops.OpShape) -> list[str]:
 
 def _emitter(code: outputs.OutputKind, kind: type[outputs.Output]) -> list[str]:
     names = list(kind._fields)
-    values = [
-        f"present({name})" if name in outputs.OPTIONAL and kind is outputs.FloorCrossed else name
-        for name in names
-    ]
+    optional = outputs.OPTIONAL.get(kind, frozenset())
+    values = [f"present({name})" if name in optional else name for name in names]
     return [
         f"local function emit_{code.name.lower()}({', '.join(names)})",
         f"  outputs[#outputs + 1] = {{{int(code)}, {', '.join(values)}}}",

@@ -142,9 +142,19 @@ TYPES: dict[OutputKind, type[Output]] = {
     OutputKind.RECHARGE_TIMED_OUT: RechargeTimedOut,
     OutputKind.REFUSED: Refused,
 }
-# Fields that may travel as `false`: read back as None.
-OPTIONAL = frozenset({"effective_time", "effective_at_ms", "balance_micros", "notify_email"})
+# Per kind, the fields the script may not have: they travel as `false`, read back as None.
+OPTIONAL: dict[type[Output], frozenset[str]] = {
+    FloorCrossed: frozenset(
+        {"effective_time", "effective_at_ms", "balance_micros", "notify_email"}
+    ),
+}
 _BY_CODE: dict[int, type[Output]] = {int(kind): cls for kind, cls in TYPES.items()}
+_CODE_OF: dict[type[Output], int] = {cls: code for code, cls in _BY_CODE.items()}
+# The positions of the optional fields among an output's values, for the decoder.
+_OPTIONAL_AT: dict[type[Output], tuple[int, ...]] = {
+    cls: tuple(i for i, name in enumerate(cls._fields) if name in names)
+    for cls, names in OPTIONAL.items()
+}
 
 
 def decode_entry(fields: dict[bytes, bytes]) -> list[Output]:
@@ -158,17 +168,17 @@ def decode_entry(fields: dict[bytes, bytes]) -> list[Output]:
         if cls is None:
             raise ValueError(f"unknown output kind {item[0]!r}")
         values: list[Any] = item[1:]
-        if cls is FloorCrossed:  # the only kind with optional values (`suspended` is not)
-            values = [values[0], *(None if v is False else v for v in values[1:])]
+        for i in _OPTIONAL_AT.get(cls, ()):
+            if values[i] is False:
+                values[i] = None
         outputs.append(cls(*values))
     return outputs
 
 
 def encode_entry(outputs: list[Output]) -> dict[bytes, bytes]:
     """The stream fields apply.lua would write for `outputs` (for tests and tools)."""
-    code = {cls: int(kind) for kind, cls in TYPES.items()}
     items = [
-        [code[type(output)], *(False if value is None else value for value in output)]
+        [_CODE_OF[type(output)], *(False if value is None else value for value in output)]
         for output in outputs
     ]
     return {OUTBOX_FIELD: msgpack.packb(items, use_bin_type=False)}

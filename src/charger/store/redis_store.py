@@ -33,11 +33,9 @@ class RedisForgot(Exception):
     a replica that was behind, a restart from an older state). `marks` holds, per slot
     that applied nothing, each such source's watermark: what Redis still has."""
 
-    def __init__(self, marks: dict[int, dict[str, int]], applied: int, skipped: int) -> None:
+    def __init__(self, marks: dict[int, dict[str, int]]) -> None:
         super().__init__(f"Redis is behind in slots {sorted(marks)}: {marks}")
         self.marks = marks
-        self.applied = applied
-        self.skipped = skipped
 
 
 class RedisStore:
@@ -137,7 +135,7 @@ class RedisStore:
                     marks[i].decode(): int(marks[i + 1]) for i in range(0, len(marks), 2)
                 }
         if forgotten:
-            raise RedisForgot(forgotten, applied, skipped)
+            raise RedisForgot(forgotten)
         return applied, skipped
 
     async def watermarks(self, where: Mapping[int, list[str]]) -> dict[str, int]:

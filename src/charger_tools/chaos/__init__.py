@@ -57,6 +57,8 @@ def chaos_command(argv: Sequence[str]) -> int:
     p.add_argument(
         "--redis-rollback",
         type=int,
+        nargs="?",
+        const=1,
         default=0,
         metavar="N",
         help="N times, Redis goes back to its state of a few seconds before (what a failover "
