@@ -101,7 +101,7 @@ class Durability:
         """Judge the wait's replies (the last `REPLIES` of its pipeline); returns the seconds
         it took. Raises `NotDurable` when fewer than required acknowledged."""
         before, answer, after = replies[-REPLIES:]
-        seconds = max(0.0, _seconds(after) - _seconds(before))
+        seconds = _between(before, after)
         if self.aof:
             local, replicas = int(answer[0]), int(answer[1])
             met = local >= 1 and replicas >= self.replicas
@@ -121,10 +121,11 @@ class Durability:
         return seconds
 
 
-def _seconds(time_reply: Any) -> float:
-    """A TIME reply, (seconds, microseconds), in seconds."""
-    whole, micros = time_reply
-    return int(whole) + int(micros) / 1_000_000
+def _between(before: Any, after: Any) -> float:
+    """Seconds from one TIME reply, (seconds, microseconds), to another; in whole
+    microseconds first (a float of the epoch would round them away)."""
+    micros = (int(after[0]) - int(before[0])) * 1_000_000 + int(after[1]) - int(before[1])
+    return max(micros, 0) / 1_000_000
 
 
 class ServerCommands(Protocol):
