@@ -49,7 +49,7 @@ def sentinel_client(s: Settings, node_options: dict[str, Any], extra: dict[str, 
     nodes = dict(node_options)
     if s.redis_tls_enabled():
         nodes["ssl"] = True  # the pool picks its TLS connection class by this flag
-    sentinels = dict(sentinel_options(s, nodes, extra))
+    sentinels = sentinel_options(s, nodes, extra)
     sentinel = Sentinel(  # type: ignore[no-untyped-call]
         s.sentinels(), sentinel_kwargs=sentinels, **nodes, **extra
     )

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -116,11 +117,17 @@ async def run_charger(
     batch_timeout_ms: int,
     profile: str = "",
     workers: int = 1,
+    extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The real charging path in `workers` processes of one group, first fetch to last commit."""
+    """The real charging path in `workers` processes of one group, first fetch to last commit
+    (`extra`: more worker settings, such as CHARGER_REDIS_MIN_REPLICAS)."""
     prefix, group = env.new("charger")
     s = env.settings(
-        prefix, group, batch_max_records=batch_max_records, batch_timeout_ms=batch_timeout_ms
+        prefix,
+        group,
+        batch_max_records=batch_max_records,
+        batch_timeout_ms=batch_timeout_ms,
+        **(extra or {}),
     )
     await prepare_charger(env, w, s, names.TELEPHONY_EVENTS)
     targets = {
@@ -181,6 +188,7 @@ async def run_charger(
             "fetch_wait_ms": s.fetch_wait_ms,
             "partitions": s.partitions,
             "tick_ms": s.tick_ms,
+            "redis_min_replicas": s.redis_min_replicas,
         },
     }
 
