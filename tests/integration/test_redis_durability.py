@@ -16,7 +16,7 @@ from charger.runtime import Runtime
 from charger.store.durability import DurabilityConfigError
 from charger_tools.embedded import EmbeddedServer, start_redis
 from tests.kit.harness import Run, Stack
-from tests.kit.ledger_check import check_ledger
+from tests.kit.ledger_check import check_complete_ledger
 from tests.kit.servers import redis_server_binary, replicated_run
 from tests.kit.traffic import TextStream, open_accounts
 from tests.kit.worker import running
@@ -35,7 +35,7 @@ async def test_batches_wait_for_the_fsync_of_the_primary_and_a_replica(stack: St
             waited = sample("charger_redis_wait_seconds_count", {"stage": "apply"})
             timeouts = sample("charger_redis_wait_timeouts_total", {"stage": "apply"})
         expected = stream.ledger_ids | {entry_id("ac", f"cr-{a}", "topup") for a in accounts}
-        check = await check_ledger(run, expected, dict(stream.balances))
+        check = await check_complete_ledger(run, expected, dict(stream.balances))
     assert (check.lost, check.doubled, check.mismatched) == ([], [], {}), check.summary()
     assert waited and timeouts == 0
 

@@ -19,7 +19,7 @@ from charger.protocol.keys import slot_of
 from charger.runtime import Runtime
 from charger_tools.topology import wait_in_sync
 from tests.kit.harness import Run
-from tests.kit.ledger_check import check_ledger
+from tests.kit.ledger_check import check_complete_ledger
 from tests.kit.outputs import cutoffs
 from tests.kit.records import call_ended, call_started
 from tests.kit.servers import Replicated
@@ -118,7 +118,7 @@ async def test_the_worker_rides_out_a_failover_and_charges_every_event_once(
     for account in callers:
         expected.add(entry_id("ev", f"e-{account}", "call"))
         balances[account] = None  # worked out by Redis; the ledger must agree with it
-    check = await check_ledger(run, expected, balances)
+    check = await check_complete_ledger(run, expected, balances)
     lateness = [parse_time_ms(c["time"]) - parse_time_ms(c["cutoff_at"]) for c in cut]
     report: dict[str, Any] = {
         "texts": stream.sent,
@@ -147,7 +147,11 @@ async def test_without_its_replica_nothing_is_committed_or_published_until_it_is
     async with running(settings) as rt:
         await stream.play(20)
         await run.wait_idle(60)
-        assert len(await run.ledger()) == 20 + len(accounts)  # the opening credits too
+
+        async def published_all() -> bool:  # the opening credits too
+            return len(await run.ledger()) == 20 + len(accounts)
+
+        await until(published_all, "the first texts published with the replica there", 30)
 
         replica = topology.nodes[1]
         replica.kill()
@@ -168,6 +172,6 @@ async def test_without_its_replica_nothing_is_committed_or_published_until_it_is
 
     expected = stream.ledger_ids | {entry_id("ac", f"cr-{a}", "topup") for a in accounts}
     balances: dict[str, int | None] = dict(stream.balances)
-    check = await check_ledger(run, expected, balances)
+    check = await check_complete_ledger(run, expected, balances)
     assert (check.lost, check.doubled, check.mismatched) == ([], [], {}), check.summary()
     assert waited > 0

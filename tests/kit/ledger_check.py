@@ -9,6 +9,7 @@ Redis, or not the balance the test worked out.
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -56,3 +57,18 @@ async def check_ledger(
         if ledger != balance or worked_out not in (None, balance):
             check.mismatched[account] = (ledger, balance)
     return check
+
+
+async def check_complete_ledger(
+    run: Run, expected: Iterable[str], balances: Mapping[str, int | None], timeout: float = 60
+) -> LedgerCheck:
+    """`check_ledger` once every expected id can be read back (the embedded broker's reads
+    trail its writes under load), or the last check after `timeout` seconds."""
+    wanted = set(expected)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        check = await check_ledger(run, wanted, balances)
+        if not check.lost or loop.time() > deadline:
+            return check
+        await asyncio.sleep(0.5)
