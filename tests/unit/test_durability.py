@@ -155,6 +155,12 @@ async def test_apply_waits_in_its_own_pipeline_and_counts_only_the_scripts_repli
     assert [c[0] for c in pipe.commands] == ["EVALSHA", "EVALSHA", "TIME", "WAIT", "TIME"]
 
 
+async def test_a_tick_applies_without_waiting() -> None:
+    store, pipe = store_with(Durability(replicas=1), [[2, 0], [1, 1]])
+    assert await store.apply(two_slots(), HIGHEST, 0, wait=False) == (3, 1)
+    assert [c[0] for c in pipe.commands] == ["EVALSHA", "EVALSHA"]
+
+
 async def test_a_batch_not_durable_fails_whole_before_a_forgotten_slot_is_looked_at() -> None:
     forgot = [0, 0, [b"telephony.events/3", 41]]
     store, _ = store_with(Durability(replicas=1), [[2, 0], forgot, BEFORE, 0, AFTER])

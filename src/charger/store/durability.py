@@ -16,15 +16,12 @@ harmless, apply.lua's watermark skips it).
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Literal, Protocol
 
 from redis.exceptions import RedisError, ResponseError
-
-log = logging.getLogger("charger.durability")
 
 # Which path waited: a batch's or tick's apply, or the relay before it publishes.
 Stage = Literal["apply", "relay"]

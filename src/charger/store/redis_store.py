@@ -112,6 +112,7 @@ class RedisStore:
         now_ms: int,
         slot_now: Mapping[int, int] | None = None,
         expected: Mapping[str, int] | None = None,
+        wait: bool = True,
     ) -> tuple[int, int]:
         """Run apply.lua once per slot, all slots in one pipeline. Returns (applied, skipped).
 
@@ -122,7 +123,8 @@ class RedisStore:
 
         With durability settings the pipeline ends with a wait for replicas; too few
         acknowledgements raise `NotDurable` (before `RedisForgot`: nothing of the batch
-        may count as done then).
+        may count as done then). `wait=False` leaves it out where nothing is committed on
+        the strength of the call (the ticker: the relay waits before it publishes).
         """
         if not plan.slots:
             return 0, 0
@@ -130,7 +132,7 @@ class RedisStore:
         for slot, sb in plan.slots.items():
             at = slot_now.get(slot, now_ms) if slot_now else now_ms
             calls.append(sb.script_args(self.keys, at, self.cfg, highest, expected))
-        durability = self.durability
+        durability = self.durability if wait else Durability()
 
         def queue(pipe: Pipeline) -> None:
             for keys, args in calls:
