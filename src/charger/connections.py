@@ -5,7 +5,9 @@ Every worker-side client is built from here, so a secured cluster needs its sett
 - `redis_client` — redis-py asyncio with the ACL user and password (from
   ``CHARGER_REDIS_USERNAME`` / ``CHARGER_REDIS_PASSWORD`` or the URL) and TLS
   (``CHARGER_REDIS_TLS`` or a ``rediss://`` URL; CA, client certificate and key files;
-  certificate and host name verified unless ``CHARGER_REDIS_TLS_VERIFY=false``);
+  certificate and host name verified unless ``CHARGER_REDIS_TLS_VERIFY=false``); with
+  ``CHARGER_REDIS_SENTINELS`` a client of the primary the Sentinels name (see
+  `charger.sentinel`), closed with `close_redis`;
 - `kafka_security` — the keyword arguments every aiokafka client takes
   (``security_protocol``, ``sasl_mechanism``, ``sasl_plain_username`` /
   ``sasl_plain_password``, ``ssl_context``);
@@ -24,12 +26,14 @@ from urllib.parse import urlsplit, urlunsplit
 from aiokafka.helpers import create_ssl_context
 from redis.asyncio import Redis
 
+from charger.sentinel import close_sentinel, sentinel_client, sentinel_location
 from charger.settings import Settings
 
 if TYPE_CHECKING:
     from faust.auth import Credentials
 
 __all__ = [
+    "close_redis",
     "describe_connections",
     "faust_credentials",
     "kafka_security",
@@ -69,12 +73,25 @@ def redis_options(s: Settings) -> dict[str, Any]:
 
 
 def redis_client(s: Settings, **extra: Any) -> Redis:
-    """A redis-py asyncio client for `s` (nothing connects until the first command)."""
+    """A redis-py asyncio client for `s` (nothing connects until the first command).
+
+    With Sentinels it connects to whichever node they name the primary, and after a
+    failover to the new one (close it with `close_redis`: the Sentinel clients too)."""
+    if s.sentinels():
+        return sentinel_client(s, redis_options(s), extra)
     return Redis.from_url(redis_url(s), **redis_options(s), **extra)
+
+
+async def close_redis(client: Redis) -> None:
+    """Close a client of `redis_client`, and its Sentinel clients if it has any."""
+    await client.aclose()
+    await close_sentinel(client)
 
 
 def redis_location(s: Settings) -> str:
     """The Redis URL without user or password, fit for logs and status pages."""
+    if s.sentinels():
+        return sentinel_location(s)
     url = redis_url(s)
     if not url:
         return ""
@@ -146,6 +163,11 @@ def describe_connections(s: Settings) -> dict[str, Any]:
     user = s.redis_username or urlsplit(s.redis_dsn()).username or ""
     if user:
         redis["username"] = user
+    if s.redis_sentinel_username:
+        redis["sentinel_username"] = s.redis_sentinel_username
+    if s.waits_for_durability():
+        redis["min_replicas"] = s.redis_min_replicas
+        redis["wait_aof"] = s.redis_wait_aof
     if s.redis_tls_enabled():
         redis["tls_verify"] = s.redis_tls_verify
     return {"kafka": kafka, "redis": redis}

@@ -33,12 +33,14 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
 from charger.faults import DEPENDENCIES, OTHER, REDIS, dependency_of
+from charger.store.durability import STAGES, Stage, WaitOutcome
 from topics import names
 from topics.reasons import ALL as DLQ_REASONS
 
 _BATCH_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 _SIZE_BUCKETS = (1, 10, 50, 100, 250, 500, 1000, 2000, 5000, 10000)
 _LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+_WAIT_BUCKETS = (0.0002, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 _LATENESS_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 
 MICROS = 1_000_000
@@ -142,6 +144,21 @@ class Metrics:
             "charger_records_unrecoverable",
             "Records Redis had lost that Kafka no longer held, so they could not be applied "
             "again: retention shorter than the gap.",
+            registry=r,
+        )
+        self.redis_wait_seconds = Histogram(
+            "charger_redis_wait_seconds",
+            "How long WAIT / WAITAOF held applied writes until the replicas had them (server "
+            "time), by stage (apply: a batch or tick; relay: before publishing).",
+            ["stage"],
+            buckets=_WAIT_BUCKETS,
+            registry=r,
+        )
+        self.redis_wait_timeouts = Counter(
+            "charger_redis_wait_timeouts",
+            "WAIT / WAITAOF that timed out with fewer replicas than CHARGER_REDIS_MIN_REPLICAS "
+            "(the batch is retried, the outputs wait), by stage.",
+            ["stage"],
             registry=r,
         )
         self.ticked = Counter(
@@ -255,6 +272,9 @@ class Metrics:
                 self.dependency_errors.labels(dep, stage)
         for dep in DEPENDENCIES:
             self.dependency_up.labels(dep)
+        for wait_stage in STAGES:
+            self.redis_wait_seconds.labels(wait_stage)
+            self.redis_wait_timeouts.labels(wait_stage)
         for dep in (*DEPENDENCIES, OTHER):
             self.backoff_seconds.labels(dep)
         for topic in names.CO_PARTITIONED:
@@ -286,6 +306,12 @@ class Metrics:
         """A loop waits `delay` seconds after a failure of `dependency`."""
         self.retry_delay.labels(stage).set(delay)
         self.backoff_seconds.labels(dependency).inc(delay)
+
+    def redis_waited(self, stage: Stage, outcome: WaitOutcome, seconds: float) -> None:
+        """A WAIT / WAITAOF of `stage` ended with `outcome` after `seconds`."""
+        self.redis_wait_seconds.labels(stage).observe(seconds)
+        if outcome is WaitOutcome.TIMED_OUT:
+            self.redis_wait_timeouts.labels(stage).inc()
 
     # ---- sampled ----
     def set_lag(self, lags: Mapping[tuple[str, int], int]) -> None:

@@ -18,7 +18,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from charger.clock import Clock, SystemClock
-from charger.connections import kafka_security, redis_client
+from charger.connections import close_redis, kafka_security, redis_client, redis_location
 from charger.deps import Probe, Retrier, backoff_for
 from charger.faults import KAFKA, REDIS
 from charger.kafka.batch import BatchWorker
@@ -30,6 +30,7 @@ from charger.protocol.ops import ScriptConfig
 from charger.published import Published
 from charger.rating import load_plan_versions
 from charger.settings import Settings
+from charger.store.durability import Durability, check_server
 from charger.store.redis_store import RedisStore
 from charger.tasks import cancel_and_wait
 
@@ -62,8 +63,11 @@ class Runtime:
     def __init__(
         self, settings: Settings, clock: Clock | None = None, metrics: Metrics | None = None
     ) -> None:
-        if not settings.kafka_bootstrap or not settings.redis_dsn():
-            raise ValueError("CHARGER_KAFKA_BOOTSTRAP and CHARGER_REDIS_URL must be set")
+        if not settings.kafka_bootstrap or not settings.redis_given():
+            raise ValueError(
+                "CHARGER_KAFKA_BOOTSTRAP and CHARGER_REDIS_URL (or CHARGER_REDIS_SENTINELS) "
+                "must be set"
+            )
         self.settings = settings
         self.clock = clock or SystemClock()
         self.metrics = metrics or Metrics()
@@ -75,13 +79,20 @@ class Runtime:
             socket_connect_timeout=timeout,
             health_check_interval=REDIS_HEALTH_CHECK_S,
             # Reconnect twice within 0.3 s, quietly: a pooled connection that a restart or
-            # a failover dropped. A real outage then reaches the loops' own backoff and
-            # metrics within a second. A timeout is not retried here: the script may still
-            # be running, and the batch is retried whole anyway.
+            # a failover dropped (with Sentinels, each reconnect asks them for the primary).
+            # A real outage then reaches the loops' own backoff and metrics within a
+            # second. A timeout is not retried here: the script may still be running, and
+            # the batch is retried whole anyway.
             retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), 2, (RedisConnectionError,)),
             retry_on_error=[RedisConnectionError],
         )
-        self.store = RedisStore(self.redis, self.keys, script_config(settings))
+        self.durability = Durability(
+            settings.redis_min_replicas,
+            settings.redis_wait_aof,
+            settings.redis_wait_timeout_ms,
+            observe=self.metrics.redis_waited,
+        )
+        self.store = RedisStore(self.redis, self.keys, script_config(settings), self.durability)
         path = Path(settings.rate_plans_path) if settings.rate_plans_path else default_plans_path()
         self.plans = PlanBook(load_plan_versions(path))
         self.plan_reader = RatePlanReader(
@@ -133,6 +144,7 @@ class Runtime:
 
     async def start(self) -> None:
         await self._wait_for_redis()
+        await check_server(self.redis, self.durability, redis_location(self.settings))
         await self.producer.start()
         self._probe = asyncio.create_task(self.probe.run())
         await self.plan_reader.start()
@@ -184,4 +196,4 @@ class Runtime:
         await cancel_and_wait(self._probe)
         await self.plan_reader.stop()
         await self.producer.stop()
-        await self.redis.aclose()
+        await close_redis(self.redis)

@@ -18,6 +18,22 @@ def _set_needlessly(given: Mapping[str, object], why_unused: str) -> list[str]:
     return [f"{name} is set but {why_unused}" for name, value in given.items() if value]
 
 
+def sentinel_addresses(text: str) -> list[tuple[str, int]]:
+    """`host:port,host:port` (an IPv6 host in brackets) as pairs; ValueError names the bad one."""
+    out: list[tuple[str, int]] = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        host, _, port = item.rpartition(":")
+        host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"CHARGER_REDIS_SENTINELS: {item!r} is not host:port")
+        out.append((host, int(port)))
+    if not out:
+        raise ValueError("CHARGER_REDIS_SENTINELS names no Sentinel")
+    return out
+
+
 class Settings(BaseSettings):
     """Worker configuration. Secrets are SecretStr so they never show in logs or reprs."""
 
@@ -96,6 +112,19 @@ class Settings(BaseSettings):
     redis_tls_cert_file: str = ""
     redis_tls_key_file: str = ""
     redis_tls_verify: bool = True
+    # Redis Sentinel: instead of CHARGER_REDIS_URL, the Sentinels ("host:port,host:port")
+    # that name the primary of the monitored master. The data nodes take the AUTH and TLS
+    # settings above; the Sentinels take the same TLS and their own user and password.
+    redis_sentinels: str = ""
+    redis_sentinel_master: str = ""
+    redis_sentinel_username: str = ""
+    redis_sentinel_password: SecretStr = SecretStr("")
+    # Durability of applied batches: before a batch's offsets are committed or its outputs
+    # published, this many replicas must have its writes (WAIT), or with WAIT_AOF have
+    # fsynced them to their append-only files, the primary's own included (WAITAOF).
+    redis_min_replicas: int = Field(0, ge=0, le=64)
+    redis_wait_aof: bool = False
+    redis_wait_timeout_ms: int = Field(1000, ge=1, le=600_000)
     # Kafka: every worker-side client (charging consumer, producer, plan reader, Faust's
     # own clients) uses these; see charger.connections.
     kafka_security_protocol: KafkaProtocol = "PLAINTEXT"
@@ -116,7 +145,8 @@ class Settings(BaseSettings):
     def _security_combinations(self) -> Settings:
         # Every inconsistency at once, so one restart fixes them all. Messages name the
         # variables, never their values.
-        problems = self._redis_problems() + self._kafka_problems()
+        problems = self._redis_problems() + self._sentinel_problems() + self._kafka_problems()
+        problems += self._durability_problems()
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -144,6 +174,50 @@ class Settings(BaseSettings):
             )
         if self.redis_tls_key_file and not self.redis_tls_cert_file:
             out.append("CHARGER_REDIS_TLS_KEY_FILE needs CHARGER_REDIS_TLS_CERT_FILE")
+        return out
+
+    def _sentinel_problems(self) -> list[str]:
+        out: list[str] = []
+        given = {
+            "CHARGER_REDIS_SENTINELS": bool(self.redis_sentinels.strip()),
+            "CHARGER_REDIS_SENTINEL_MASTER": bool(self.redis_sentinel_master.strip()),
+        }
+        if any(given.values()) and not all(given.values()):
+            missing = next(name for name, value in given.items() if not value)
+            out.append(f"Redis Sentinel needs both CHARGER_REDIS_SENTINELS and {missing}")
+        if given["CHARGER_REDIS_SENTINELS"]:
+            try:
+                sentinel_addresses(self.redis_sentinels)
+            except ValueError as exc:
+                out.append(str(exc))
+            if self.redis_dsn():
+                out.append(
+                    "CHARGER_REDIS_URL and CHARGER_REDIS_SENTINELS both say where Redis is: "
+                    "set one (the Sentinels name the primary)"
+                )
+        else:
+            sentinel_auth = {
+                "CHARGER_REDIS_SENTINEL_USERNAME": self.redis_sentinel_username,
+                "CHARGER_REDIS_SENTINEL_PASSWORD": self.redis_sentinel_password.get_secret_value(),
+            }
+            out += _set_needlessly(sentinel_auth, "no CHARGER_REDIS_SENTINELS are set")
+        if self.redis_sentinel_username and not self.redis_sentinel_password.get_secret_value():
+            out.append("a Sentinel user needs a password (CHARGER_REDIS_SENTINEL_PASSWORD)")
+        return out
+
+    def _durability_problems(self) -> list[str]:
+        out: list[str] = []
+        if not self.waits_for_durability():
+            # Judged by value, as the SASL mechanism is: dumped settings carry the default.
+            timeout = {"CHARGER_REDIS_WAIT_TIMEOUT_MS": self.redis_wait_timeout_ms != 1000}
+            out += _set_needlessly(
+                timeout, "nothing waits (CHARGER_REDIS_MIN_REPLICAS=0, CHARGER_REDIS_WAIT_AOF off)"
+            )
+        elif self.redis_wait_timeout_ms >= self.redis_timeout_ms:
+            out.append(
+                "CHARGER_REDIS_WAIT_TIMEOUT_MS must be below CHARGER_REDIS_TIMEOUT_MS "
+                "(the client would give up on the wait first)"
+            )
         return out
 
     def _kafka_problems(self) -> list[str]:
@@ -184,6 +258,18 @@ class Settings(BaseSettings):
 
     def redis_dsn(self) -> str:
         return self.redis_url.get_secret_value()
+
+    def redis_given(self) -> bool:
+        """True when the settings say where Redis is: a URL or Sentinels."""
+        return bool(self.redis_dsn() or self.redis_sentinels.strip())
+
+    def sentinels(self) -> list[tuple[str, int]]:
+        """The Sentinels' addresses; empty without CHARGER_REDIS_SENTINELS."""
+        return sentinel_addresses(self.redis_sentinels) if self.redis_sentinels.strip() else []
+
+    def waits_for_durability(self) -> bool:
+        """True when an applied batch waits for replicas or fsyncs before it counts."""
+        return self.redis_min_replicas > 0 or self.redis_wait_aof
 
     def redis_tls_enabled(self) -> bool:
         return self.redis_tls or self.redis_dsn().lower().startswith("rediss://")

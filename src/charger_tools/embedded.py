@@ -33,8 +33,10 @@ __all__ = [
     "free_port",
     "start_broker",
     "start_redis",
+    "start_server",
     "wait_port",
     "wait_port_sync",
+    "wait_redis_ready",
 ]
 
 HOST = "127.0.0.1"
@@ -265,7 +267,7 @@ def _bind_port(
     return check
 
 
-def _start(
+def start_server(
     name: str,
     argv_for: Callable[[int, Path], list[str]],
     address_for: Callable[[int], str],
@@ -369,7 +371,7 @@ def start_broker(
                 f"broker at {server.address} accepts connections but serves no metadata: {exc}"
             ) from exc
 
-    return _start("broker", argv_for, lambda port: f"{HOST}:{port}", ready, timeout, port)
+    return start_server("broker", argv_for, lambda port: f"{HOST}:{port}", ready, timeout, port)
 
 
 # --------------------------------------------------------------------------- redis
@@ -383,7 +385,8 @@ def redis_binary() -> str:
     return str(get_binary_path())
 
 
-def _redis_ping_ready(url: str, timeout: float, server: EmbeddedServer) -> None:
+def wait_redis_ready(url: str, timeout: float, server: EmbeddedServer) -> None:
+    """Until the Redis (or Sentinel) at `url` answers PING; fail early if `server` exits."""
     import redis
 
     deadline = time.monotonic() + timeout
@@ -408,6 +411,7 @@ def start_redis(
     durable: bool = False,
     extra: Iterable[str] = (),
     binary: str | None = None,
+    name: str = "redis",
 ) -> EmbeddedServer:
     """Start a Valkey server (or the Redis server `binary`); its `address` is a redis:// URL.
 
@@ -437,9 +441,9 @@ def start_redis(
         ]
 
     def ready(server: EmbeddedServer, _port: int, wait: float) -> None:
-        _redis_ping_ready(server.address, wait, server)
+        wait_redis_ready(server.address, wait, server)
 
-    return _start("redis", argv_for, lambda port: f"redis://{HOST}:{port}/0", ready, timeout)
+    return start_server(name, argv_for, lambda port: f"redis://{HOST}:{port}/0", ready, timeout)
 
 
 # --------------------------------------------------------------------------- together

@@ -8,7 +8,6 @@ missing one fails); add more with CHARGER_TEST_REDIS_URLS (comma-separated).
 from __future__ import annotations
 
 import os
-import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
@@ -23,6 +22,7 @@ from charger.protocol.outputs import decode_entry
 from charger.store.redis_store import RedisStore
 from charger_tools.embedded import start_redis
 from tests.kit.harness import Stack
+from tests.kit.servers import redis_server_binary
 
 EXTRA = [u for u in os.environ.get("CHARGER_TEST_REDIS_URLS", "").split(",") if u]
 SRC = "telephony.events/0"
@@ -31,12 +31,7 @@ SRC = "telephony.events/0"
 @pytest.fixture(scope="module")
 def redis7() -> Iterator[str]:
     """A Redis server (not Valkey) of this module's own."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        if os.environ.get("CI"):
-            pytest.fail("redis-server is required on CI (Debian package redis-server)")
-        pytest.skip("redis-server is not installed: the Redis 7 contract run is skipped")
-    server = start_redis(binary=binary)
+    server = start_redis(binary=redis_server_binary())
     try:
         yield server.address
     finally:

@@ -1,5 +1,6 @@
 """Servers for the security tests: a Valkey running an ACL file, a TLS front for any port,
-a broker behind such a front, and a run whose Redis is that Valkey.
+a broker behind such a front, and a run whose Redis is that Valkey; and for the
+replication tests, a run on a primary with a replica and Sentinels.
 
 The bundled Valkey is built without TLS and the embedded broker offers none either, so TLS
 is terminated by `TlsFront`, a small proxy in this process: clients do a real handshake
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shutil
 import ssl
 import subprocess
@@ -21,15 +23,33 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 
+from charger.connections import close_redis, redis_client
+from charger.settings import Settings
 from charger_tools.embedded import HOST, broker_binary, free_port, redis_binary, wait_port_sync
 from charger_tools.processes import stop_process
+from charger_tools.topology import Topology, start_topology
 from tests.kit.acl import ROOT, WORKER_USER, render, users
 from tests.kit.harness import Run
 
 OPS_PASSWORD = "ops-dev-password"  # deploy/redis/README.md: the development password
+
+
+def redis_server_binary() -> str:
+    """Debian's `redis-server` (Redis 7, not Valkey): `.ci/run` installs it, so a missing
+    one fails on CI and skips the test elsewhere."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        if os.environ.get("CI"):
+            pytest.fail("redis-server is required on CI (Debian package redis-server)")
+        pytest.skip("redis-server is not installed: the Redis 7 run is skipped")
+    return binary
 
 
 @contextlib.contextmanager
@@ -196,3 +216,52 @@ async def locked_run(bootstrap: str) -> AsyncIterator[Locked]:
         finally:
             await run.close()
             await ops.aclose()
+
+
+@dataclass
+class Replicated:
+    """A run whose Redis is a primary with replicas (and Sentinels, when started)."""
+
+    run: Run
+    topology: Topology
+
+    def settings(self, **changes: Any) -> Settings:
+        """The run's settings, through the Sentinels when there are any, else the primary."""
+        if not self.topology.sentinels:
+            return self.run.settings_with(**changes)
+        where = {
+            "redis_url": "",
+            "redis_sentinels": self.topology.sentinel_addresses,
+            "redis_sentinel_master": self.topology.master,
+        }
+        return self.run.settings_with(**where, **changes)
+
+
+@contextlib.asynccontextmanager
+async def replicated_run(
+    bootstrap: str, *, replicas: int = 1, sentinels: int = 3, durable: bool = False
+) -> AsyncIterator[Replicated]:
+    """A started run on a replicated Redis of its own, every process of it stopped after.
+
+    The harness's own client follows the primary the Sentinels name, as the worker does."""
+    topology = await asyncio.to_thread(
+        start_topology, replicas, sentinels, durable=durable, master="charger-test"
+    )
+    try:
+        run = Run(bootstrap, topology.nodes[0].address)
+        replicated = Replicated(run, topology)
+        if sentinels:
+            await run.redis.aclose()
+            run.redis = redis_client(
+                replicated.settings(),
+                retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 20),
+                retry_on_error=[RedisConnectionError],
+            )
+        await run.start()
+        try:
+            yield replicated
+        finally:
+            await run.producer.stop()
+            await close_redis(run.redis)
+    finally:
+        await asyncio.to_thread(topology.stop)

@@ -1,11 +1,16 @@
-"""A steady stream of SMS, ring-through attempts and calls, with what it must cost."""
+"""A steady stream of SMS, ring-through attempts and calls, with what it must cost; and a
+stream of texts played at a pace for as long as a test needs."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import Any
 
+from charger.charging.ledger import entry_id
 from tests.kit.harness import Run
 from tests.kit.records import call_attempt, call_ended, call_started, routed, sms_sent
+from topics import names
 
 OPENING = 100_000_000
 SMS_PER_SEGMENT = 7_900  # std-usd, outbound
@@ -60,3 +65,35 @@ async def open_accounts(run: Run, name: str, count: int) -> list[str]:
     for account in accounts:
         await run.account(account, credit=OPENING)
     return accounts
+
+
+class TextStream:
+    """Outbound texts over `accounts`, round robin at `per_second`; the ledger ids and
+    closing balances they must make (accounts opened with OPENING)."""
+
+    def __init__(self, run: Run, accounts: list[str], per_second: float) -> None:
+        self.run = run
+        self.accounts = accounts
+        self.period = 1 / per_second
+        self.ledger_ids: set[str] = set()
+        self.balances = dict.fromkeys(accounts, OPENING)
+        self.sent = 0
+        self._stopped = asyncio.Event()
+
+    async def play(self, count: int | None = None) -> None:
+        """Send `count` more texts, or until `stop()`; each acknowledged by the broker."""
+        self._stopped.clear()
+        end = None if count is None else self.sent + count
+        while not self._stopped.is_set() and self.sent != end:
+            account = self.accounts[self.sent % len(self.accounts)]
+            event_id = f"t{self.sent}-{self.run.uid}"
+            text = sms_sent(self.run, account, event_id)
+            await self.run.send(names.TELEPHONY_EVENTS, account, text)
+            self.ledger_ids.add(entry_id("ev", event_id, "sms_out"))
+            self.balances[account] -= SMS_PER_SEGMENT
+            self.sent += 1
+            with contextlib.suppress(TimeoutError):  # the pace, cut short by stop()
+                await asyncio.wait_for(self._stopped.wait(), self.period)
+
+    def stop(self) -> None:
+        self._stopped.set()

@@ -154,3 +154,38 @@ def test_targets_are_judged_in_the_right_direction() -> None:
     assert t["ratio_vs_faust"]["value"] == 4.0 and t["ratio_vs_faust"]["met"] is False
     assert t["ratio_vs_limit"]["met"] is False
     assert t["worker_rss_mb"]["met"] is False
+
+
+# ---- the cost of CHARGER_REDIS_MIN_REPLICAS ----
+def test_the_replicated_run_is_set_against_the_runs_without_a_replica() -> None:
+    replicated = {
+        "min_replicas": 1,
+        "throughput": {"events_per_s": 9000.0},
+        "latency": {"latency_ms": {"p50": 20.0, "p99": 61.5}},
+    }
+    report = build_report(
+        events=1000,
+        runs={"charger": {"events_per_s": 12000.0}},
+        latency={"latency_ms": {"p50": 15.0, "p99": 40.0}},
+        tick=None,
+        settings={},
+        nproc=2,
+        replicated=replicated,
+    )
+    assert report["replicated"] == {
+        "min_replicas": 1,
+        "events_per_s": {"without": 12000.0, "with": 9000.0, "ratio": 0.75},
+        "latency_p99_ms": {"without": 40.0, "with": 61.5, "added": 21.5},
+        "latency_ms_with": {"p50": 20.0, "p99": 61.5},
+    }
+    assert report["runs"]["charger_replicated"] == replicated
+    assert missing(report) == []
+    # Without the runs it is compared with, the comparison says so instead of guessing.
+    alone = build_report(
+        events=1000, runs={}, latency=None, tick=None, settings={}, nproc=2, replicated=replicated
+    )
+    assert alone["replicated"]["events_per_s"]["ratio"] is None
+    assert alone["replicated"]["latency_p99_ms"]["added"] is None
+    assert "replicated" not in build_report(
+        events=1000, runs={}, latency=None, tick=None, settings={}, nproc=2
+    )

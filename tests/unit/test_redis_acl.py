@@ -29,8 +29,10 @@ WORKER_MODULES = [
 ]
 _PY_CALL = re.compile(r"(?<!producer\.)\b(?:pipe|redis|client)\.(\w+)\(")
 _LUA_CALL = re.compile(r"redis\.p?call\(\s*['\"](\w+)['\"]")
+# A command sent by name, with its subcommand in the name ("COMMAND INFO").
+_RAW_CALL = re.compile(r"execute_command\(\s*\"([A-Za-z]+)(?: ([A-Za-z]+))?\"")
 # Client methods that send no command of their own.
-_NOT_COMMANDS = {"pipeline", "execute", "aclose", "close", "register_script"}
+_NOT_COMMANDS = {"pipeline", "execute", "execute_command", "aclose", "close", "register_script"}
 # Sent by redis-py itself: naming the library on connect, SELECT for a database other
 # than 0.
 _BY_THE_CLIENT = {"client|setinfo", "select"}
@@ -69,7 +71,9 @@ _SUBCOMMANDS = {"script_load": "script|load"}
 def commands_in_code() -> set[str]:
     found = set()
     for path in WORKER_MODULES:
-        found |= {_SUBCOMMANDS.get(m, m).lower() for m in _PY_CALL.findall(path.read_text())}
+        text = path.read_text()
+        found |= {_SUBCOMMANDS.get(m, m).lower() for m in _PY_CALL.findall(text)}
+        found |= {"|".join(filter(None, m)).lower() for m in _RAW_CALL.findall(text)}
     for source in (apply_source(), read_source()):  # the scripts as the server gets them
         found |= {m.lower() for m in _LUA_CALL.findall(source)}
     return found - _NOT_COMMANDS
@@ -77,8 +81,9 @@ def commands_in_code() -> set[str]:
 
 def test_the_scan_finds_the_calls_it_must() -> None:
     found = commands_in_code()
-    # One from each place: the batch read, the relay, the sampler, start-up, apply.lua.
-    assert {"mget", "xdel", "xlen", "ping", "hincrby", "xadd"} <= found
+    # One from each place: the batch read, the relay, the sampler, start-up, apply.lua,
+    # the durability wait and its start-up check.
+    assert {"mget", "xdel", "xlen", "ping", "hincrby", "xadd", "wait", "command|info"} <= found
 
 
 def test_the_worker_user_may_run_exactly_what_the_worker_sends() -> None:

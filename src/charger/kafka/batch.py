@@ -336,7 +336,10 @@ class BatchWorker:
             for slot in slots:
                 if slot in slot_now:
                     plan.slot(slot).add_tick(self.settings.tick_max_sessions)
-            looked, _cuts = await self.store.apply(plan, {}, now_ms, slot_now)
+            # No wait for replicas here, under the batch lock: a tick commits nothing, the
+            # relay waits before it publishes what the tick wrote, and a tick a failover
+            # lost is ticked again.
+            looked, _cuts = await self.store.apply(plan, {}, now_ms, slot_now, wait=False)
             self.metrics.ticked.inc(looked)
             return slots
 

@@ -10,6 +10,10 @@ crash between "money moved" and "published" loses nothing: the next relay pass, 
 process or the next owner, publishes them. A crash after the broker acknowledged but before
 the outbox entry was deleted publishes it again with the same deterministic id; readers
 dedupe by id.
+
+With ``CHARGER_REDIS_MIN_REPLICAS`` the relay publishes a chunk only once the replicas
+have it (`RedisStore.make_durable`): an entry a failover could still take back is never
+published, whoever wrote it (this batch loop, the ticker, a previous owner).
 """
 
 from __future__ import annotations
@@ -136,6 +140,8 @@ class Relay:
             batches = await self.store.outbox(pending, self.chunk)
             if not batches:
                 break
+            # Nothing is published that a failover could still take back.
+            await self.store.make_durable(batches)
             futures: list[asyncio.Future[Any]] = []
             sent: list[Output] = []
             try:

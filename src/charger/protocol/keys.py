@@ -56,6 +56,11 @@ class Keys:
         """Stream of outputs written with the money they describe, relayed to Kafka."""
         return f"{self.tag(slot)}:outbox"
 
+    def relay_probe(self, slot: int) -> str:
+        """Counter the relay increments before it waits for replicas: a write of its own
+        connection that comes after every outbox entry it read (see store.durability)."""
+        return f"{self.tag(slot)}:probe"
+
     def held(self, slot: int) -> str:
         """Hash: currency -> micro-units held by the slot's active calls (kept by apply.lua)."""
         return f"{self.tag(slot)}:held"

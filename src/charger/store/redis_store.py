@@ -15,6 +15,7 @@ from charger.charging.records import AccountInfo, CallState, Reads
 from charger.protocol.fields import ACCOUNT_SETTINGS_FIELDS, CALL_FIELDS
 from charger.protocol.keys import Keys
 from charger.protocol.ops import ScriptConfig, SlotPlan, Value
+from charger.store.durability import REPLIES, Durability
 from charger.store.scripts import Scripts
 
 OutboxEntry = tuple[bytes, dict[bytes, bytes]]
@@ -41,11 +42,14 @@ class RedisForgot(Exception):
 class RedisStore:
     """Reads what planning needs and applies planned batches with apply.lua."""
 
-    def __init__(self, client: Redis, keys: Keys, cfg: ScriptConfig) -> None:
+    def __init__(
+        self, client: Redis, keys: Keys, cfg: ScriptConfig, durability: Durability | None = None
+    ) -> None:
         self.client = client
         self.keys = keys
         self.scripts = Scripts(client)
         self.cfg = cfg
+        self.durability = durability or Durability()
 
     async def read(self, p: Prepared) -> Reads:
         """Seen ids, uncached accounts, call sessions and request states of a batch:
@@ -106,6 +110,7 @@ class RedisStore:
         now_ms: int,
         slot_now: Mapping[int, int] | None = None,
         expected: Mapping[str, int] | None = None,
+        wait: bool = True,
     ) -> tuple[int, int]:
         """Run apply.lua once per slot, all slots in one pipeline. Returns (applied, skipped).
 
@@ -113,6 +118,11 @@ class RedisStore:
         event-time horizon). `expected` is, per source, the offset its watermark must have
         reached already; a slot whose watermark is behind applies nothing, and once the
         other slots are applied `RedisForgot` says which and how far they got.
+
+        With durability settings the pipeline ends with a wait for replicas; too few
+        acknowledgements raise `NotDurable` (before `RedisForgot`: nothing of the batch
+        may count as done then). `wait=False` leaves it out where nothing is committed on
+        the strength of the call (the ticker: the relay waits before it publishes).
         """
         if not plan.slots:
             return 0, 0
@@ -120,12 +130,17 @@ class RedisStore:
         for slot, sb in plan.slots.items():
             at = slot_now.get(slot, now_ms) if slot_now else now_ms
             calls.append(sb.script_args(self.keys, at, self.cfg, highest, expected))
+        durability = self.durability if wait else Durability()
 
         def queue(pipe: Pipeline) -> None:
             for keys, args in calls:
                 self.scripts.apply(pipe, keys, args)
+            durability.queue(pipe)  # on the same connection: WAIT counts its writes
 
         res: list[list[Any]] = await self.scripts.run(queue)
+        if durability.waits:
+            durability.check("apply", res)
+            res = res[:-REPLIES]
         applied, skipped = sum(r[0] for r in res), sum(r[1] for r in res)
         forgotten: dict[int, dict[str, int]] = {}
         for slot, reply in zip(plan.slots, res, strict=True):
@@ -159,6 +174,20 @@ class RedisStore:
             pipe.xrange(self.keys.outbox(slot), count=count)
         res: list[list[OutboxEntry]] = await pipe.execute()
         return {slot: entries for slot, entries in zip(slots, res, strict=True) if entries}
+
+    async def make_durable(self, slots: Iterable[int]) -> None:
+        """Before outputs read from `slots` are published: wait until the replicas have
+        them. They may have been written by another connection (a previous owner, a
+        concurrent tick), so one write per slot goes first and the wait follows it:
+        replication is in order, so what was read before that write is covered too."""
+        durability = self.durability
+        if not durability.waits:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for slot in slots:
+            pipe.incr(self.keys.relay_probe(slot))
+        durability.queue(pipe)
+        durability.check("relay", await pipe.execute())
 
     async def ack_outbox(self, done: dict[int, list[bytes]]) -> None:
         """Forget outputs that the broker acknowledged."""

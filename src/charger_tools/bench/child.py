@@ -115,6 +115,22 @@ async def gatekeeper(probe: Probe, consumer: Any, ready: Path, gate: Path) -> No
         await asyncio.sleep(0.05)
 
 
+def redis_waits(rt: Runtime) -> dict[str, dict[str, float]]:
+    """WAIT / WAITAOF per stage over the whole process (CHARGER_REDIS_MIN_REPLICAS runs)."""
+    sample = rt.metrics.registry.get_sample_value
+    out: dict[str, dict[str, float]] = {}
+    for stage in ("apply", "relay"):
+        labels = {"stage": stage}
+        count = sample("charger_redis_wait_seconds_count", labels) or 0.0
+        if count:
+            out[stage] = {
+                "waits": count,
+                "seconds": round(sample("charger_redis_wait_seconds_sum", labels) or 0.0, 3),
+                "timeouts": sample("charger_redis_wait_timeouts_total", labels) or 0.0,
+            }
+    return out
+
+
 async def run(spec: dict[str, Any]) -> None:
     settings = Settings()
     probe = Probe(spec["targets"], spec.get("pids", {}), spec.get("profile", ""))
@@ -157,6 +173,7 @@ async def run(spec: dict[str, Any]) -> None:
                     "outbox_backlog": backlog,
                     "cpu_seconds": {k: probe.cpu_end[k] - v for k, v in probe.cpu_start.items()},
                     "rss_mb": peak_rss_mb(),
+                    "redis_wait": redis_waits(rt),
                 },
             )
         await stop.wait()

@@ -20,7 +20,7 @@ import dataclasses
 import shutil
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -189,26 +189,41 @@ async def broker_only(env: Env, w: Workload, rate: int, seconds: float) -> dict[
 
 
 async def run_latency(
-    env: Env, w: Workload, rate: int, seconds: float, batch_max_records: int, batch_timeout_ms: int
+    env: Env,
+    w: Workload,
+    rate: int,
+    seconds: float,
+    batch_max_records: int,
+    batch_timeout_ms: int,
+    *,
+    extra: Mapping[str, Any] | None = None,
+    baseline: bool = True,
 ) -> dict[str, Any]:
+    """The latency run (`extra`: more worker settings); with `baseline`, the same schedule
+    to a bare consumer too (`broker_only_ms`)."""
     own = "broker" in env.pids
     async with own_broker(env) as benv:
         if own:  # the accounts again, at this broker's offsets
             w = dataclasses.replace(w, account_offsets=[], starts={}, ends={})
             await produce_accounts(w, benv.bootstrap)
-        result = await _run_latency(benv, w, rate, seconds, batch_max_records, batch_timeout_ms)
+        s = (batch_max_records, batch_timeout_ms)
+        result = await _run_latency(benv, w, rate, seconds, s, extra or {})
     result["own_broker"] = own
-    result["broker_only_ms"] = (await broker_only(env, w, rate, seconds))["latency_ms"]
+    if baseline:
+        result["broker_only_ms"] = (await broker_only(env, w, rate, seconds))["latency_ms"]
     return result
 
 
 async def _run_latency(
-    env: Env, w: Workload, rate: int, seconds: float, batch_max_records: int, batch_timeout_ms: int
+    env: Env,
+    w: Workload,
+    rate: int,
+    seconds: float,
+    batch: tuple[int, int],
+    extra: Mapping[str, Any],
 ) -> dict[str, Any]:
     prefix, group = env.new("latency")
-    s = env.settings(
-        prefix, group, batch_max_records=batch_max_records, batch_timeout_ms=batch_timeout_ms
-    )
+    s = env.settings(prefix, group, batch_max_records=batch[0], batch_timeout_ms=batch[1], **extra)
     await prepare_charger(env, w, s, events_at="")  # every input from its end
     records = w.extra[: int(rate * seconds)]
     sent: dict[str, int] = {}

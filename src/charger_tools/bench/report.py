@@ -105,6 +105,32 @@ def check_targets(report: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     return out
 
 
+def replication_cost(
+    charger: Mapping[str, Any] | None,
+    latency: Mapping[str, Any] | None,
+    replicated: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Throughput and p99 latency with CHARGER_REDIS_MIN_REPLICAS against without (None
+    where the run without was left out)."""
+    eps_with = _get(replicated, ("throughput", "events_per_s"))
+    eps_without = _get(charger or {}, ("events_per_s",))
+    p99_with = _get(replicated, ("latency", "latency_ms", "p99"))
+    p99_without = _get(latency or {}, ("latency_ms", "p99"))
+    added = None
+    if isinstance(p99_with, int | float) and isinstance(p99_without, int | float):
+        added = round(p99_with - p99_without, 1)
+    return {
+        "min_replicas": replicated.get("min_replicas"),
+        "events_per_s": {
+            "without": eps_without,
+            "with": eps_with,
+            "ratio": ratio(eps_with, eps_without),
+        },
+        "latency_p99_ms": {"without": p99_without, "with": p99_with, "added": added},
+        "latency_ms_with": _get(replicated, ("latency", "latency_ms")),
+    }
+
+
 def build_report(
     *,
     events: int,
@@ -114,6 +140,7 @@ def build_report(
     settings: Mapping[str, Any],
     nproc: int,
     extra: Mapping[str, Any] | None = None,
+    replicated: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The benchmark's JSON: headline figures first, each run's details under `runs`."""
     eps = {name: _get(runs.get(name) or {}, ("events_per_s",)) for name in RUNS}
@@ -141,8 +168,12 @@ def build_report(
         "settings": dict(settings),
         "nproc": nproc,
     }
+    if replicated:
+        report["replicated"] = replication_cost(charger, latency, replicated)
     report["targets"] = check_targets(report)
     details: dict[str, Any] = {name: dict(run) for name, run in runs.items() if run}
+    if replicated:
+        details["charger_replicated"] = dict(replicated)
     if latency:
         details["latency"] = {k: v for k, v in latency.items() if k != "latency_ms"}
     if tick and "memory" in tick:

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -116,11 +117,17 @@ async def run_charger(
     batch_timeout_ms: int,
     profile: str = "",
     workers: int = 1,
+    extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The real charging path in `workers` processes of one group, first fetch to last commit."""
+    """The real charging path in `workers` processes of one group, first fetch to last commit
+    (`extra`: more worker settings, such as CHARGER_REDIS_MIN_REPLICAS)."""
     prefix, group = env.new("charger")
     s = env.settings(
-        prefix, group, batch_max_records=batch_max_records, batch_timeout_ms=batch_timeout_ms
+        prefix,
+        group,
+        batch_max_records=batch_max_records,
+        batch_timeout_ms=batch_timeout_ms,
+        **(extra or {}),
     )
     await prepare_charger(env, w, s, names.TELEPHONY_EVENTS)
     targets = {
@@ -175,14 +182,31 @@ async def run_charger(
         "cpu_share": {k: round(v / seconds, 3) for k, v in cpu.items()},
         "events_per_cpu_s": round(len(w.events) / cpu["worker"], 1) if cpu.get("worker") else None,
         "rss_mb": max((x for x in rss if x is not None), default=None),
+        "redis_wait": _waits([r.get("redis_wait", {}) for r in results], len(w.events)),
         "settings": {
             "batch_max_records": s.batch_max_records,
             "batch_timeout_ms": s.batch_timeout_ms,
             "fetch_wait_ms": s.fetch_wait_ms,
             "partitions": s.partitions,
             "tick_ms": s.tick_ms,
+            "redis_min_replicas": s.redis_min_replicas,
         },
     }
+
+
+def _waits(per_process: list[dict[str, dict[str, float]]], events: int) -> dict[str, Any]:
+    """WAIT / WAITAOF of the run by stage: how many, their mean, their seconds per event."""
+    out: dict[str, Any] = {}
+    for stage in sorted({s for waits in per_process for s in waits}):
+        count = sum(w[stage]["waits"] for w in per_process if stage in w)
+        seconds = sum(w[stage]["seconds"] for w in per_process if stage in w)
+        out[stage] = {
+            "waits": int(count),
+            "mean_ms": round(seconds / count * 1000, 2) if count else None,
+            "timeouts": int(sum(w[stage]["timeouts"] for w in per_process if stage in w)),
+            "us_per_event": round(seconds / events * 1e6, 1) if events else None,
+        }
+    return out
 
 
 async def _wait_assigned(

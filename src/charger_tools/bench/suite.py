@@ -18,15 +18,20 @@ from charger.settings import Settings
 from charger_tools.bench.baselines import run_faust, run_limit
 from charger_tools.bench.latency import run_latency
 from charger_tools.bench.proc import say
+from charger_tools.bench.replicated import run_replicated
 from charger_tools.bench.report import build_report
 from charger_tools.bench.runs import Env, drop_prefixes, run_charger
 from charger_tools.bench.tick import run_tick
 from charger_tools.bench.workload import generate, produce
 from charger_tools.embedded import start_broker, start_redis
+from charger_tools.topology import DATA_NODE_OPTIONS
 from topics import names
 
 ALL = ("charger", "charger_scaled", "faust_agent", "limit", "latency", "tick")
-NEEDS_EVENTS = ("charger", "charger_scaled", "faust_agent", "limit", "latency")
+# Asked for by name only: a replica and the charger and latency runs again, about a minute.
+OPTIONAL = ("charger_replicated",)
+KNOWN = (*ALL, *OPTIONAL)
+NEEDS_EVENTS = ("charger", "charger_scaled", "faust_agent", "limit", "latency", *OPTIONAL)
 
 
 @dataclass
@@ -57,7 +62,7 @@ def servers(workdir: Path) -> Iterator[Env]:
             stack.callback(broker.stop)
             env.bootstrap, env.pids["broker"] = broker.address, broker.pid
         if not env.redis_url:
-            valkey = start_redis()
+            valkey = start_redis(extra=DATA_NODE_OPTIONS)  # a replica may join at once
             stack.callback(valkey.stop)
             env.redis_url, env.pids["redis"] = valkey.address, valkey.pid
         yield env
@@ -67,11 +72,12 @@ async def run_suite(opts: Options, env: Env) -> dict[str, Any]:
     chosen = set(opts.only)
     scaled = opts.scaled_workers or min(8, max(2, os.cpu_count() or 1))
     runs: dict[str, dict[str, Any] | None] = {}
-    latency = tick = None
+    latency = tick = replicated = None
     extra: dict[str, Any] = {}
     if chosen & set(NEEDS_EVENTS):
         await create_topics(env.bootstrap, names.TOPICS.values())
-        n_extra = int(opts.latency_rate * opts.latency_seconds) if "latency" in chosen else 0
+        timed = {"latency", "charger_replicated"} & chosen
+        n_extra = int(opts.latency_rate * opts.latency_seconds) if timed else 0
         t = time.monotonic()
         w = generate(opts.events, n_extra, seed=opts.seed)
         say(f"generated {len(w.events)} events (+{len(w.extra)}) in {time.monotonic() - t:.1f}s")
@@ -111,6 +117,13 @@ async def run_suite(opts: Options, env: Env) -> dict[str, Any]:
                 opts.batch_timeout_ms,
             )
             say(f"latency: {latency['latency_ms']}")
+        if "charger_replicated" in chosen:
+            replicated = await run_replicated(
+                env,
+                w,
+                (opts.batch_max_records, opts.batch_timeout_ms),
+                (opts.latency_rate, opts.latency_seconds),
+            )
     if "tick" in chosen:
         tick = await run_tick(env, opts.tick_calls, opts.tick_seconds, seed=opts.seed)
         say(f"tick: {tick['tick_wall_ms_p50']} ms p50, worker {tick['cpu_share_worker']:.1%}")
@@ -139,6 +152,7 @@ async def run_suite(opts: Options, env: Env) -> dict[str, Any]:
         settings=settings,
         nproc=os.cpu_count() or 1,
         extra=extra,
+        replicated=replicated,
     )
 
 

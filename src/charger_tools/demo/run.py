@@ -24,7 +24,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 from redis.asyncio import Redis
 
-from charger.connections import kafka_security, redis_client
+from charger.connections import close_redis, kafka_security, redis_client
 from charger.kafka.admin import create_topics
 from charger.protocol.fields import AccountField as F
 from charger.protocol.keys import Keys
@@ -277,7 +277,7 @@ class Demo:
 
     async def close(self) -> None:
         await self.producer.stop()
-        await self.redis.aclose()
+        await close_redis(self.redis)
 
 
 async def run_demo(opts: DemoOptions, bootstrap: str, redis_url: str) -> dict[str, Any]:
