@@ -5,7 +5,9 @@ Every worker-side client is built from here, so a secured cluster needs its sett
 - `redis_client` — redis-py asyncio with the ACL user and password (from
   ``CHARGER_REDIS_USERNAME`` / ``CHARGER_REDIS_PASSWORD`` or the URL) and TLS
   (``CHARGER_REDIS_TLS`` or a ``rediss://`` URL; CA, client certificate and key files;
-  certificate and host name verified unless ``CHARGER_REDIS_TLS_VERIFY=false``);
+  certificate and host name verified unless ``CHARGER_REDIS_TLS_VERIFY=false``); a
+  cluster-aware client with the same settings for a Redis Cluster
+  (``CHARGER_REDIS_CLUSTER`` or a ``redis+cluster://`` / ``rediss+cluster://`` URL);
 - `kafka_security` — the keyword arguments every aiokafka client takes
   (``security_protocol``, ``sasl_mechanism``, ``sasl_plain_username`` /
   ``sasl_plain_password``, ``ssl_context``);
@@ -23,8 +25,10 @@ from urllib.parse import urlsplit, urlunsplit
 
 from aiokafka.helpers import create_ssl_context
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
-from charger.settings import Settings
+from charger.settings import CLUSTER_SCHEMES, Settings
+from charger.store.client import RedisClient
 
 if TYPE_CHECKING:
     from faust.auth import Credentials
@@ -35,6 +39,7 @@ __all__ = [
     "kafka_security",
     "kafka_ssl_context",
     "redis_client",
+    "redis_cluster_client",
     "redis_location",
     "redis_options",
     "redis_url",
@@ -42,8 +47,12 @@ __all__ = [
 
 
 def redis_url(s: Settings) -> str:
-    """The Redis URL to connect to: ``rediss://`` whenever TLS is on."""
+    """The Redis URL to connect to: ``rediss://`` whenever TLS is on (a cluster URL loses
+    its ``+cluster``: redis-py knows only the plain schemes)."""
     url = s.redis_dsn()
+    if url.lower().startswith(CLUSTER_SCHEMES):
+        scheme, _, rest = url.partition("://")
+        url = f"{scheme[: -len('+cluster')]}://{rest}"
     if s.redis_tls_enabled() and url.lower().startswith("redis://"):
         return "rediss://" + url[len("redis://") :]
     return url
@@ -68,9 +77,19 @@ def redis_options(s: Settings) -> dict[str, Any]:
     return opts
 
 
-def redis_client(s: Settings, **extra: Any) -> Redis:
+def redis_client(s: Settings, **extra: Any) -> RedisClient:
     """A redis-py asyncio client for `s` (nothing connects until the first command)."""
+    if s.redis_cluster_enabled():
+        return redis_cluster_client(s, **extra)
     return Redis.from_url(redis_url(s), **redis_options(s), **extra)
+
+
+def redis_cluster_client(s: Settings, **extra: Any) -> RedisCluster:
+    """A cluster-aware client: the URL names one node, the others are learned from it
+    (CLUSTER SLOTS) and again whenever a node fails or a slot moves. Same AUTH and TLS
+    for every node. `extra`'s retry is the cluster client's: how often a command is sent
+    again after a connection error or CLUSTERDOWN, once the topology was read anew."""
+    return RedisCluster.from_url(redis_url(s), **redis_options(s), **extra)
 
 
 def redis_location(s: Settings) -> str:
@@ -148,4 +167,6 @@ def describe_connections(s: Settings) -> dict[str, Any]:
         redis["username"] = user
     if s.redis_tls_enabled():
         redis["tls_verify"] = s.redis_tls_verify
+    if s.redis_cluster_enabled():
+        redis["cluster"] = True
     return {"kafka": kafka, "redis": redis}

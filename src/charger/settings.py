@@ -11,6 +11,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 KafkaProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+# URL schemes that turn on Redis TLS, and those that say the URL names a Redis Cluster.
+TLS_SCHEMES = ("rediss://", "rediss+cluster://")
+CLUSTER_SCHEMES = ("redis+cluster://", "rediss+cluster://")
 
 
 def _set_needlessly(given: Mapping[str, object], why_unused: str) -> list[str]:
@@ -96,6 +99,10 @@ class Settings(BaseSettings):
     redis_tls_cert_file: str = ""
     redis_tls_key_file: str = ""
     redis_tls_verify: bool = True
+    # Redis Cluster: on with this flag or a redis+cluster:// / rediss+cluster:// URL (one
+    # node of the cluster; the client learns the others). Every command then goes to the
+    # primary serving its key's hash tag (charger.store.client).
+    redis_cluster: bool = False
     # Kafka: every worker-side client (charging consumer, producer, plan reader, Faust's
     # own clients) uses these; see charger.connections.
     kafka_security_protocol: KafkaProtocol = "PLAINTEXT"
@@ -116,7 +123,7 @@ class Settings(BaseSettings):
     def _security_combinations(self) -> Settings:
         # Every inconsistency at once, so one restart fixes them all. Messages name the
         # variables, never their values.
-        problems = self._redis_problems() + self._kafka_problems()
+        problems = self._redis_problems() + self._cluster_problems() + self._kafka_problems()
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -145,6 +152,16 @@ class Settings(BaseSettings):
         if self.redis_tls_key_file and not self.redis_tls_cert_file:
             out.append("CHARGER_REDIS_TLS_KEY_FILE needs CHARGER_REDIS_TLS_CERT_FILE")
         return out
+
+    def _cluster_problems(self) -> list[str]:
+        if not self.redis_cluster_enabled() or not self.redis_dsn():
+            return []
+        url = urlsplit(self.redis_dsn())
+        if url.scheme == "unix":
+            return ["Redis Cluster (CHARGER_REDIS_CLUSTER) needs a redis:// URL, not unix://"]
+        if url.path.strip("/") not in ("", "0"):
+            return ["Redis Cluster has database 0 only: CHARGER_REDIS_URL names another"]
+        return []
 
     def _kafka_problems(self) -> list[str]:
         out: list[str] = []
@@ -186,4 +203,7 @@ class Settings(BaseSettings):
         return self.redis_url.get_secret_value()
 
     def redis_tls_enabled(self) -> bool:
-        return self.redis_tls or self.redis_dsn().lower().startswith("rediss://")
+        return self.redis_tls or self.redis_dsn().lower().startswith(TLS_SCHEMES)
+
+    def redis_cluster_enabled(self) -> bool:
+        return self.redis_cluster or self.redis_dsn().lower().startswith(CLUSTER_SCHEMES)

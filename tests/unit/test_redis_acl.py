@@ -28,12 +28,15 @@ WORKER_MODULES = [
     SRC / "app.py",
 ]
 _PY_CALL = re.compile(r"(?<!producer\.)\b(?:pipe|redis|client)\.(\w+)\(")
+# A command sent by its name (scripts.py queues EVALSHA so: see there why).
+_BY_NAME = re.compile(r"\.execute_command\(\s*['\"](\w+)['\"]")
 _LUA_CALL = re.compile(r"redis\.p?call\(\s*['\"](\w+)['\"]")
 # Client methods that send no command of their own.
-_NOT_COMMANDS = {"pipeline", "execute", "aclose", "close", "register_script"}
+_NOT_COMMANDS = {"pipeline", "execute", "execute_command", "aclose", "close", "register_script"}
 # Sent by redis-py itself: naming the library on connect, SELECT for a database other
-# than 0.
-_BY_THE_CLIENT = {"client|setinfo", "select"}
+# than 0, and on a Redis Cluster the topology and the command table (where each
+# command's keys are, to route it).
+_BY_THE_CLIENT = {"client|setinfo", "select", "cluster|slots", "command"}
 NEVER = {
     "flushall",
     "flushdb",
@@ -69,7 +72,9 @@ _SUBCOMMANDS = {"script_load": "script|load"}
 def commands_in_code() -> set[str]:
     found = set()
     for path in WORKER_MODULES:
-        found |= {_SUBCOMMANDS.get(m, m).lower() for m in _PY_CALL.findall(path.read_text())}
+        text = path.read_text()
+        found |= {_SUBCOMMANDS.get(m, m).lower() for m in _PY_CALL.findall(text)}
+        found |= {m.lower() for m in _BY_NAME.findall(text)}
     for source in (apply_source(), read_source()):  # the scripts as the server gets them
         found |= {m.lower() for m in _LUA_CALL.findall(source)}
     return found - _NOT_COMMANDS
