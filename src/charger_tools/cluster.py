@@ -141,7 +141,14 @@ class Cluster:
 
     def wait_promoted(self, replica: EmbeddedServer, timeout: float = START_TIMEOUT) -> None:
         """Until `replica` is a primary and the cluster is whole again."""
-        self.wait(lambda: self.role(replica) == "master" and self.healthy(), "failover", timeout)
+
+        def promoted() -> bool:
+            try:
+                return self.role(replica) == "master" and self.healthy()
+            except redis.RedisError:  # busy taking over
+                return False
+
+        self.wait(promoted, "failover", timeout)
 
     def stop(self) -> None:
         # Replicas first: a primary stopped while replicas follow it waits for them.
