@@ -10,6 +10,11 @@ unit tests alone and starts nothing.
 An external server may be shared: tests there must use unique accounts, key prefixes,
 topics and consumer groups (the `uid` fixture helps). Only Redis that the session
 started itself (`stack.redis_owned`) is flushed between tests.
+
+`redis_cluster` is a six-node Redis Cluster of embedded Valkey servers (three primaries,
+three replicas), started once per session when a test asks for it; `wide_broker` is a
+broker of the session's own whose topics a run may create with more partitions than the
+contract's (the shared one has them already).
 """
 
 from __future__ import annotations
@@ -22,11 +27,12 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from charger_tools.embedded import embedded_stack
+from charger_tools.cluster import Cluster, start_cluster
+from charger_tools.embedded import embedded_stack, start_broker
 from tests.kit.harness import Stack
 
 INTEGRATION_DIR = Path(__file__).parent / "integration"
-STACK_FIXTURES = frozenset({"stack", "redis_client"})
+STACK_FIXTURES = frozenset({"stack", "redis_client", "redis_cluster", "wide_broker"})
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -48,6 +54,24 @@ def stack() -> Iterator[Stack]:
             kafka_owned=kafka is None,
             redis_owned=redis_url is None,
         )
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[Cluster]:
+    cluster = start_cluster()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def wide_broker() -> Iterator[str]:
+    broker = start_broker()
+    try:
+        yield broker.address
+    finally:
+        broker.stop()
 
 
 @pytest.fixture

@@ -36,6 +36,7 @@ from charger.metrics import Metrics
 from charger.runtime import Runtime
 from charger.sampler import Sampler
 from charger.settings import Settings
+from charger.store.client import ping
 from charger.tasks import cancel_and_wait
 
 log = logging.getLogger("charger.app")
@@ -112,7 +113,7 @@ class ChargingService(Service):
         assigned = len(consumer.assignment()) if consumer is not None else 0
         checks: dict[str, Any] = {"assigned_partitions": assigned}
         checks["redis"], checks["broker"] = await asyncio.gather(
-            _check(rt.redis.ping()), _check(rt.producer.client.fetch_all_metadata())
+            _check(ping(rt.redis)), _check(rt.producer.client.fetch_all_metadata())
         )
         ok = assigned > 0 and checks["redis"] == "ok" and checks["broker"] == "ok"
         return ok, {"ready": ok, "checks": checks}

@@ -7,7 +7,9 @@ Every worker-side client is built from here, so a secured cluster needs its sett
   (``CHARGER_REDIS_TLS`` or a ``rediss://`` URL; CA, client certificate and key files;
   certificate and host name verified unless ``CHARGER_REDIS_TLS_VERIFY=false``); with
   ``CHARGER_REDIS_SENTINELS`` a client of the primary the Sentinels name (see
-  `charger.sentinel`), closed with `close_redis`;
+  `charger.sentinel`), closed with `close_redis`; a
+  cluster-aware client with the same settings for a Redis Cluster
+  (``CHARGER_REDIS_CLUSTER`` or a ``redis+cluster://`` / ``rediss+cluster://`` URL);
 - `kafka_security` — the keyword arguments every aiokafka client takes
   (``security_protocol``, ``sasl_mechanism``, ``sasl_plain_username`` /
   ``sasl_plain_password``, ``ssl_context``);
@@ -25,9 +27,11 @@ from urllib.parse import urlsplit, urlunsplit
 
 from aiokafka.helpers import create_ssl_context
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
 from charger.sentinel import close_sentinel, sentinel_client, sentinel_location
-from charger.settings import Settings
+from charger.settings import CLUSTER_SCHEMES, Settings
+from charger.store.client import RedisClient
 
 if TYPE_CHECKING:
     from faust.auth import Credentials
@@ -39,6 +43,7 @@ __all__ = [
     "kafka_security",
     "kafka_ssl_context",
     "redis_client",
+    "redis_cluster_client",
     "redis_location",
     "redis_options",
     "redis_url",
@@ -46,8 +51,12 @@ __all__ = [
 
 
 def redis_url(s: Settings) -> str:
-    """The Redis URL to connect to: ``rediss://`` whenever TLS is on."""
+    """The Redis URL to connect to: ``rediss://`` whenever TLS is on (a cluster URL loses
+    its ``+cluster``: redis-py knows only the plain schemes)."""
     url = s.redis_dsn()
+    if url.lower().startswith(CLUSTER_SCHEMES):
+        scheme, _, rest = url.partition("://")
+        url = f"{scheme[: -len('+cluster')]}://{rest}"
     if s.redis_tls_enabled() and url.lower().startswith("redis://"):
         return "rediss://" + url[len("redis://") :]
     return url
@@ -72,20 +81,31 @@ def redis_options(s: Settings) -> dict[str, Any]:
     return opts
 
 
-def redis_client(s: Settings, **extra: Any) -> Redis:
+def redis_client(s: Settings, **extra: Any) -> RedisClient:
     """A redis-py asyncio client for `s` (nothing connects until the first command).
 
     With Sentinels it connects to whichever node they name the primary, and after a
     failover to the new one (close it with `close_redis`: the Sentinel clients too)."""
+    if s.redis_cluster_enabled():
+        return redis_cluster_client(s, **extra)
     if s.sentinels():
         return sentinel_client(s, redis_options(s), extra)
     return Redis.from_url(redis_url(s), **redis_options(s), **extra)
 
 
-async def close_redis(client: Redis) -> None:
+def redis_cluster_client(s: Settings, **extra: Any) -> RedisCluster:
+    """A cluster-aware client: the URL names one node, the others are learned from it
+    (CLUSTER SLOTS) and again whenever a node fails or a slot moves. Same AUTH and TLS
+    for every node. `extra`'s retry is the cluster client's: how often a command is sent
+    again after a connection error or CLUSTERDOWN, once the topology was read anew."""
+    return RedisCluster.from_url(redis_url(s), **redis_options(s), **extra)
+
+
+async def close_redis(client: RedisClient) -> None:
     """Close a client of `redis_client`, and its Sentinel clients if it has any."""
     await client.aclose()
-    await close_sentinel(client)
+    if isinstance(client, Redis):
+        await close_sentinel(client)
 
 
 def redis_location(s: Settings) -> str:
@@ -170,4 +190,6 @@ def describe_connections(s: Settings) -> dict[str, Any]:
         redis["wait_aof"] = s.redis_wait_aof
     if s.redis_tls_enabled():
         redis["tls_verify"] = s.redis_tls_verify
+    if s.redis_cluster_enabled():
+        redis["cluster"] = True
     return {"kafka": kafka, "redis": redis}

@@ -7,7 +7,7 @@ Its own module because both the metrics (errors by dependency) and the loops tha
 from __future__ import annotations
 
 from aiokafka.errors import KafkaError
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 REDIS = "redis"
 KAFKA = "kafka"
@@ -21,7 +21,9 @@ def dependency_of(error: BaseException) -> str:
     cause: BaseException | None = error
     while cause is not None and id(cause) not in seen:  # also when wrapped by another error
         seen.add(id(cause))
-        if isinstance(cause, RedisError):
+        # The cluster client's own errors (no node answers, slots not served) are no
+        # RedisError.
+        if isinstance(cause, RedisError | RedisClusterException):
             return REDIS
         if isinstance(cause, KafkaError):
             return KAFKA

@@ -10,12 +10,9 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError
-from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import AuthenticationError, BusyLoadingError
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from charger.clock import Clock, SystemClock
 from charger.connections import close_redis, kafka_security, redis_client, redis_location
@@ -30,6 +27,7 @@ from charger.protocol.ops import ScriptConfig
 from charger.published import Published
 from charger.rating import load_plan_versions
 from charger.settings import Settings
+from charger.store.client import RedisClient, not_there_yet, ping
 from charger.store.durability import Durability, check_server
 from charger.store.redis_store import RedisStore
 from charger.tasks import cancel_and_wait
@@ -73,7 +71,7 @@ class Runtime:
         self.metrics = metrics or Metrics()
         self.keys = Keys(settings.redis_prefix, settings.partitions)
         timeout = settings.redis_timeout_ms / 1000
-        self.redis: Redis = redis_client(
+        self.redis: RedisClient = redis_client(
             settings,
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
@@ -82,7 +80,9 @@ class Runtime:
             # a failover dropped (with Sentinels, each reconnect asks them for the primary).
             # A real outage then reaches the loops' own backoff and metrics within a
             # second. A timeout is not retried here: the script may still be running, and
-            # the batch is retried whole anyway.
+            # the batch is retried whole anyway. (A cluster client also retries timeouts
+            # and CLUSTERDOWN, reading the topology again first; a script sent again skips
+            # what it applied.)
             retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), 2, (RedisConnectionError,)),
             retry_on_error=[RedisConnectionError],
         )
@@ -116,7 +116,7 @@ class Runtime:
         )
         self.probe = Probe(
             self.metrics,
-            {REDIS: self.redis.ping, KAFKA: self._broker_answers},
+            {REDIS: self._redis_answers, KAFKA: self._broker_answers},
             logging.getLogger("charger.deps"),
         )
         self._task: asyncio.Task[None] | None = None
@@ -130,12 +130,12 @@ class Runtime:
         delay = 0.1
         while True:
             try:
-                await self.redis.ping()
+                await self._redis_answers()
                 return
-            except AuthenticationError:
-                raise  # wrong credentials do not get better by waiting
-            except (RedisConnectionError, RedisTimeoutError, BusyLoadingError) as exc:
-                if loop.time() + delay > deadline:
+            except Exception as exc:
+                # Wrong credentials do not get better by waiting; a cluster still forming
+                # or failing over may.
+                if not not_there_yet(exc) or loop.time() + delay > deadline:
                     raise
                 log.warning("redis not reachable at start; retrying", extra={"in_s": delay})
                 self.metrics.error("start", exc)
@@ -158,6 +158,9 @@ class Runtime:
         gc.collect()
         gc.freeze()
         log.info("charging path started", extra={"plans": len(self.plans.current())})
+
+    async def _redis_answers(self) -> None:
+        await ping(self.redis)  # on a cluster: every primary
 
     async def _broker_answers(self) -> None:
         # The producer's own metadata refresh: only the topics it writes, not the cluster's.

@@ -11,9 +11,8 @@ from typing import TYPE_CHECKING, Any
 from charger.metrics import MICROS, Metrics
 
 if TYPE_CHECKING:
-    from redis.asyncio import Redis
-
     from charger.protocol.keys import Keys
+    from charger.store.client import RedisClient
 
 log = logging.getLogger("charger.metrics")
 
@@ -29,7 +28,7 @@ class Sampler:
     def __init__(
         self,
         metrics: Metrics,
-        redis: Redis,
+        redis: RedisClient,
         keys: Keys,
         *,
         lag_period: float = 1.0,

@@ -11,6 +11,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 KafkaProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+# URL schemes that turn on Redis TLS, and those that say the URL names a Redis Cluster.
+TLS_SCHEMES = ("rediss://", "rediss+cluster://")
+CLUSTER_SCHEMES = ("redis+cluster://", "rediss+cluster://")
 
 
 def _set_needlessly(given: Mapping[str, object], why_unused: str) -> list[str]:
@@ -125,6 +128,10 @@ class Settings(BaseSettings):
     redis_min_replicas: int = Field(0, ge=0, le=64)
     redis_wait_aof: bool = False
     redis_wait_timeout_ms: int = Field(1000, ge=1, le=600_000)
+    # Redis Cluster: on with this flag or a redis+cluster:// / rediss+cluster:// URL (one
+    # node of the cluster; the client learns the others). Every command then goes to the
+    # primary serving its key's hash tag (charger.store.client).
+    redis_cluster: bool = False
     # Kafka: every worker-side client (charging consumer, producer, plan reader, Faust's
     # own clients) uses these; see charger.connections.
     kafka_security_protocol: KafkaProtocol = "PLAINTEXT"
@@ -145,8 +152,8 @@ class Settings(BaseSettings):
     def _security_combinations(self) -> Settings:
         # Every inconsistency at once, so one restart fixes them all. Messages name the
         # variables, never their values.
-        problems = self._redis_problems() + self._sentinel_problems() + self._kafka_problems()
-        problems += self._durability_problems()
+        problems = self._redis_problems() + self._sentinel_problems() + self._cluster_problems()
+        problems += self._kafka_problems() + self._durability_problems()
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -220,6 +227,31 @@ class Settings(BaseSettings):
             )
         return out
 
+    def _cluster_problems(self) -> list[str]:
+        if not self.redis_cluster_enabled():
+            return []
+        out: list[str] = []
+        if self.redis_sentinels.strip():
+            out.append(
+                "Redis Cluster and CHARGER_REDIS_SENTINELS exclude each other: a cluster "
+                "promotes its own replicas (name one node in CHARGER_REDIS_URL)"
+            )
+        if self.waits_for_durability():
+            # WAIT counts the writes of its own connection, and a cluster batch writes
+            # through one connection per node: a wait per node is not built yet.
+            out.append(
+                "CHARGER_REDIS_MIN_REPLICAS and CHARGER_REDIS_WAIT_AOF are not supported on "
+                "a Redis Cluster yet (the watermark check recovers what a promoted replica lost)"
+            )
+        if not self.redis_dsn():
+            return out
+        url = urlsplit(self.redis_dsn())
+        if url.scheme == "unix":
+            out.append("Redis Cluster (CHARGER_REDIS_CLUSTER) needs a redis:// URL, not unix://")
+        elif url.path.strip("/") not in ("", "0"):
+            out.append("Redis Cluster has database 0 only: CHARGER_REDIS_URL names another")
+        return out
+
     def _kafka_problems(self) -> list[str]:
         out: list[str] = []
         proto = self.kafka_security_protocol
@@ -272,4 +304,7 @@ class Settings(BaseSettings):
         return self.redis_min_replicas > 0 or self.redis_wait_aof
 
     def redis_tls_enabled(self) -> bool:
-        return self.redis_tls or self.redis_dsn().lower().startswith("rediss://")
+        return self.redis_tls or self.redis_dsn().lower().startswith(TLS_SCHEMES)
+
+    def redis_cluster_enabled(self) -> bool:
+        return self.redis_cluster or self.redis_dsn().lower().startswith(CLUSTER_SCHEMES)

@@ -13,9 +13,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from redis.asyncio import Redis
 
 from charger.protocol.keys import Keys
+from charger.store.client import RedisClient
 from topics import names
 
 
@@ -23,7 +23,7 @@ async def behind(
     bootstrap: str,
     group: str,
     produced: Mapping[TopicPartition, int],
-    redis: Redis,
+    redis: RedisClient,
     keys: Keys,
     **client: Any,
 ) -> int:
@@ -54,7 +54,7 @@ async def wait_caught_up(
     bootstrap: str,
     group: str,
     produced: Mapping[TopicPartition, int],
-    redis: Redis,
+    redis: RedisClient,
     keys: Keys,
     timeout: float,
     **client: Any,

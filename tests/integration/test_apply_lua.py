@@ -1,8 +1,11 @@
 """apply.lua contract, run against every Redis backend at hand.
 
-Always the session's Redis (embedded Valkey unless CHARGER_REDIS_URL is set) and Redis 7
-(Debian's `redis-server`, started here when installed: `.ci/run` installs it, and on CI a
-missing one fails); add more with CHARGER_TEST_REDIS_URLS (comma-separated).
+Always the session's Redis (embedded Valkey unless CHARGER_REDIS_URL is set), the
+session's Redis Cluster (six embedded Valkey nodes: a test's keys all carry one hash tag,
+so they live on one primary), and Redis 7 (Debian's `redis-server`, started here when
+installed: `.ci/run` installs it, and on CI a missing one fails), alone and as a cluster;
+add more with CHARGER_TEST_REDIS_URLS (comma-separated; ``redis+cluster://`` for a
+cluster).
 """
 
 from __future__ import annotations
@@ -12,7 +15,6 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
-from redis.asyncio import Redis
 
 from charger.charging.documents import render
 from charger.protocol.fields import AccountField
@@ -20,7 +22,9 @@ from charger.protocol.keys import Keys
 from charger.protocol.ops import Move, ScriptConfig, SlotPlan, UpsertAccount
 from charger.protocol.outputs import decode_entry
 from charger.store.redis_store import RedisStore
+from charger_tools.cluster import Cluster, start_cluster
 from charger_tools.embedded import start_redis
+from tests.kit.cluster import redis_for
 from tests.kit.harness import Stack
 from tests.kit.servers import redis_server_binary
 
@@ -38,15 +42,29 @@ def redis7() -> Iterator[str]:
         server.stop()
 
 
-@pytest.fixture(params=["session", "redis7", *EXTRA])
+@pytest.fixture(scope="module")
+def redis7_cluster() -> Iterator[Cluster]:
+    """A Redis Cluster of six Redis servers (not Valkey) of this module's own."""
+    cluster = start_cluster(binary=redis_server_binary())
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(params=["session", "cluster", "redis7", "redis7_cluster", *EXTRA])
 async def store(request: pytest.FixtureRequest, stack: Stack) -> AsyncIterator[RedisStore]:
     if request.param == "session":
         url = stack.redis_url
+    elif request.param == "cluster":
+        url = request.getfixturevalue("redis_cluster").url
     elif request.param == "redis7":
         url = request.getfixturevalue("redis7")
+    elif request.param == "redis7_cluster":
+        url = request.getfixturevalue("redis7_cluster").url
     else:
         url = request.param
-    client = Redis.from_url(url)
+    client = redis_for(url)
     keys = Keys(f"lua{uuid.uuid4().hex[:8]}", 8)
     yield RedisStore(client, keys, ScriptConfig(600, 600, 10, 2000, 3_600_000, 600_000, 3_600_000))
     async for key in client.scan_iter(match=f"{keys.prefix}:*"):

@@ -29,7 +29,7 @@ from charger.kafka.batch import COMMIT_TIMEOUT_S
 from charger_tools.embedded import EmbeddedServer, free_port, start_broker, start_redis
 from tests.kit.harness import Run, Stack, started_run
 from tests.kit.proxy import Proxy
-from tests.kit.traffic import Round, open_accounts, traffic
+from tests.kit.traffic import open_accounts, stream, traffic
 from tests.kit.worker import Worker
 from topics import names
 
@@ -60,29 +60,6 @@ def total(samples: Samples, name: str, **labels: str) -> float:
     """Sum of the samples of `name` whose labels include `labels`."""
     want = set(labels.items())
     return sum(v for (n, lbl), v in samples.items() if n == name and want <= lbl)
-
-
-async def stream(run: Run, rounds: list[Round], warmup: int = 20) -> asyncio.Task[None]:
-    """Produce `rounds` ten a second; returns once `warmup` rounds are out.
-
-    During a broker outage the producer holds what it is given until the broker is back.
-    """
-    started = asyncio.Event()
-
-    async def produce() -> None:
-        for i, batch in enumerate(rounds):
-            await run.send_all(batch)
-            if i == warmup:
-                started.set()
-            await asyncio.sleep(0.1)
-
-    task = asyncio.create_task(produce())
-    waiting = asyncio.create_task(started.wait())
-    await asyncio.wait({task, waiting}, timeout=60, return_when=asyncio.FIRST_COMPLETED)
-    waiting.cancel()
-    if task.done():
-        task.result()  # the producer's error, if it failed
-    return task
 
 
 # ---- the checks after recovery ----

@@ -6,8 +6,11 @@
 - waits: `until`, a deadline-bound wait for any condition.
 - outputs: ledger entries, switch commands, notifications and recharge requests of a run.
 - http: GETs against a worker's or Prometheus's web server.
-- traffic: a steady stream of SMS, attempts and calls, with the balances it must leave.
+- traffic: a steady stream of SMS, attempts and calls, with the balances it must leave,
+  and the tally of a run's ledger and balances against them.
 - servers, proxy: a locked-down Valkey, TLS fronts, a broker behind one, an outage proxy.
+- cluster: a client for a test's Redis URL (cluster-aware for ``redis+cluster://``), and
+  which primary serves each of a run's slots.
 - corpus, acl, certs, spending, strategies: bad-input cases, the deploy ACL file, a
   throwaway PKI, the reference of how calls spend money, Hypothesis strategies for records.
 """

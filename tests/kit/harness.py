@@ -19,17 +19,15 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
-from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
 
 from charger.events.timefmt import format_time_ms
 from charger.kafka.admin import create_topics
 from charger.protocol.fields import AccountField
 from charger.protocol.keys import Keys
 from charger.settings import Settings
+from charger.store.client import RedisClient
 from tests.kit import records
+from tests.kit.cluster import redis_for
 from topics import names
 
 # (topic, key, value) as Run.send_all takes it; a None value is a tombstone.
@@ -74,7 +72,11 @@ class Out:
 class Run:
     """One isolated run: settings, producing inputs, reading outputs and balances."""
 
-    def __init__(self, bootstrap: str, redis_url: str) -> None:
+    def __init__(self, bootstrap: str, redis_url: str, partitions: int | None = None) -> None:
+        """A run on `bootstrap` and `redis_url` (a ``redis+cluster://`` URL: a cluster).
+
+        `partitions` other than the contract's creates the topics with that many (on a
+        broker where they do not exist yet) and sets CHARGER_PARTITIONS to match."""
         self.uid = uuid.uuid4().hex[:8]
         self.t0_ms = run_start_ms()
         self.t0 = format_time_ms(self.t0_ms)
@@ -86,12 +88,11 @@ class Run:
             redis_prefix=f"t{self.uid}",
             group_id=f"g{self.uid}",
             batch_timeout_ms=20,
+            **({} if partitions is None else {"partitions": partitions}),
         )
+        self.partitions = partitions
         self.keys = Keys(self.settings.redis_prefix, self.settings.partitions)
-        # One reconnect on a dropped connection: the fault tests restart Redis under it.
-        self.redis = Redis.from_url(
-            redis_url, retry=Retry(NoBackoff(), 1), retry_on_error=[RedisConnectionError]
-        )
+        self.redis: RedisClient = redis_for(redis_url)
         self.producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
         self.marks: dict[TopicPartition, int] = {}
         self.produced: dict[TopicPartition, int] = {}  # next offset after what we sent
@@ -122,16 +123,21 @@ class Run:
             enable_auto_commit=False,
         )
 
+    def topic_partitions(self, topic: str) -> int:
+        """How many partitions `topic` has in this run."""
+        spec = names.TOPICS[topic]
+        if self.partitions is None or spec.partitions == 1:
+            return spec.partitions
+        return self.partitions
+
     async def start(self) -> None:
-        await create_topics(self.bootstrap, names.TOPICS.values())
+        await create_topics(self.bootstrap, names.TOPICS.values(), self.partitions)
         await self.producer.start()
         c = self._group_consumer()
         await c.start()
         try:
             tps = [
-                TopicPartition(t, p)
-                for t in names.TOPICS
-                for p in range(names.TOPICS[t].partitions)
+                TopicPartition(t, p) for t in names.TOPICS for p in range(self.topic_partitions(t))
             ]
             # End offsets of the embedded broker lag behind multi-record batches: read
             # from them to the real end, so earlier runs' records stay out of this one.
@@ -163,6 +169,8 @@ class Run:
             CHARGER_GROUP_ID=self.settings.group_id,
             CHARGER_BATCH_TIMEOUT_MS="20",
         )
+        if self.partitions is not None:
+            env["CHARGER_PARTITIONS"] = str(self.partitions)
         env.update(extra)
         return env
 
@@ -280,9 +288,11 @@ class Run:
 
 
 @contextlib.asynccontextmanager
-async def started_run(bootstrap: str, redis_url: str) -> AsyncIterator[Run]:
+async def started_run(
+    bootstrap: str, redis_url: str, partitions: int | None = None
+) -> AsyncIterator[Run]:
     """A started run on the given broker and Redis, closed afterwards."""
-    run = Run(bootstrap, redis_url)
+    run = Run(bootstrap, redis_url, partitions)
     await run.start()
     try:
         yield run

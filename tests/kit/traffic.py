@@ -1,13 +1,17 @@
-"""A steady stream of SMS, ring-through attempts and calls, with what it must cost; and a
-stream of texts played at a pace for as long as a test needs."""
+"""A steady stream of SMS, ring-through attempts and calls, with what it must cost; a
+stream of texts played at a pace for as long as a test needs; and how far the ledger and
+the balances are from that after a run."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 
 from charger.charging.ledger import entry_id
+from charger.protocol.keys import slot_of
 from tests.kit.harness import Run
 from tests.kit.records import call_attempt, call_ended, call_started, routed, sms_sent
 from topics import names
@@ -97,3 +101,79 @@ class TextStream:
 
     def stop(self) -> None:
         self._stopped.set()
+
+
+async def open_accounts_per_slot(run: Run, name: str, per_slot: int) -> list[str]:
+    """`per_slot` accounts in every slot (partition) of the run, opened with OPENING."""
+    slots = run.settings.partitions
+    chosen: dict[int, list[str]] = {slot: [] for slot in range(slots)}
+    n = 0
+    while any(len(found) < per_slot for found in chosen.values()):
+        account = run.acct(f"{name}{n}")
+        n += 1
+        found = chosen[slot_of(account, slots)]
+        if len(found) < per_slot:
+            found.append(account)
+    accounts = [account for found in chosen.values() for account in found]
+    for account in accounts:
+        await run.account(account, credit=OPENING)
+    return accounts
+
+
+async def stream(run: Run, rounds: list[Round], warmup: int = 20) -> asyncio.Task[None]:
+    """Produce `rounds` ten a second; returns once `warmup` rounds are out.
+
+    During a broker outage the producer holds what it is given until the broker is back.
+    """
+    started = asyncio.Event()
+
+    async def produce() -> None:
+        for i, batch in enumerate(rounds):
+            await run.send_all(batch)
+            if i == warmup:
+                started.set()
+            await asyncio.sleep(0.1)
+
+    task = asyncio.create_task(produce())
+    waiting = asyncio.create_task(started.wait())
+    await asyncio.wait({task, waiting}, timeout=60, return_when=asyncio.FIRST_COMPLETED)
+    waiting.cancel()
+    if task.done():
+        task.result()  # the producer's error, if it failed
+    return task
+
+
+@dataclass(frozen=True)
+class Tally:
+    """How far a run's outputs are from what its traffic must have left."""
+
+    lost: int  # expected ledger entries that are missing
+    invented: int  # ledger entries nobody asked for
+    doubled: int  # an entry id with two different payloads, or an event with two entries
+    mismatched: int  # accounts whose balance is not what the prices say or its ledger sum
+    republished: int  # entries published again byte for byte (readers dedupe by id)
+
+
+async def tally(run: Run, balances: dict[str, int], ids: set[str]) -> Tally:
+    """Compare the run's ledger topic and balances with `traffic`'s expectations
+    (every account opened with a credit, as `open_accounts` does)."""
+    raw = await run.outputs(names.LEDGER)
+    ledger = [out.json() for out in raw]
+    payloads: dict[str, set[bytes]] = {}
+    for entry, out in zip(ledger, raw, strict=True):
+        payloads.setdefault(entry["id"], set()).add(out.value)
+    by_id = {e["id"]: e for e in ledger}
+    wanted = ids | {f"ac:cr-{account}:topup" for account in balances}
+    per_cause = Counter(e["source_event_id"] for e in by_id.values())
+    doubled = sum(len(p) > 1 for p in payloads.values()) + sum(n > 1 for n in per_cause.values())
+    mismatched = 0
+    for account, closing in balances.items():
+        ledger_sum = sum(e["amount_micros"] for e in by_id.values() if e["account"] == account)
+        mismatched += not (await run.balance(account) == ledger_sum == closing)
+    return Tally(
+        lost=len(wanted - set(by_id)),
+        invented=len(set(by_id) - wanted),
+        doubled=doubled,
+        mismatched=mismatched,
+        republished=len(ledger) - len(by_id),
+    )

@@ -38,8 +38,8 @@ class FakePipeline:
         self.commands: list[tuple[Any, ...]] = []
         self.replies = replies or []
 
-    def evalsha(self, *args: Any) -> None:
-        self.commands.append(("EVALSHA", args[0]))
+    def execute_command(self, name: str, *args: Any) -> None:
+        self.commands.append((name, args[0]))
 
     def incr(self, key: str) -> None:
         self.commands.append(("INCR", key))
@@ -78,7 +78,7 @@ def test_the_wait_follows_the_writes_and_is_timed_on_the_server_clock() -> None:
     seen = Seen()
     durability = Durability(replicas=2, timeout_ms=750, observe=seen)
     pipe = FakePipeline()
-    pipe.evalsha("sha")
+    pipe.execute_command("EVALSHA", "sha")
     assert durability.queue(pipe) == REPLIES
     assert pipe.commands == [("EVALSHA", "sha"), ("TIME",), ("WAIT", 2, 750), ("TIME",)]
     seconds = durability.check("apply", [["applied"], BEFORE, 2, AFTER])

@@ -28,14 +28,17 @@ WORKER_MODULES = [
     SRC / "app.py",
 ]
 _PY_CALL = re.compile(r"(?<!producer\.)\b(?:pipe|redis|client)\.(\w+)\(")
+# A command sent by its name (scripts.py queues EVALSHA so: see there why).
+_BY_NAME = re.compile(r"\.execute_command\(\s*['\"](\w+)['\"]")
 _LUA_CALL = re.compile(r"redis\.p?call\(\s*['\"](\w+)['\"]")
 # A command sent by name, with its subcommand in the name ("COMMAND INFO").
 _RAW_CALL = re.compile(r"execute_command\(\s*\"([A-Za-z]+)(?: ([A-Za-z]+))?\"")
 # Client methods that send no command of their own.
 _NOT_COMMANDS = {"pipeline", "execute", "execute_command", "aclose", "close", "register_script"}
 # Sent by redis-py itself: naming the library on connect, SELECT for a database other
-# than 0.
-_BY_THE_CLIENT = {"client|setinfo", "select"}
+# than 0, and on a Redis Cluster the topology and the command table (where each
+# command's keys are, to route it).
+_BY_THE_CLIENT = {"client|setinfo", "select", "cluster|slots", "command"}
 NEVER = {
     "flushall",
     "flushdb",
@@ -74,6 +77,7 @@ def commands_in_code() -> set[str]:
         text = path.read_text()
         found |= {_SUBCOMMANDS.get(m, m).lower() for m in _PY_CALL.findall(text)}
         found |= {"|".join(filter(None, m)).lower() for m in _RAW_CALL.findall(text)}
+        found |= {m.lower() for m in _BY_NAME.findall(text)}
     for source in (apply_source(), read_source()):  # the scripts as the server gets them
         found |= {m.lower() for m in _LUA_CALL.findall(source)}
     return found - _NOT_COMMANDS

@@ -7,14 +7,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgpack  # type: ignore[import-untyped]
-from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
 
 from charger.charging.planner import Prepared
 from charger.charging.records import AccountInfo, CallState, Reads
 from charger.protocol.fields import ACCOUNT_SETTINGS_FIELDS, CALL_FIELDS
 from charger.protocol.keys import Keys
 from charger.protocol.ops import ScriptConfig, SlotPlan, Value
+from charger.store.client import RedisClient, RedisPipeline
 from charger.store.durability import REPLIES, Durability
 from charger.store.scripts import Scripts
 
@@ -43,7 +42,11 @@ class RedisStore:
     """Reads what planning needs and applies planned batches with apply.lua."""
 
     def __init__(
-        self, client: Redis, keys: Keys, cfg: ScriptConfig, durability: Durability | None = None
+        self,
+        client: RedisClient,
+        keys: Keys,
+        cfg: ScriptConfig,
+        durability: Durability | None = None,
     ) -> None:
         self.client = client
         self.keys = keys
@@ -80,7 +83,7 @@ class RedisStore:
             packed = msgpack.packb([sr.seen, sr.accounts, sr.calls, requests], use_bin_type=False)
             calls.append(([self.keys.watermark(slot)], [packed]))
 
-        def queue(pipe: Pipeline) -> None:
+        def queue(pipe: RedisPipeline) -> None:
             for keys, args in calls:
                 self.scripts.read(pipe, keys, args)
 
@@ -132,7 +135,7 @@ class RedisStore:
             calls.append(sb.script_args(self.keys, at, self.cfg, highest, expected))
         durability = self.durability if wait else Durability()
 
-        def queue(pipe: Pipeline) -> None:
+        def queue(pipe: RedisPipeline) -> None:
             for keys, args in calls:
                 self.scripts.apply(pipe, keys, args)
             durability.queue(pipe)  # on the same connection: WAIT counts its writes

@@ -12,6 +12,12 @@ without persistence, SCRIPT FLUSH, a failover to a replica that never saw it) an
 NOSCRIPT; then every script is loaded and the pipeline runs again. Running it again is
 harmless: read.lua reads, and apply.lua skips what its watermark and seen ids say was
 applied.
+
+On a Redis Cluster, SCRIPT LOAD goes to every primary, and each EVALSHA to the primary
+serving the slot key it declares. Replicas do not get scripts from their primary, so a
+replica promoted by a failover answers NOSCRIPT: the scripts are loaded on every primary
+again and the pipeline runs again, on every node (the calls that had succeeded elsewhere
+skip, as above).
 """
 
 from __future__ import annotations
@@ -21,12 +27,11 @@ from collections.abc import Callable
 from importlib import resources
 from typing import Any
 
-from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
 from redis.exceptions import NoScriptError
 
 from charger.protocol.lua import apply_prelude, read_prelude
 from charger.protocol.ops import Value
+from charger.store.client import RedisClient, RedisPipeline
 
 APPLY_PARTS = (
     "arithmetic",
@@ -65,26 +70,29 @@ class Script:
         self.source = source
         self.sha = hashlib.sha1(source.encode()).hexdigest()
 
-    def __call__(self, pipe: Pipeline, keys: list[str], args: list[Value]) -> None:
+    def __call__(self, pipe: RedisPipeline, keys: list[str], args: list[Value]) -> None:
         """Queue one EVALSHA of this script on `pipe`."""
-        pipe.evalsha(self.sha, len(keys), *keys, *args)
+        # By name: redis-py's cluster pipeline refuses its evalsha method, as a script's
+        # keys could be anywhere. Ours declare one slot key, by which EVALSHA is routed.
+        pipe.execute_command("EVALSHA", self.sha, len(keys), *keys, *args)
 
 
 class Scripts:
     """The worker's scripts, bound to one client; EVALSHA with a reload on NOSCRIPT."""
 
-    def __init__(self, client: Redis) -> None:
+    def __init__(self, client: RedisClient) -> None:
         self.client = client
         self.apply = Script("apply", apply_source())
         self.read = Script("read", read_source())
         self.loads = 0
 
     async def load(self) -> None:
+        # On a cluster: on every primary (redis-py's routing of SCRIPT LOAD).
         for script in (self.apply, self.read):
             await self.client.script_load(script.source)
         self.loads += 1
 
-    async def run(self, queue: Callable[[Pipeline], None]) -> list[Any]:
+    async def run(self, queue: Callable[[RedisPipeline], None]) -> list[Any]:
         """Execute one pipeline that `queue` fills; once more after loading on NOSCRIPT."""
         try:
             return await self._execute(queue)
@@ -92,7 +100,7 @@ class Scripts:
             await self.load()
         return await self._execute(queue)
 
-    async def _execute(self, queue: Callable[[Pipeline], None]) -> list[Any]:
+    async def _execute(self, queue: Callable[[RedisPipeline], None]) -> list[Any]:
         pipe = self.client.pipeline(transaction=False)
         queue(pipe)
         res: list[Any] = await pipe.execute()

@@ -21,6 +21,7 @@ from charger.charging.planner import Planner
 from charger.charging.records import Inbound
 from charger.protocol.keys import Keys
 from charger.rating import RatePlan
+from charger.store.client import RedisClient
 from charger.store.redis_store import RedisStore
 from charger_tools.simulate import SimConfig, SimRecord, Switch, sample_accounts, stats
 from charger_tools.simulate.model import MICROS
@@ -225,7 +226,7 @@ async def load_charger_accounts(w: Workload, store: RedisStore, plans: dict[str,
     return applied
 
 
-async def clear_outboxes(client: Redis, keys: Keys) -> None:
+async def clear_outboxes(client: RedisClient, keys: Keys) -> None:
     await client.delete(*(keys.outbox(s) for s in range(keys.slots)))
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from redis.asyncio import Redis
 
 from charger.protocol import fields as F
 from charger.protocol.keys import Keys, slot_of
+from charger.store.client import RedisClient
 from charger_tools.chaos.checker import Expected, Observed
 from topics import names
 
@@ -51,7 +51,7 @@ async def read_topics(
 async def observe(
     bootstrap: str,
     marks: dict[TopicPartition, int],
-    redis: Redis,
+    redis: RedisClient,
     keys: Keys,
     accounts: list[str],
     expected: list[Expected],

@@ -22,13 +22,13 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
-from redis.asyncio import Redis
 
 from charger.connections import close_redis, kafka_security, redis_client
 from charger.kafka.admin import create_topics
 from charger.protocol.fields import AccountField as F
 from charger.protocol.keys import Keys
 from charger.settings import Settings
+from charger.store.client import RedisClient
 from charger_tools.bench.report import percentile
 from charger_tools.catchup import wait_caught_up
 from charger_tools.demo.payments import Payments
@@ -74,7 +74,7 @@ class Demo:
         # Given servers may be secured: the demo's own clients use the CHARGER_* security
         # settings too (its worker gets them through the inherited environment).
         self.security = kafka_security(self.settings)
-        self.redis: Redis = redis_client(self.settings)
+        self.redis: RedisClient = redis_client(self.settings)
         self.producer = AIOKafkaProducer(
             bootstrap_servers=bootstrap, acks="all", linger_ms=5, **self.security
         )
