@@ -13,6 +13,7 @@ RECHARGE_REQUESTS = "billing.recharge-requests"
 LEDGER = "billing.ledger"
 NOTIFICATIONS = "billing.notifications"
 DLQ = "billing.dlq"
+CHARGE_RESULTS = "billing.charge-results"
 
 # Input topics that move money share one partition count and the default (murmur2) key
 # partitioner, so an account's events, settings and recharge results land on the same
@@ -101,6 +102,13 @@ TOPICS: dict[str, TopicSpec] = {
         TopicSpec(
             NOTIFICATIONS,
             "Customer notifications: recharge failures, low balance, exhaustion, cutoffs.",
+            "charger",
+            "account id",
+            DEFAULT_PARTITIONS,
+        ),
+        TopicSpec(
+            CHARGE_RESULTS,
+            "The outcome of every fee.charged: fee.applied or fee.refused, one per fee id.",
             "charger",
             "account id",
             DEFAULT_PARTITIONS,

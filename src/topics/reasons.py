@@ -68,11 +68,17 @@ PLANNER: Final[dict[str, str]] = {
     "charge_too_large": "The rated charge exceeds the largest single movement (10 million units).",
     "currency_change": "An `account.upserted` tries to change an existing account's currency.",
     "invalid_account_settings": (
-        "`account.upserted` with a currency that is not an ISO 4217 style code, or a "
-        "notify_email that is not an e-mail address."
+        "`account.upserted` with a currency that is not an ISO 4217 style code, a "
+        "notify_email that is not an e-mail address, or a time_zone the IANA database "
+        "does not have."
     ),
     "invalid_auto_recharge": "Auto-recharge settings below the policy minimums; the old ones stay.",
     "unknown_request": "A recharge result for a request the account never made.",
+    "invalid_adjustment": "A `balance.adjusted` of zero: it would move nothing.",
+    "invalid_subscription": (
+        "A `subscription.upserted` that cannot be scheduled: `advance` billing with a `day` "
+        "period, or `ends_at` not after `starts_at`."
+    ),
 }
 
 # Refused by the rate plan reader of `billing.rate-plans` (besides the decoder's codes).

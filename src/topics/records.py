@@ -97,6 +97,21 @@ FLOOR_OPTIONAL: dict[str, Field] = {
     ),
 }
 
+FEE_ITEM = e(
+    "What a fee is for.",
+    "number_purchase",
+    "number_renewal",
+    "number_rental",
+    "product",
+    "licence",
+    "other",
+)
+
+
+def local_date(description: str) -> Field:
+    return Field("string", description + ", a local date YYYY-MM-DD.", max_length=10)
+
+
 AUTO_RECHARGE = Field(
     "object",
     "Auto-recharge settings.",
@@ -155,13 +170,78 @@ RECORDS: dict[str, RecordType] = {
                 "rate_plan": s("Rate plan id.", 128),
                 "credit_limit_micros": micros("How far below zero the balance may go"),
             },
-            {"auto_recharge": AUTO_RECHARGE, "notify_email": s("Recharge failure e-mail.")},
+            {
+                "auto_recharge": AUTO_RECHARGE,
+                "notify_email": s("Recharge failure e-mail."),
+                "time_zone": s(
+                    "IANA time zone of the account's days and months (subscriptions, daily "
+                    "movements), default UTC.",
+                    64,
+                ),
+                "low_balance_micros": micros(
+                    "Send low_balance once each time the available balance crosses below this"
+                ),
+            },
         ),
         RecordType(
             "balance.credited",
             names.BILLING_ACCOUNTS,
             "A manual top-up (Pay Now).",
             {"amount_micros": micros("Amount credited", 1), "reference": s("Payment reference.")},
+        ),
+        RecordType(
+            "fee.charged",
+            names.BILLING_ACCOUNTS,
+            "A one-off fee (a number bought or renewed, a product, a licence) debited from "
+            "the balance; its outcome goes to billing.charge-results.",
+            {
+                "amount_micros": micros("Fee", 1),
+                "item": FEE_ITEM,
+                "description": s("What the fee is for, as the customer reads it."),
+            },
+            {
+                "reference": s("What it concerns, e.g. the phone number.", 128),
+                "period_start": local_date("First day the fee covers"),
+                "period_end": local_date("Last day the fee covers"),
+                "require_funds": Field(
+                    "boolean",
+                    "Refuse the fee instead of charging it when it would take the available "
+                    "balance to or below the floor (default false: charged, and the account "
+                    "suspended as for usage).",
+                ),
+            },
+        ),
+        RecordType(
+            "balance.adjusted",
+            names.BILLING_ACCOUNTS,
+            "An operator's correction or refund: credits positive, debits negative.",
+            {
+                "amount_micros": micros("Signed, not zero", -MAX_MICROS, MAX_MICROS),
+                "reason": s("Why, as the customer reads it."),
+            },
+            {"reference": s("What it concerns (a ticket, an invoice).", 128)},
+        ),
+        RecordType(
+            "subscription.upserted",
+            names.BILLING_ACCOUNTS,
+            "A recurring charge charger schedules in the account's time zone; upsert it "
+            "again to change it, with `ends_at` to cancel it.",
+            {
+                "subscription_id": s("Subscription id, unique within the account.", 128),
+                "item": FEE_ITEM,
+                "description": s("What it is for, as the customer reads it."),
+                "price_micros": micros("Price per period, per unit"),
+                "period": e("The period the price is for.", "day", "month"),
+                "billing": e(
+                    "arrears: charged after each local day for that day; advance: each "
+                    "local month on its 1st (a start or an increase mid-month pro rata).",
+                    "arrears",
+                    "advance",
+                ),
+                "quantity": i("Units (numbers, licences).", 1, 1_000_000),
+                "starts_at": Field("time", "When it starts."),
+            },
+            {"ends_at": Field("time", "When it ends (set it to cancel).")},
         ),
         # --- billing.recharge-results (from payments) ---
         RecordType(
@@ -242,6 +322,7 @@ RECORDS: dict[str, RecordType] = {
                     "topup",
                     "adjustment",
                     "session_expired",
+                    "fee",
                 ),
                 "amount_micros": balance("Signed: debits negative, credits positive."),
                 "currency": CURRENCY,
@@ -251,7 +332,15 @@ RECORDS: dict[str, RecordType] = {
                 "quantity": i(
                     "Billed quantity (seconds, segments, attempts, 1).", 0, MAX_BALANCE_MICROS
                 ),
-                "unit": e("Unit of quantity.", "second", "segment", "attempt", "payment"),
+                "unit": e(
+                    "Unit of quantity.",
+                    "second",
+                    "segment",
+                    "attempt",
+                    "payment",
+                    "item",
+                    "adjustment",
+                ),
                 "unit_price_micros": i(
                     "Price per minute for calls, per unit otherwise.", 0, MAX_MICROS
                 ),
@@ -271,7 +360,35 @@ RECORDS: dict[str, RecordType] = {
                 "connect_fee_micros": i("Connect fee included in amount.", 0, MAX_MICROS),
                 "increments": s("Billing increments first/next, e.g. 60/6."),
                 "duration_ms": i("Duration measured by the switch.", 0, MAX_DURATION_MS),
-                "reference": s("Payment reference."),
+                "reference": s("Payment reference, or what a fee or adjustment concerns."),
+                "item": FEE_ITEM,
+                "subscription_id": s("The subscription a scheduled fee is for.", 128),
+                "period_start": local_date("First day a fee covers"),
+                "period_end": local_date("Last day a fee covers"),
+                "reason": s("Why an adjustment was made."),
+                "description": s("What a fee is for."),
+            },
+        ),
+        # --- billing.charge-results (to the platform) ---
+        RecordType(
+            "fee.applied",
+            names.CHARGE_RESULTS,
+            "A fee.charged was debited. " + ISSUED,
+            {
+                "fee_id": s("Id of the fee.charged record.", 128),
+                "ledger_entry_id": s("Id of its ledger entry.", 256),
+                "amount_micros": micros("Fee", 1),
+                "balance_after_micros": balance("Balance right after the fee."),
+            },
+        ),
+        RecordType(
+            "fee.refused",
+            names.CHARGE_RESULTS,
+            "A fee.charged with require_funds was not charged. " + ISSUED,
+            {
+                "fee_id": s("Id of the fee.charged record.", 128),
+                "reason": e("Why.", "insufficient_funds"),
+                "available_micros": AVAILABLE,
             },
         ),
         # --- billing.notifications ---
@@ -284,7 +401,8 @@ RECORDS: dict[str, RecordType] = {
         RecordType(
             "low_balance",
             names.NOTIFICATIONS,
-            "Available balance is below the recharge threshold. " + ISSUED,
+            "Available balance crossed below the account's low_balance_micros (once per "
+            "crossing), or a recharge was declined below its threshold. " + ISSUED,
             {"available_micros": AVAILABLE, "threshold_micros": micros("Threshold")},
             {"email": s()},
         ),

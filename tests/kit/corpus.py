@@ -233,6 +233,29 @@ def cases(ids: Ids) -> list[Case]:
         ("e-mail without domain", U(notify_email="alice"), "invalid_account_settings", "e-mail"),
         ("recharge below policy", U(auto_recharge=auto), "invalid_auto_recharge", "the minimum"),
         ("currency change", U(currency="EUR"), "currency_change", "cannot move to EUR"),
+        ("unknown time zone", U(time_zone="Mars/Olympus"), "invalid_account_settings", "IANA"),
+        (
+            "zero adjustment",
+            C(type="balance.adjusted", amount_micros=0, reason="typo"),
+            "invalid_adjustment",
+            "moves nothing",
+        ),
+        (
+            "advance by the day",
+            C(
+                type="subscription.upserted",
+                subscription_id="daily",
+                item="product",
+                description="Daily product",
+                price_micros=1_000_000,
+                period="day",
+                billing="advance",
+                quantity=1,
+                starts_at=T0,
+            ),
+            "invalid_subscription",
+            "period must be month",
+        ),
     ]
     plan = j({"id": f"pn-{u}", "type": "rate_plan.upserted", "time": T0})
     zero_inc = P(voice=[rate | {"increments": "0/6"}])

@@ -43,3 +43,9 @@ async def notifications(run: Run) -> list[Document]:
 
 async def recharge_requests(run: Run) -> list[Document]:
     return [o.json() for o in await run.outputs(names.RECHARGE_REQUESTS)]
+
+
+async def charge_results(run: Run, account: str | None = None) -> list[Document]:
+    """fee.applied and fee.refused, for one account if given."""
+    docs = [o.json() for o in await run.outputs(names.CHARGE_RESULTS)]
+    return [d for d in docs if account is None or d["account"] == account]

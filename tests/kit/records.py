@@ -183,6 +183,85 @@ def balance_credited(
     )
 
 
+def fee_charged(
+    when: When,
+    account: str,
+    event_id: str,
+    *,
+    amount_micros: int,
+    item: str = "number_purchase",
+    description: str = "Phone number",
+    time: str | None = None,
+    **fields: Any,
+) -> Record:
+    """A one-off fee (`require_funds=True` to have it refused when the money is short)."""
+    return event(
+        "fee.charged",
+        account,
+        event_id,
+        time or start_of(when),
+        amount_micros=amount_micros,
+        item=item,
+        description=description,
+        **fields,
+    )
+
+
+def balance_adjusted(
+    when: When,
+    account: str,
+    event_id: str,
+    *,
+    amount_micros: int,
+    reason: str = "correction",
+    time: str | None = None,
+    **fields: Any,
+) -> Record:
+    return event(
+        "balance.adjusted",
+        account,
+        event_id,
+        time or start_of(when),
+        amount_micros=amount_micros,
+        reason=reason,
+        **fields,
+    )
+
+
+def subscription_upserted(
+    when: When,
+    account: str,
+    event_id: str,
+    *,
+    subscription_id: str,
+    price_micros: int,
+    starts_at: str,
+    period: str = "month",
+    billing: str = "arrears",
+    quantity: int = 1,
+    item: str = "product",
+    description: str = "Product",
+    time: str | None = None,
+    **fields: Any,
+) -> Record:
+    """A recurring charge; `ends_at=` ends it."""
+    return event(
+        "subscription.upserted",
+        account,
+        event_id,
+        time or start_of(when),
+        subscription_id=subscription_id,
+        item=item,
+        description=description,
+        price_micros=price_micros,
+        period=period,
+        billing=billing,
+        quantity=quantity,
+        starts_at=starts_at,
+        **fields,
+    )
+
+
 def recharge_result(
     when: When,
     account: str,

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import re
 from typing import Any, Final
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from charger.charging.records import AccountInfo, RechargePolicy
 from charger.charging.usage import RatingError
 from charger.rating.model import check_currency
 
-__all__ = ["check_settings"]
+__all__ = ["check_settings", "known_time_zone"]
 
 # One @, something on each side, a dot in the domain, no spaces: enough to catch a field
 # filled with a name or a phone number, without pretending to validate RFC 5321.
@@ -41,12 +42,29 @@ def check_settings(body: dict[str, Any], prev: AccountInfo | None, policy: Recha
             "invalid_account_settings",
             f"account {account!r}: notify_email must be an e-mail address, got {email!r}",
         )
+    zone = body.get("time_zone")
+    if zone is not None and not known_time_zone(zone):
+        raise RatingError(
+            "invalid_account_settings",
+            f"account {account!r}: time_zone {zone!r} is not an IANA time zone name",
+        )
     _check_auto_recharge(account, body.get("auto_recharge"), policy)
     if prev is not None and prev.currency != body["currency"]:
         raise RatingError(
             "currency_change",
             f"account {account!r} is in {prev.currency}, cannot move to {body['currency']}",
         )
+
+
+def known_time_zone(name: str) -> bool:
+    """True when ``name`` is a time zone of the IANA database this process has."""
+    if not name or name.startswith(("/", ".")) or ".." in name:
+        return False  # zoneinfo would read it as a path
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
 
 
 def _check_auto_recharge(account: str, ar: dict[str, Any] | None, pol: RechargePolicy) -> None:

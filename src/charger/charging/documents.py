@@ -182,6 +182,50 @@ def _declined(output: out.RechargeDeclined) -> list[Document]:
     ]
 
 
+def _fee_applied(output: out.FeeApplied) -> list[Document]:
+    account, fee_id = output.account.decode(), output.fee_id.decode()
+    document = {
+        "id": f"fee:{account}:{fee_id}:applied",
+        "type": "fee.applied",
+        "account": account,
+        "time": format_time_ms(output.issued_at_ms),
+        "fee_id": fee_id,
+        "ledger_entry_id": output.ledger_entry_id.decode(),
+        "amount_micros": output.amount_micros,
+        "balance_after_micros": output.balance_after_micros,
+    }
+    return [Document(names.CHARGE_RESULTS, output.account, _json(document), None, "fee_applied")]
+
+
+def _fee_refused(output: out.FeeRefused) -> list[Document]:
+    account, fee_id = output.account.decode(), output.fee_id.decode()
+    document = {
+        "id": f"fee:{account}:{fee_id}:refused",
+        "type": "fee.refused",
+        "account": account,
+        "time": format_time_ms(output.issued_at_ms),
+        "fee_id": fee_id,
+        "reason": output.reason.decode(),
+        "available_micros": output.available_micros,
+    }
+    return [Document(names.CHARGE_RESULTS, output.account, _json(document), None, "fee_refused")]
+
+
+def _low_balance(output: out.LowBalance) -> list[Document]:
+    account = output.account.decode()
+    document: dict[str, Any] = {
+        "id": f"low:{account}:{output.crossing}",
+        "type": "low_balance",
+        "account": account,
+        "time": format_time_ms(output.issued_at_ms),
+        "available_micros": output.available_micros,
+        "threshold_micros": output.threshold_micros,
+    }
+    if output.notify_email:
+        document["email"] = output.notify_email.decode()
+    return [Document(names.NOTIFICATIONS, output.account, _json(document), None, "notification")]
+
+
 def refusal_headers(output: out.Refused) -> list[tuple[str, bytes]]:
     """Why a record was refused and where it was read, as DLQ record headers."""
     return [
@@ -222,4 +266,7 @@ _RENDERERS: dict[type[out.Output], Any] = {
     out.RechargeDeclined: _declined,
     out.RechargeTimedOut: _timed_out,
     out.Refused: _refused,
+    out.FeeApplied: _fee_applied,
+    out.FeeRefused: _fee_refused,
+    out.LowBalance: _low_balance,
 }

@@ -28,6 +28,8 @@ from charger.charging.records import (
     fingerprint,
 )
 from charger.charging.refusals import refuse
+from charger.charging.scheduling import subscription_from_record
+from charger.charging.subscriptions import subscription_problem
 from charger.charging.usage import (
     RatingError,
     Usage,
@@ -35,14 +37,15 @@ from charger.charging.usage import (
     call_rate,
     plan_for,
     rate_call,
+    rate_fee,
     rate_record,
 )
 from charger.events.timefmt import parse_time_ms
 from charger.events.validate import Invalid, decode, too_deep
 from charger.protocol.fields import CallStatus, RequestStatus, request_state
 from charger.protocol.keys import Keys, slot_of
-from charger.protocol.ops import Move as MoveOp
 from charger.protocol.ops import (
+    ChargeFee,
     ParkEnd,
     RechargeResult,
     Remember,
@@ -50,7 +53,9 @@ from charger.protocol.ops import (
     SlotPlan,
     StartCall,
     UpsertAccount,
+    UpsertSubscription,
 )
+from charger.protocol.ops import Move as MoveOp
 from charger.rating import PlanSource
 from topics import records
 
@@ -254,11 +259,62 @@ class Planner:
             return self._call_ended(sp, call, calls)
         if typ == "recharge.result":
             return self._recharge_result(sp, d, info)
+        if typ == "fee.charged":
+            return self._charge_fee(sp, d, info)
+        if typ == "subscription.upserted":
+            return self._upsert_subscription(sp, d)
         usage = rate_record(body, info, plans)
         sp.slot(d.slot).add(
             d.source,
             d.rec.offset,
             MoveOp(d.account_key, d.seen_key, d.fp, *_movement(d, usage, body["id"], body["time"])),
+        )
+        return _APPLIED
+
+    def _charge_fee(self, sp: SlotPlan, d: Decoded, info: AccountInfo) -> PlanResult:
+        b = d.body
+        usage = rate_fee(b, info)
+        sp.slot(d.slot).add(
+            d.source,
+            d.rec.offset,
+            ChargeFee(
+                d.account_key,
+                d.seen_key,
+                d.fp,
+                *_movement(d, usage, b["id"], b["time"]),
+                b["id"],
+                ledger.entry_id(d.tag, b["id"], usage.kind),
+                1 if b.get("require_funds") else 0,
+            ),
+        )
+        return _APPLIED
+
+    def _upsert_subscription(self, sp: SlotPlan, d: Decoded) -> PlanResult:
+        b = d.body
+        subscription = subscription_from_record(b)
+        problem = subscription_problem(subscription)
+        if problem is not None:
+            raise RatingError(
+                "invalid_subscription", f"subscription {b['subscription_id']!r}: {problem}"
+            )
+        sp.slot(d.slot).add(
+            d.source,
+            d.rec.offset,
+            UpsertSubscription(
+                self.keys.subscription(d.slot, b["account"], b["subscription_id"]),
+                d.seen_key,
+                d.fp,
+                b["account"],
+                b["subscription_id"],
+                b["item"],
+                b["description"],
+                b["price_micros"],
+                b["period"],
+                b["billing"],
+                b["quantity"],
+                subscription.starts_at_ms,
+                subscription.ends_at_ms or 0,
+            ),
         )
         return _APPLIED
 
@@ -323,6 +379,8 @@ class Planner:
                 b.get("notify_email", ""),
                 ledger.entry_id(d.tag, b["id"], "settings"),
                 b["time"],
+                b.get("time_zone", "UTC"),
+                b.get("low_balance_micros", 0),
             ),
         )
         return _APPLIED

@@ -19,6 +19,8 @@ _SOURCE_OF = {
     "sms.sent": names.TELEPHONY_EVENTS,
     "sms.received": names.TELEPHONY_EVENTS,
     "balance.credited": names.BILLING_ACCOUNTS,
+    "balance.adjusted": names.BILLING_ACCOUNTS,
+    "fee.charged": names.BILLING_ACCOUNTS,
     "recharge.result": names.RECHARGE_RESULTS,
 }
 
@@ -141,6 +143,15 @@ def rate_record(body: dict[str, Any], info: AccountInfo, plans: PlanSource | Non
         amt: int = body["amount_micros"]
         extra: dict[str, Any] = {"reference": body["reference"]}
         return _usage(typ, topic, account, body, info, "topup", amt, 1, "payment", amt, extra)
+    if typ == "fee.charged":
+        return rate_fee(body, info)
+    if typ == "balance.adjusted":
+        amt = body["amount_micros"]
+        if amt == 0:
+            raise RatingError("invalid_adjustment", f"adjustment {body['id']!r} moves nothing")
+        extra = _optional({"reason": body["reason"]}, body, ("reference",))
+        unit, price = "adjustment", abs(amt)
+        return _usage(typ, topic, account, body, info, "adjustment", amt, 1, unit, price, extra)
     if typ == "recharge.result":
         amt = body["amount_micros"]
         extra = {"reference": body["request_id"]}
@@ -163,6 +174,30 @@ def rate_record(body: dict[str, Any], info: AccountInfo, plans: PlanSource | Non
     extra = _plan_extra({"message_id": body["message_id"]}, p)
     kind = "sms_out" if outbound else "sms_in"
     return _usage(typ, topic, account, body, info, kind, -amount, segments, "segment", price, extra)
+
+
+def rate_fee(body: dict[str, Any], info: AccountInfo) -> Usage:
+    """A one-off fee: debited whole, with what it is for."""
+    amount: int = body["amount_micros"]
+    extra = _optional(
+        {"item": body["item"], "description": body["description"]},
+        body,
+        ("reference", "period_start", "period_end"),
+    )
+    topic = names.BILLING_ACCOUNTS
+    return _usage(
+        "fee.charged", topic, body["account"], body, info, "fee", -amount, 1, "item", amount, extra
+    )
+
+
+def _optional(
+    extra: dict[str, Any], body: dict[str, Any], wanted: tuple[str, ...]
+) -> dict[str, Any]:
+    """``extra`` with those of ``wanted`` that ``body`` has, in that order."""
+    for name in wanted:
+        if name in body:
+            extra[name] = body[name]
+    return extra
 
 
 def _plan_extra(extra: dict[str, Any], plan: RatePlan) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from charger.kafka.horizon import Horizon
 from charger.kafka.publisher import Publisher
 from charger.kafka.recovery import Recovery, source_of
 from charger.kafka.relay import Relay
+from charger.kafka.scheduler import schedule
 from charger.metrics import Metrics
 from charger.protocol.ops import SlotPlan
 from charger.rating import PlanSource
@@ -341,6 +342,7 @@ class BatchWorker:
             # lost is ticked again.
             looked, _cuts = await self.store.apply(plan, {}, now_ms, slot_now, wait=False)
             self.metrics.ticked.inc(looked)
+            await schedule(self.store, slot_now, now_ms)
             return slots
 
     async def _drain_assigned(self) -> None:

@@ -37,6 +37,10 @@ class AccountField(StrEnum):
     RECHARGE_SEQUENCE = "recharge_sequence"  # numbers the account's request ids
     OPENING_BALANCE = "opening_balance"  # the balance it was created with (0)
     CREATED_AT = "created_at"
+    TIME_ZONE = "time_zone"  # IANA name: the account's days and months
+    LOW_BALANCE = "low_balance"  # low_balance is sent when the available balance crosses below
+    LOW_BALANCE_BELOW = "low_balance_below"  # "1" from a crossing until it is above again
+    LOW_BALANCE_CROSSINGS = "low_balance_crossings"  # numbers the low_balance notices
 
 
 # A recharge request's state (pending, succeeded, failed, timed_out) lives in the account
@@ -98,6 +102,25 @@ class CallStatus(StrEnum):
     EXPIRED = "expired"  # its end never came: the session TTL charged what it held
     ENDED = "ended"  # settled: a tombstone until the dedupe window passes
     PENDING_END = "pending_end"  # an end with no start yet, parked
+
+
+class SubscriptionField(StrEnum):
+    """Fields of a subscription hash (`Keys.subscription`): the upsert, then the progress."""
+
+    ACCOUNT = "account"
+    SUBSCRIPTION_ID = "subscription_id"
+    ITEM = "item"
+    DESCRIPTION = "description"
+    PRICE = "price"  # per period and unit
+    PERIOD = "period"  # day | month
+    BILLING = "billing"  # arrears | advance
+    QUANTITY = "quantity"
+    STARTS_AT = "starts_at"
+    ENDS_AT = "ends_at"  # 0: open-ended
+    # Written only by the scheduler's charges (compare-and-set: a charge applies only from
+    # the progress it was planned from, so no period is charged twice).
+    CHARGED_THROUGH = "charged_through"  # last local date (arrears) or month (advance)
+    CHARGED_QUANTITY = "charged_quantity"  # advance: units charged for that month
 
 
 # The call fields read.lua returns, in this order (`CallState.from_fields` decodes them).

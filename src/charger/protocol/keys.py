@@ -77,6 +77,10 @@ class Keys:
         """Sorted set of account keys with a recharge request in flight, by its deadline."""
         return f"{self.tag(slot)}:recharges"
 
+    def subscriptions(self, slot: int) -> str:
+        """Sorted set of subscription keys, scored by when the scheduler looks at each (ms)."""
+        return f"{self.tag(slot)}:subscriptions"
+
     # --- per account ---
     def account(self, slot: int, account: str) -> str:
         """Hash: balance, holds, settings and state of one account."""
@@ -89,6 +93,10 @@ class Keys:
     def call(self, slot: int, account: str, call_id: str) -> str:
         """Hash: one call session (active, or a tombstone once settled)."""
         return f"{self.tag(slot)}:c:{account}:{call_id}"
+
+    def subscription(self, slot: int, account: str, subscription_id: str) -> str:
+        """Hash: one subscription as last upserted, and how far it was charged."""
+        return f"{self.tag(slot)}:sub:{account}:{subscription_id}"
 
     def seen(self, slot: int, source: str, event_id: str) -> str:
         """String: fingerprint of an applied record, kept for the dedupe window."""

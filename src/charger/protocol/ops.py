@@ -34,6 +34,9 @@ class Opcode(IntEnum):
     REMEMBER = 7
     REFUSE = 8
     TICK = 9
+    CHARGE_FEE = 10
+    UPSERT_SUBSCRIPTION = 11
+    CHARGE_SUBSCRIPTION = 12
 
 
 class Move(NamedTuple):
@@ -116,6 +119,63 @@ class UpsertAccount(NamedTuple):
     notify_email: str
     cause: str
     time: str
+    time_zone: str = "UTC"
+    low_balance_micros: int = 0  # 0: no low_balance notices
+
+
+class ChargeFee(NamedTuple):
+    """A one-off fee: debit it like usage, or, when it requires funds the account lacks,
+    refuse it; either way exactly one result for the fee id."""
+
+    account_key: str
+    seen_key: str
+    fingerprint: str
+    amount_micros: int  # the movement: the fee, negative
+    ledger_head: bytes
+    kind: str
+    account: str
+    cause: str
+    time: str
+    fee_id: str
+    ledger_entry_id: str
+    require_funds: int  # 1: refused when it would take the available balance below the floor
+
+
+class UpsertSubscription(NamedTuple):
+    """Store a subscription as upserted (its progress stays) and have it looked at now."""
+
+    subscription_key: str
+    seen_key: str
+    fingerprint: str
+    account: str
+    subscription_id: str
+    item: str
+    description: str
+    price_micros: int
+    period: str
+    billing: str
+    quantity: int
+    starts_at_ms: int
+    ends_at_ms: int  # 0: open-ended
+
+
+class ChargeSubscription(NamedTuple):
+    """One scheduled charge of a subscription, applied only if the subscription's progress
+    is still the one it was planned from; or, with no amount, only the next look."""
+
+    account_key: str
+    subscription_key: str
+    charged_through_before: str
+    charged_quantity_before: int
+    charged_through: str
+    charged_quantity: int
+    amount_micros: int  # the movement: the charge, negative; 0: nothing to charge
+    ledger_head: bytes
+    kind: str
+    account: str
+    cause: str
+    time: str
+    next_look_ms: int  # when the scheduler looks at it again; -1: never (it ended)
 
 
 class RechargeResult(NamedTuple):
@@ -161,8 +221,19 @@ class Tick(NamedTuple):
     max_sessions: int
 
 
-Op = Move | SettleCall | StartCall | ParkEnd | UpsertAccount | RechargeResult | Remember | Refuse
-AnyOp = Op | Tick
+Op = (
+    Move
+    | SettleCall
+    | StartCall
+    | ParkEnd
+    | UpsertAccount
+    | ChargeFee
+    | UpsertSubscription
+    | RechargeResult
+    | Remember
+    | Refuse
+)
+AnyOp = Op | Tick | ChargeSubscription
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,10 +249,13 @@ SHAPES: dict[type[AnyOp], OpShape] = {
     StartCall: OpShape(Opcode.START_CALL, 4),
     ParkEnd: OpShape(Opcode.PARK_END, 2),
     UpsertAccount: OpShape(Opcode.UPSERT_ACCOUNT, 2),
+    ChargeFee: OpShape(Opcode.CHARGE_FEE, 2),
     RechargeResult: OpShape(Opcode.RECHARGE_RESULT, 2),
     Remember: OpShape(Opcode.REMEMBER, 1),
     Refuse: OpShape(Opcode.REFUSE, 0),
     Tick: OpShape(Opcode.TICK, 0, sourced=False),
+    UpsertSubscription: OpShape(Opcode.UPSERT_SUBSCRIPTION, 2),
+    ChargeSubscription: OpShape(Opcode.CHARGE_SUBSCRIPTION, 2, sourced=False),
 }
 # The same as plain values: the encoder reads them for every op.
 _WIRE: dict[type[AnyOp], tuple[int, int, bool]] = {
@@ -206,7 +280,7 @@ class ScriptConfig:
 RESERVED_NAMES = frozenset({"opcode", "source", "offset"})
 
 # The keys of one apply.lua call before the ops' own, in this order (KEYS[1..6]).
-SLOT_KEYS = ("watermark", "outbox", "accounts", "sessions", "recharges", "held")
+SLOT_KEYS = ("watermark", "outbox", "accounts", "sessions", "recharges", "held", "subscriptions")
 
 
 @dataclass(slots=True)
@@ -238,6 +312,12 @@ class SlotBatch:
         self.source_indexes.append(0)
         self.offsets.append(0)
         self.ops.append(Tick(max_sessions))
+
+    def add_scheduled(self, op: ChargeSubscription) -> None:
+        """A scheduler's op: no source and no offset, like a tick."""
+        self.source_indexes.append(0)
+        self.offsets.append(0)
+        self.ops.append(op)
 
     def encode(self) -> tuple[list[Value], list[str]]:
         """The flat op list and the ops' keys, as apply.lua reads them."""
@@ -276,6 +356,7 @@ class SlotBatch:
             keys.sessions(slot),
             keys.recharges(slot),
             keys.held(slot),
+            keys.subscriptions(slot),
         ]
         head: list[Value] = [
             now_ms,

@@ -30,6 +30,9 @@ class OutputKind(IntEnum):
     RECHARGE_DECLINED = 6
     RECHARGE_TIMED_OUT = 7
     REFUSED = 8
+    FEE_APPLIED = 9
+    FEE_REFUSED = 10
+    LOW_BALANCE = 11
 
 
 class LedgerEntry(NamedTuple):
@@ -121,6 +124,38 @@ class Refused(NamedTuple):
     event_id: bytes
 
 
+class FeeApplied(NamedTuple):
+    """A fee.charged was debited: its ledger entry and the balance it left."""
+
+    account: bytes
+    fee_id: bytes
+    ledger_entry_id: bytes
+    amount_micros: int
+    balance_after_micros: int
+    issued_at_ms: int
+
+
+class FeeRefused(NamedTuple):
+    """A fee.charged that requires funds found the available balance short."""
+
+    account: bytes
+    fee_id: bytes
+    reason: bytes
+    available_micros: int
+    issued_at_ms: int
+
+
+class LowBalance(NamedTuple):
+    """The available balance crossed below the account's low-balance level."""
+
+    account: bytes
+    crossing: int  # the account's crossings so far: names the notice
+    available_micros: int
+    threshold_micros: int
+    notify_email: bytes
+    issued_at_ms: int
+
+
 Output = (
     LedgerEntry
     | FloorCrossed
@@ -130,6 +165,9 @@ Output = (
     | RechargeDeclined
     | RechargeTimedOut
     | Refused
+    | FeeApplied
+    | FeeRefused
+    | LowBalance
 )
 
 TYPES: dict[OutputKind, type[Output]] = {
@@ -141,6 +179,9 @@ TYPES: dict[OutputKind, type[Output]] = {
     OutputKind.RECHARGE_DECLINED: RechargeDeclined,
     OutputKind.RECHARGE_TIMED_OUT: RechargeTimedOut,
     OutputKind.REFUSED: Refused,
+    OutputKind.FEE_APPLIED: FeeApplied,
+    OutputKind.FEE_REFUSED: FeeRefused,
+    OutputKind.LOW_BALANCE: LowBalance,
 }
 # Per kind, the fields the script may not have: they travel as `false`, read back as None.
 OPTIONAL: dict[type[Output], frozenset[str]] = {

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgpack  # type: ignore[import-untyped]
 
 from charger.charging.planner import Prepared
 from charger.charging.records import AccountInfo, CallState, Reads
-from charger.protocol.fields import ACCOUNT_SETTINGS_FIELDS, CALL_FIELDS
+from charger.protocol.fields import (
+    ACCOUNT_SETTINGS_FIELDS,
+    CALL_FIELDS,
+    AccountField,
+    SubscriptionField,
+)
 from charger.protocol.keys import Keys
 from charger.protocol.ops import ScriptConfig, SlotPlan, Value
 from charger.store.client import RedisClient, RedisPipeline
@@ -36,6 +41,20 @@ class RedisForgot(Exception):
     def __init__(self, marks: dict[int, dict[str, int]]) -> None:
         super().__init__(f"Redis is behind in slots {sorted(marks)}: {marks}")
         self.marks = marks
+
+
+class DueSubscription(NamedTuple):
+    """A subscription the scheduler must look at, as `charging.scheduling` reads it."""
+
+    slot: int
+    key: str
+    account_key: str
+    fields: dict[bytes, bytes]
+    time_zone: str
+    currency: bytes
+
+
+SUBSCRIPTION_ACCOUNT = SubscriptionField.ACCOUNT.value.encode()
 
 
 class RedisStore:
@@ -155,6 +174,43 @@ class RedisStore:
         if forgotten:
             raise RedisForgot(forgotten)
         return applied, skipped
+
+    async def due_subscriptions(
+        self, slot_now: Mapping[int, int], count: int
+    ) -> list[DueSubscription]:
+        """Up to `count` subscriptions per slot whose next look is due at the slot's now,
+        with their account's time zone and currency."""
+        slots = list(slot_now)
+        pipe = self.client.pipeline(transaction=False)
+        for slot in slots:
+            pipe.zrangebyscore(
+                self.keys.subscriptions(slot), "-inf", slot_now[slot], start=0, num=count
+            )
+        found: list[list[bytes]] = await pipe.execute()
+        due = [
+            (slot, key.decode()) for slot, keys in zip(slots, found, strict=True) for key in keys
+        ]
+        if not due:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        for _, key in due:
+            pipe.hgetall(key)
+        hashes: list[dict[bytes, bytes]] = await pipe.execute()
+        accounts = [
+            self.keys.account(slot, fields.get(SUBSCRIPTION_ACCOUNT, b"").decode())
+            for (slot, _), fields in zip(due, hashes, strict=True)
+        ]
+        pipe = self.client.pipeline(transaction=False)
+        for account_key in accounts:
+            pipe.hmget(account_key, AccountField.TIME_ZONE.value, AccountField.CURRENCY.value)
+        settings: list[list[bytes | None]] = await pipe.execute()
+        return [
+            DueSubscription(slot, key, account_key, fields, (zone or b"UTC").decode(), currency)
+            for (slot, key), fields, account_key, (zone, currency) in zip(
+                due, hashes, accounts, settings, strict=True
+            )
+            if fields and currency is not None  # gone, or its account is
+        ]
 
     async def watermarks(self, where: Mapping[int, list[str]]) -> dict[str, int]:
         """The last applied offset of each source, read from the slot it is applied in

@@ -37,6 +37,7 @@ APPLY_PARTS = (
     "arithmetic",
     "accounts",
     "money",
+    "subscriptions",
     "recharge",
     "sessions",
     "sharing",

@@ -1,4 +1,5 @@
--- accounts.lua: what a changed balance means for an account: the floor and auto-recharge.
+-- accounts.lua: what a changed balance means for an account: the floor, the low-balance
+-- notice and auto-recharge.
 --
 -- Available balance = balance - held. At or below the floor (-credit limit) the account is
 -- suspended; above it again, restored. Auto-recharge: when a movement or a hold takes the
@@ -12,7 +13,8 @@ local ACCOUNT_STATE_FIELDS = {ACCOUNT_FIELD.balance, ACCOUNT_FIELD.held,
   ACCOUNT_FIELD.credit_limit, ACCOUNT_FIELD.suspended, ACCOUNT_FIELD.notify_email,
   ACCOUNT_FIELD.auto_recharge_enabled, ACCOUNT_FIELD.auto_recharge_threshold,
   ACCOUNT_FIELD.auto_recharge_amount, ACCOUNT_FIELD.recharge_in_flight,
-  ACCOUNT_FIELD.recharge_not_before, ACCOUNT_FIELD.currency}
+  ACCOUNT_FIELD.recharge_not_before, ACCOUNT_FIELD.currency, ACCOUNT_FIELD.low_balance,
+  ACCOUNT_FIELD.low_balance_below}
 
 local function account_state(account_key)
   local v = redis.call('HMGET', account_key, unpack(ACCOUNT_STATE_FIELDS))
@@ -20,7 +22,8 @@ local function account_state(account_key)
   return {balance = v[1], held = v[2], credit_limit = v[3], suspended = v[4],
     notify_email = v[5], auto_recharge_enabled = v[6], auto_recharge_threshold = v[7],
     auto_recharge_amount = v[8], recharge_in_flight = v[9], recharge_not_before = v[10],
-    currency = v[11], available = num(v[1]) - num(v[2])}
+    currency = v[11], low_balance = v[12], low_balance_below = v[13],
+    available = num(v[1]) - num(v[2])}
 end
 
 -- account.suspended or account.restored. `effective` is when, in event time, the account
@@ -62,6 +65,26 @@ local function check_recharge(account_key, account, st)
   redis.call('ZADD', recharges_key, now_ms + recharge_timeout_ms, account_key)
   emit_recharge_requested(account, request_id, num(st.auto_recharge_amount), st.available,
     num(st.balance), threshold, st.currency or '', now_ms)
+end
+
+-- low_balance once per crossing below the account's level; above it again re-arms it.
+local function check_low_balance(account_key, account, st)
+  local level = num(st.low_balance)
+  if level <= 0 then return end
+  local below = st.available < level
+  if below and st.low_balance_below ~= '1' then
+    local crossing = redis.call('HINCRBY', account_key, ACCOUNT_FIELD.low_balance_crossings, 1)
+    redis.call('HSET', account_key, ACCOUNT_FIELD.low_balance_below, '1')
+    emit_low_balance(account, crossing, st.available, level, st.notify_email or '', now_ms)
+  elseif not below and st.low_balance_below == '1' then
+    redis.call('HSET', account_key, ACCOUNT_FIELD.low_balance_below, '0')
+  end
+end
+
+-- What a changed available balance may call for besides the floor.
+local function check_thresholds(account_key, account, st)
+  check_low_balance(account_key, account, st)
+  check_recharge(account_key, account, st)
 end
 
 -- The request in flight ended (result or timeout): the account may ask again.

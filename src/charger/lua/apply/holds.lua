@@ -14,7 +14,7 @@ local function grow(call_key, s, at)
   end
   if hold ~= s.held_micros then
     change_held(s.account_key, st, hold - s.held_micros)
-    check_recharge(s.account_key, s.account, st)
+    check_thresholds(s.account_key, s.account, st)
   end
   redis.call('HSET', call_key, CALL_FIELD.covered, int(want), CALL_FIELD.held, int(hold))
   schedule(call_key, s.answered_at_ms, want, false)

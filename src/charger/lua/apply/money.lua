@@ -6,7 +6,7 @@ local function move(account_key, account, amount, ledger_head, kind, cause, time
   local st = account_state(account_key)
   emit_ledger_entry(account, ledger_head, balance, kind, st.currency or '', amount, time)
   check_floor(account_key, account, cause, time, st, true)
-  check_recharge(account_key, account, st)
+  check_thresholds(account_key, account, st)
   return st
 end
 
@@ -14,6 +14,25 @@ end
 HANDLE[OPCODE.move] = function(op, fresh)
   if not (fresh and first_time(op.seen_key, op.fingerprint)) then return 0, 1 end
   move(op.account_key, op.account, op.amount_micros, op.ledger_head, op.kind, op.cause, op.time)
+  return 1, 0
+end
+
+-- A one-off fee: charged like usage (below the floor too, then the account is suspended),
+-- unless it requires funds and would take the available balance below the floor. Either
+-- way the fee id gets exactly one result: a resend is skipped by its id.
+HANDLE[OPCODE.charge_fee] = function(op, fresh)
+  if not (fresh and first_time(op.seen_key, op.fingerprint)) then return 0, 1 end
+  if op.require_funds == 1 then
+    local st = account_state(op.account_key)
+    if st.available + op.amount_micros < -num(st.credit_limit) then
+      emit_fee_refused(op.account, op.fee_id, 'insufficient_funds', st.available, now_ms)
+      return 1, 0
+    end
+  end
+  local st = move(op.account_key, op.account, op.amount_micros, op.ledger_head, op.kind,
+    op.cause, op.time)
+  emit_fee_applied(op.account, op.fee_id, op.ledger_entry_id, -op.amount_micros,
+    num(st.balance), now_ms)
   return 1, 0
 end
 
@@ -34,11 +53,12 @@ HANDLE[OPCODE.upsert_account] = function(op, fresh)
     ACCOUNT_FIELD.auto_recharge_enabled, op.auto_recharge_enabled,
     ACCOUNT_FIELD.auto_recharge_threshold, op.auto_recharge_threshold_micros,
     ACCOUNT_FIELD.auto_recharge_amount, op.auto_recharge_amount_micros,
-    ACCOUNT_FIELD.notify_email, op.notify_email)
+    ACCOUNT_FIELD.notify_email, op.notify_email, ACCOUNT_FIELD.time_zone, op.time_zone,
+    ACCOUNT_FIELD.low_balance, op.low_balance_micros)
   if not created then
     local st = account_state(account_key)
     check_floor(account_key, op.account, op.cause, op.time, st, false)
-    check_recharge(account_key, op.account, st)
+    check_thresholds(account_key, op.account, st)
   end
   return 1, 0
 end

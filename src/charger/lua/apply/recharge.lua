@@ -30,7 +30,7 @@ local function time_out_requests(max_accounts)
     if request_id and request_id ~= '' then
       end_request(account_key, request_id, REQUEST_STATUS.timed_out)
       emit_recharge_timed_out(account, request_id, now_ms)
-      check_recharge(account_key, account, account_state(account_key))
+      check_thresholds(account_key, account, account_state(account_key))
     end
   end
 end

@@ -114,7 +114,7 @@ local function share(account_key, account_calls_key, account, at)
   end
   if held_change ~= 0 then
     change_held(account_key, st, held_change)
-    check_recharge(account_key, account, st)
+    check_thresholds(account_key, account, st)
   end
   return shared
 end
