@@ -9,6 +9,8 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from charger.charging.records import CurrencyPolicy, RechargePolicy
+
 KafkaProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 # URL schemes that turn on Redis TLS, and those that say the URL names a Redis Cluster.
@@ -93,6 +95,9 @@ class Settings(BaseSettings):
     # Deployment policy for account settings (micro-units of the account's currency).
     recharge_min_threshold_micros: int = Field(10_000_000, ge=0)
     recharge_min_amount_micros: int = Field(50_000_000, ge=0)
+    # The same per currency, as JSON: {"UAH": {"min_threshold_micros": 400000000,
+    # "min_amount_micros": 2000000000}}; a currency not named takes the two above.
+    recharge_policies: dict[str, dict[str, int]] = Field(default_factory=dict)
     # Dependency faults: a failed batch or tick waits min, 2·min, 4·min … up to max before
     # it tries again; a Redis command gives up after the timeout (a hung server must not
     # hold a batch forever).
@@ -154,6 +159,7 @@ class Settings(BaseSettings):
         # variables, never their values.
         problems = self._redis_problems() + self._sentinel_problems() + self._cluster_problems()
         problems += self._kafka_problems() + self._durability_problems()
+        problems += self._policy_problems()
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -252,6 +258,19 @@ class Settings(BaseSettings):
             out.append("Redis Cluster has database 0 only: CHARGER_REDIS_URL names another")
         return out
 
+    def _policy_problems(self) -> list[str]:
+        out: list[str] = []
+        wanted = {"min_threshold_micros", "min_amount_micros"}
+        for currency, rule in self.recharge_policies.items():
+            if not (len(currency) == 3 and currency.isascii() and currency.isupper()):
+                out.append(f"CHARGER_RECHARGE_POLICIES: {currency!r} is not a currency code")
+            elif set(rule) != wanted or any(value < 0 for value in rule.values()):
+                out.append(
+                    f"CHARGER_RECHARGE_POLICIES: {currency} needs exactly min_threshold_micros "
+                    "and min_amount_micros, neither negative"
+                )
+        return out
+
     def _kafka_problems(self) -> list[str]:
         out: list[str] = []
         proto = self.kafka_security_protocol
@@ -287,6 +306,17 @@ class Settings(BaseSettings):
         if self.kafka_ssl_key_file and not self.kafka_ssl_cert_file:
             out.append("CHARGER_KAFKA_SSL_KEY_FILE needs CHARGER_KAFKA_SSL_CERT_FILE")
         return out
+
+    def recharge_policy(self) -> RechargePolicy:
+        """The auto-recharge policy the planner checks account settings against."""
+        return RechargePolicy(
+            self.recharge_min_threshold_micros,
+            self.recharge_min_amount_micros,
+            {
+                currency: CurrencyPolicy(rule["min_threshold_micros"], rule["min_amount_micros"])
+                for currency, rule in self.recharge_policies.items()
+            },
+        )
 
     def redis_dsn(self) -> str:
         return self.redis_url.get_secret_value()

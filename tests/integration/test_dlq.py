@@ -72,7 +72,7 @@ async def setup_world(run: Run, ids: Ids) -> int:
             await run.account(acct, plan=plan, currency=currency)
     await run.account(ids.good, credit=10_000_000)
     await run.account(ids.pacct, plan=ids.p, credit=1_000_000)
-    auto = {"enabled": True, "threshold_micros": 10_000_000, "amount_micros": 50_000_000}
+    auto = {"enabled": True, "threshold_micros": 10_000_000, "amount_micros": 60_000_000}
     await run.send(AC, ids.rch, upsert(ids, "up-rch", ids.rch, auto_recharge=auto))
     await run.send(AC, ids.rch, credit(ids, "cr-rch", ids.rch, amount_micros=10_000_000))
     await run.wait_idle(60)

@@ -19,7 +19,7 @@ from topics import names
 EV = names.TELEPHONY_EVENTS
 ACC = names.BILLING_ACCOUNTS
 SMS = 7_900  # std-usd outbound SMS per segment
-THRESHOLD, AMOUNT = 10_000_000, 50_000_000
+THRESHOLD, AMOUNT = 10_000_000, 60_000_000
 
 
 @pytest.fixture
@@ -183,7 +183,7 @@ async def test_an_unanswered_request_times_out_and_a_new_one_follows(
 
 @pytest.mark.parametrize(
     ("threshold", "amount"),
-    [(9_999_999, AMOUNT), (THRESHOLD, 49_999_999), (60_000_000, 55_000_000)],
+    [(9_999_999, AMOUNT), (THRESHOLD, 50_000_000), (70_000_000, 65_000_000)],
 )
 async def test_invalid_settings_are_refused_and_the_old_ones_kept(
     run: Run, clocked: tuple[Runtime, ManualClock], threshold: int, amount: int

@@ -38,7 +38,7 @@ from topics import names
 EV, RR = names.TELEPHONY_EVENTS, names.RECHARGE_RESULTS
 SMS = 7_900  # std-usd, outbound, per segment
 CALL_60S = 600_000  # std-usd to "1": 0.60/min, 1/1 increments
-THRESHOLD, AMOUNT = 10_000_000, 50_000_000
+THRESHOLD, AMOUNT = 10_000_000, 60_000_000
 
 
 async def command_stats(ops: Redis) -> dict[str, dict[str, Any]]:

@@ -251,7 +251,7 @@ def test_sample_accounts() -> None:
     recharge = [d["auto_recharge"] for d in upserts if d.get("auto_recharge", {}).get("enabled")]
     assert 15 <= len(recharge) <= 35
     assert all(a["threshold_micros"] >= 10_000_000 for a in recharge)
-    assert all(a["amount_micros"] >= 50_000_000 for a in recharge)
+    assert all(a["amount_micros"] > 50_000_000 for a in recharge)
     assert sum(d["credit_limit_micros"] == 0 for d in upserts) > 35
 
 

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from charger.charging.records import AccountInfo, RechargePolicy
 from charger.charging.usage import RatingError
+from charger.money import MICROS_PER_UNIT as MICROS
 from charger.rating.model import check_currency
 
 __all__ = ["check_settings", "known_time_zone"]
@@ -48,7 +49,7 @@ def check_settings(body: dict[str, Any], prev: AccountInfo | None, policy: Recha
             "invalid_account_settings",
             f"account {account!r}: time_zone {zone!r} is not an IANA time zone name",
         )
-    _check_auto_recharge(account, body.get("auto_recharge"), policy)
+    _check_auto_recharge(account, body["currency"], body.get("auto_recharge"), policy)
     if prev is not None and prev.currency != body["currency"]:
         raise RatingError(
             "currency_change",
@@ -67,17 +68,33 @@ def known_time_zone(name: str) -> bool:
     return True
 
 
-def _check_auto_recharge(account: str, ar: dict[str, Any] | None, pol: RechargePolicy) -> None:
+def _check_auto_recharge(
+    account: str, currency: str, ar: dict[str, Any] | None, policy: RechargePolicy
+) -> None:
     """Settings the payment side would refuse, or that would recharge in a loop."""
     if not ar or not ar["enabled"]:
         return
-    thr, amt = ar["threshold_micros"], ar["amount_micros"]
+    rule = policy.of(currency)
+    threshold, amount = ar["threshold_micros"], ar["amount_micros"]
     problem = ""
-    if thr < pol.min_threshold_micros:
-        problem = f"threshold_micros {thr} is below the minimum {pol.min_threshold_micros}"
-    elif amt < pol.min_amount_micros:
-        problem = f"amount_micros {amt} is below the minimum {pol.min_amount_micros}"
-    elif amt <= thr:
-        problem = f"amount_micros {amt} must be above threshold_micros {thr}"
+    if threshold < rule.min_threshold_micros:
+        problem = (
+            f"the minimum threshold is {_shown(rule.min_threshold_micros, currency)}, "
+            f"threshold_micros is {_shown(threshold, currency)}"
+        )
+    elif amount <= rule.min_amount_micros:
+        problem = (
+            f"the minimum amount must be greater than {_shown(rule.min_amount_micros, currency)}, "
+            f"amount_micros is {_shown(amount, currency)}"
+        )
+    elif amount <= threshold:
+        problem = f"amount_micros {amount} must be above threshold_micros {threshold}"
     if problem:
         raise RatingError("invalid_auto_recharge", f"account {account!r}: {problem}")
+
+
+def _shown(micros: int, currency: str) -> str:
+    """An amount as a person reads it: 50.00 USD (exact: more places when it has them)."""
+    units, rest = divmod(micros, MICROS)
+    places = f"{rest:06d}".rstrip("0").ljust(2, "0")
+    return f"{units}.{places} {currency}"

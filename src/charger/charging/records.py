@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from hashlib import blake2b
@@ -126,11 +127,29 @@ class Reads:
 
 
 @dataclass(frozen=True, slots=True)
+class CurrencyPolicy:
+    """The auto-recharge rule of one currency, worded as the billing pages word it: "the
+    minimum threshold is $10" (a threshold of at least that), "the minimum amount must be
+    greater than $50" (an amount above that)."""
+
+    min_threshold_micros: int
+    min_amount_micros: int
+
+
+@dataclass(frozen=True, slots=True)
 class RechargePolicy:
-    """Deployment policy for auto-recharge settings, in micro-units of the account currency."""
+    """Deployment policy for auto-recharge settings, in micro-units of the account currency:
+    one rule per currency, and the default for currencies without one."""
 
     min_threshold_micros: int = 10_000_000
     min_amount_micros: int = 50_000_000
+    by_currency: Mapping[str, CurrencyPolicy] = field(default_factory=dict)
+
+    def of(self, currency: str) -> CurrencyPolicy:
+        rule = self.by_currency.get(currency)
+        if rule is not None:
+            return rule
+        return CurrencyPolicy(self.min_threshold_micros, self.min_amount_micros)
 
 
 def fingerprint(body: dict[str, Any]) -> str:

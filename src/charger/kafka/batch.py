@@ -19,7 +19,7 @@ from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import IllegalStateError, KafkaTimeoutError
 
 from charger.charging.planner import Outcome, Planner
-from charger.charging.records import Inbound, RechargePolicy
+from charger.charging.records import Inbound
 from charger.clock import Clock
 from charger.connections import kafka_security
 from charger.deps import Retrier, backoff_for
@@ -93,9 +93,7 @@ class BatchWorker:
         self.planner = Planner(
             store.keys,
             plans,
-            policy=RechargePolicy(
-                settings.recharge_min_threshold_micros, settings.recharge_min_amount_micros
-            ),
+            policy=settings.recharge_policy(),
         )
         self.lock = asyncio.Lock()
         self.horizon = Horizon(store.keys.slots)

@@ -181,7 +181,7 @@ def account_profiles(cfg: SimConfig) -> list[AccountProfile]:
         roll = rng.random()
         if i not in small and roll < 0.5:
             threshold = rng.choice((400, 800) if uah else (10, 20)) * MICROS
-            amount = rng.choice((2000, 4000) if uah else (50, 100)) * MICROS
+            amount = rng.choice((2000, 4000) if uah else (60, 100)) * MICROS
             recharge = {"enabled": True, "threshold_micros": threshold, "amount_micros": amount}
         elif roll < 0.75:
             recharge = {"enabled": False, "threshold_micros": 0, "amount_micros": 0}
