@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import AsyncIterator
 
 import pytest
@@ -17,7 +18,7 @@ from tests.kit.records import (
     fee_charged,
     sms_sent,
 )
-from tests.kit.worker import running
+from tests.kit.worker import Worker, running
 from topics import names
 
 ACC = names.BILLING_ACCOUNTS
@@ -141,3 +142,35 @@ async def test_low_balance_is_sent_once_per_crossing(
     ]
     assert {n["threshold_micros"] for n in lows} == {level}
     assert {n["email"] for n in lows} == {"l@x.io"}
+
+
+async def test_a_crash_between_apply_and_publish_still_gives_one_result_per_fee(run: Run) -> None:
+    a = run.acct("crash")
+    short = fee_charged(run, a, f"f1-{run.uid}", amount_micros=NUMBER, require_funds=True)
+    enough = fee_charged(run, a, f"f2-{run.uid}", amount_micros=NUMBER // 2, require_funds=True)
+    items = [
+        (ACC, a, account_upserted(run, a, f"up-{a}")),
+        (ACC, a, balance_credited(run, a, f"cr-{a}", amount_micros=NUMBER - 1)),
+        (ACC, a, short),
+        (ACC, a, enough),
+        (ACC, a, short),  # resent
+    ]
+    await run.send_all(items)  # all there before the worker starts: one first batch
+    doomed = Worker(run, failpoint="kill_after_apply")
+    assert await doomed.run_to_exit(90) == -signal.SIGKILL, doomed.tail()
+    assert await charge_results(run, a) == []  # applied, not published
+    worker = Worker(run)
+    try:
+        await run.wait_idle(90)
+        await run.send(ACC, a, enough)  # and once more after the restart
+        await run.wait_idle(90)
+        assert worker.stop() == 0, worker.tail()
+    finally:
+        worker.kill()
+    results = await charge_results(run, a)
+    assert sorted((r["type"], r["fee_id"]) for r in results) == [
+        ("fee.applied", enough["id"]),
+        ("fee.refused", short["id"]),
+    ]
+    assert [e["amount_micros"] for e in await entries(run, a, "fee")] == [-(NUMBER // 2)]
+    assert await run.balance(a) == NUMBER - 1 - NUMBER // 2
