@@ -31,6 +31,7 @@ from charger.settings import Settings
 from charger.store.client import RedisClient
 from charger_tools.bench.report import percentile
 from charger_tools.catchup import wait_caught_up
+from charger_tools.demo.fees import fee_records
 from charger_tools.demo.payments import Payments
 from charger_tools.demo.tail import OutputTail
 from charger_tools.demo.view import CLEAR, AccountRow, Frame, render
@@ -133,6 +134,7 @@ class Demo:
             await c.stop()
         await self._publish_plans()
         await self._send(account_records(self.cfg))
+        await self._send(fee_records(account_profiles(self.cfg), time.time_ns() // 1_000_000))
 
     async def _publish_plans(self) -> None:
         for r in plan_records():
@@ -270,6 +272,9 @@ class Demo:
             "cutoff_lateness_ms_p99": percentile(t.cutoff_lateness_ms, 99),
             "cutoff_lateness_ms_max": max(t.cutoff_lateness_ms, default=None),
             "notifications": dict(t.notifications),
+            "fees_by_item": dict(t.fee_items),
+            "subscription_days_charged": t.subscription_days,
+            "charge_results": dict(t.charge_results),
             "caught_up": caught_up,
             "reconciled": caught_up and not mismatched and len(rows) == len(self.accounts),
             "unreconciled_accounts": mismatched,

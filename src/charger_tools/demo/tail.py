@@ -20,6 +20,7 @@ WATCHED = (
     names.TELEPHONY_COMMANDS,
     names.NOTIFICATIONS,
     names.RECHARGE_REQUESTS,
+    names.CHARGE_RESULTS,
 )
 
 
@@ -41,6 +42,9 @@ class Tally:
     cutoff_lateness_ms: list[int] = field(default_factory=list)
     notifications: Counter[str] = field(default_factory=Counter)
     requests: list[dict[str, Any]] = field(default_factory=list)  # recharge requests seen
+    charge_results: Counter[str] = field(default_factory=Counter)  # fee.applied / fee.refused
+    fee_items: Counter[str] = field(default_factory=Counter)  # fee entries by item
+    subscription_days: int = 0  # fee entries a subscription's schedule made
 
     def add(
         self, topic: str, value: bytes, headers: dict[str, bytes], timestamp_ms: int = 0
@@ -52,6 +56,9 @@ class Tally:
         doc = orjson.loads(value)
         if topic == names.RECHARGE_REQUESTS:
             self.requests.append(doc)
+            return
+        if topic == names.CHARGE_RESULTS:
+            self.charge_results[doc["type"]] += 1
             return
         if topic == names.NOTIFICATIONS:
             self.notifications[doc["type"]] += 1
@@ -75,6 +82,9 @@ class Tally:
         self.ledger_count[acct] += 1
         self.last_kind[acct] = doc["kind"]
         self.kinds[doc["kind"]] += 1
+        if doc["kind"] == "fee":
+            self.fee_items[doc["item"]] += 1
+            self.subscription_days += "subscription_id" in doc
 
 
 class OutputTail:

@@ -50,6 +50,10 @@ def render(f: Frame, limit: int = 14) -> str:
         "-" * 72,
         f"ledger entries {len(t.ledger_ids)}  by kind: "
         + ", ".join(f"{k}={n}" for k, n in sorted(t.kinds.items())),
+        "fees "
+        + (", ".join(f"{k}={n}" for k, n in sorted(t.fee_items.items())) or "none yet")
+        + f"  (by subscription {t.subscription_days})  charge results: "
+        + (", ".join(f"{k}={n}" for k, n in sorted(t.charge_results.items())) or "none yet"),
         f"DLQ {sum(t.dlq.values())}: " + ", ".join(f"{k}={n}" for k, n in sorted(t.dlq.items())),
         f"accounts {len(f.rows)}  suspended now {suspended_now}  "
         f"suspensions {t.commands['account.suspended']}  restores {t.commands['account.restored']}",
