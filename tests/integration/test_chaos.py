@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from charger_tools.chaos import INVARIANTS, passed
+from charger_tools.chaos import FEE_INVARIANTS, INVARIANTS, passed
 from charger_tools.chaos.run import run_chaos
 from charger_tools.chaos.workload import ChaosConfig
 from charger_tools.embedded import EmbeddedServer, start_broker, start_redis
@@ -53,3 +53,7 @@ async def test_small_chaos_run_loses_and_doubles_nothing(
     assert cut["spurious_cohort_cutoffs"] == 0
     assert cut["cutoff_at_error_ms_max"] == 0
     assert report["leaked_holds"] == 0 and report["active_sessions_left"] == 0
+    # subscriptions charged every period once, every fee got one result that agrees
+    fees = report["fees"]
+    assert fees["scheduled_expected"] > 20 and fees["charge_results"] > 0, fees
+    assert [fees[k] for k in FEE_INVARIANTS] == [0] * len(FEE_INVARIANTS), report["examples"]

@@ -7,6 +7,7 @@ from typing import Any
 import orjson
 import pytest
 
+from charger_tools.chaos import FEE_INVARIANTS
 from charger_tools.chaos.checker import Observed, check, expectations
 from charger_tools.chaos.workload import ChaosConfig, CohortCall, cohort, fault_plan
 
@@ -127,3 +128,63 @@ def test_workload_is_deterministic_and_faults_are_spread() -> None:
         "redis_restart",
     ]
     assert plan.due(0.5) and not plan.due(0.5)  # due faults are handed out once
+
+
+FEE = ev("f1", "fee.charged", amount_micros=1_000_000, item="other", description="x")
+DEAR = ev("f2", "fee.charged", amount_micros=9_000_000_000, item="other", require_funds=True)
+SCHEDULED = "sub:a1:numbers:2026-11-21:fee"
+
+
+def fee_entry(eid: str, source: str, amount: int, subscription: str = "", day: str = "") -> bytes:
+    doc = orjson.loads(entry(eid, source, amount))
+    if subscription:
+        doc |= {"subscription_id": subscription, "period_start": day}
+    return orjson.dumps(doc)
+
+
+def result(fee_id: str, typ: str) -> bytes:
+    return orjson.dumps({"fee_id": fee_id, "type": typ})
+
+
+def with_fees() -> Observed:
+    seen = clean()
+    seen.ledger += [
+        fee_entry("ac:f1:fee", "f1", -1_000_000),
+        fee_entry(SCHEDULED, "numbers:2026-11-21", -200_000, "numbers", "2026-11-21"),
+    ]
+    seen.charge_results = [result("f1", "fee.applied"), result("f2", "fee.refused")]
+    seen.balances["a1"] -= 1_200_000
+    return seen
+
+
+def fee_figures(seen: Observed) -> dict[str, Any]:
+    report = check(expectations([*SENT, FEE, DEAR]), [], seen, {SCHEDULED})
+    fees: dict[str, Any] = report["fees"]
+    return fees | {"lost": report["lost"], "mismatched_accounts": report["mismatched_accounts"]}
+
+
+def test_fees_of_a_clean_run_pass() -> None:
+    fees = fee_figures(with_fees())
+    assert fees["lost"] == fees["mismatched_accounts"] == 0
+    assert [fees[k] for k in FEE_INVARIANTS] == [0, 0, 0, 0]
+
+
+@pytest.mark.parametrize(
+    ("damage", "field"),
+    [
+        (lambda o: o.ledger.pop(), "scheduled_missed"),
+        (
+            lambda o: o.ledger.append(
+                fee_entry("sub:a1:numbers:other:fee", "x", -1, "numbers", "2026-11-21")
+            ),
+            "periods_charged_twice",
+        ),
+        (lambda o: o.charge_results.append(result("f1", "fee.refused")), "fee_results_wrong"),
+        (lambda o: o.charge_results.pop(0), "fee_results_wrong"),
+        (lambda o: o.charge_results.pop(), "lost"),  # refused, but no result says so
+    ],
+)
+def test_each_fee_invariant_fires(damage: Any, field: str) -> None:
+    seen = with_fees()
+    damage(seen)
+    assert fee_figures(seen)[field] >= 1

@@ -15,15 +15,24 @@ from charger_tools.chaos.run import run_chaos
 from charger_tools.chaos.workload import ChaosConfig
 from charger_tools.embedded import start_broker, start_redis
 
-# The four invariants that must be zero for the run to pass.
+# The four invariants that must be zero for the run to pass, and those of the fees.
 INVARIANTS = ("lost", "duplicated", "mismatched_accounts", "missed_cutoffs")
+FEE_INVARIANTS = (
+    "scheduled_missed",
+    "scheduled_unexpected",
+    "periods_charged_twice",
+    "fee_results_wrong",
+)
 
 
 def passed(report: dict[str, object]) -> bool:
-    """The four invariants are zero, the run settled, and no worker ever reported itself
-    unhealthy (alive but with its batch loop dead or stalled)."""
+    """The four invariants and the fees' are zero, the run settled, and no worker ever
+    reported itself unhealthy (alive but with its batch loop dead or stalled)."""
     healthy = not report.get("unhealthy_checks")
-    return bool(report.get("settled")) and healthy and all(report.get(k) == 0 for k in INVARIANTS)
+    fees = report.get("fees")
+    fees_right = isinstance(fees, dict) and all(fees.get(k) == 0 for k in FEE_INVARIANTS)
+    invariants = all(report.get(k) == 0 for k in INVARIANTS)
+    return bool(report.get("settled")) and healthy and invariants and fees_right
 
 
 def main(cfg: ChaosConfig, json_path: str = "") -> int:

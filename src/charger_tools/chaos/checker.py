@@ -12,7 +12,10 @@ and Redis it finds what happened. The invariants:
   it was issued again): those are counted apart (`recreated_other_balance`), and a
   double application still shows as a mismatched account;
 - mismatched_accounts: the sum of an account's ledger amounts differs from its balance;
-- missed_cutoffs: a cohort call that outlived its money but got no `call.cutoff`.
+- missed_cutoffs: a cohort call that outlived its money but got no `call.cutoff`;
+- fees: every period the subscriptions had due charged once (`scheduled_missed`,
+  `periods_charged_twice`), and every `fee.charged` with exactly one result that agrees
+  with the ledger (`fee_results_wrong`).
 """
 
 from __future__ import annotations
@@ -30,7 +33,14 @@ from topics import names
 
 # Event types whose effect is a ledger entry carrying the event's id as its source.
 LEDGER_TYPES = frozenset(
-    {"sms.sent", "sms.received", "call.attempt", "call.ended", "balance.credited"}
+    {
+        "sms.sent",
+        "sms.received",
+        "call.attempt",
+        "call.ended",
+        "balance.credited",
+        "balance.adjusted",
+    }
 )
 
 
@@ -72,6 +82,7 @@ class Observed:
     """What the outputs and Redis show after the run."""
 
     ledger: list[bytes] = field(default_factory=list)
+    charge_results: list[bytes] = field(default_factory=list)  # fee.applied / fee.refused
     dlq: list[tuple[bytes, str]] = field(default_factory=list)  # original bytes, reason
     commands: list[tuple[bytes, int]] = field(default_factory=list)  # value, broker time
     balances: dict[str, int | None] = field(default_factory=dict)  # None: no account
@@ -81,8 +92,14 @@ class Observed:
     active_sessions: int = 0
 
 
-def check(expected: list[Expected], cohort: list[CohortCall], seen: Observed) -> dict[str, Any]:
-    """The invariants and the figures behind them."""
+def check(
+    expected: list[Expected],
+    cohort: list[CohortCall],
+    seen: Observed,
+    scheduled_ids: set[str] | None = None,
+) -> dict[str, Any]:
+    """The invariants and the figures behind them; `scheduled_ids` are the ledger ids the
+    subscriptions' schedule must have made, once each."""
     by_id: dict[str, set[bytes]] = defaultdict(set)
     effects: dict[str, set[bytes]] = defaultdict(set)
     entries: dict[str, dict[str, Any]] = {}
@@ -96,7 +113,12 @@ def check(expected: list[Expected], cohort: list[CohortCall], seen: Observed) ->
     sources = {d["source_event_id"] for d in entries.values()}
     dlq_values = {value for value, _ in seen.dlq}
 
+    results: dict[str, set[str]] = defaultdict(set)  # fee id -> result types published
+    for raw in seen.charge_results:
+        doc = orjson.loads(raw)
+        results[doc["fee_id"]].add(doc["type"])
     lost: list[str] = []
+    fee_results_wrong: list[str] = []
     for e in expected:
         if e.value in dlq_values:
             continue
@@ -106,6 +128,12 @@ def check(expected: list[Expected], cohort: list[CohortCall], seen: Observed) ->
             ok = seen.call_states.get((e.account, e.call_id)) is not None
         elif e.type == "recharge.result":
             ok = seen.request_states.get((e.account, e.request_id)) == e.status
+        elif e.type == "fee.charged":
+            # Charged (its ledger entry) or refused for want of funds: one result either way.
+            charged = e.id in sources
+            ok = charged or results.get(e.id) == {"fee.refused"}
+            if results.get(e.id) != ({"fee.applied"} if charged else {"fee.refused"}):
+                fee_results_wrong.append(e.id)
         else:  # account.upserted
             ok = seen.balances.get(e.account) is not None
         if not ok:
@@ -137,12 +165,27 @@ def check(expected: list[Expected], cohort: list[CohortCall], seen: Observed) ->
         elif doc is not None:
             spurious.append(c.call_id)
 
+    scheduled = scheduled_ids or set()
+    periods = Counter(
+        (d["account"], d["subscription_id"], d["period_start"])
+        for d in entries.values()
+        if "subscription_id" in d
+    )
+    fees_made = {i for i, d in entries.items() if "subscription_id" in d}
     dlq_reasons = Counter(reason for _, reason in seen.dlq)
     return {
         "lost": len(lost),
         "duplicated": len(duplicated),
         "mismatched_accounts": len(mismatched),
         "missed_cutoffs": len(missed),
+        "fees": {
+            "scheduled_expected": len(scheduled),
+            "scheduled_missed": len(scheduled - fees_made),
+            "scheduled_unexpected": len(fees_made - scheduled),
+            "periods_charged_twice": sum(n > 1 for n in periods.values()),
+            "fee_results_wrong": len(fee_results_wrong),
+            "charge_results": len(seen.charge_results),
+        },
         "dlq": len(seen.dlq),
         "dlq_by_reason": dict(sorted(dlq_reasons.items())),
         "valid_events": len(expected),
@@ -168,6 +211,8 @@ def check(expected: list[Expected], cohort: list[CohortCall], seen: Observed) ->
             "duplicated": duplicated[:10],
             "mismatched_accounts": mismatched[:10],
             "missed_cutoffs": missed[:10],
+            "scheduled_fees_missed": sorted(scheduled - fees_made)[:10],
+            "fee_results_wrong": fee_results_wrong[:10],
             "spurious_cutoffs": spurious[:10],
         },
     }
@@ -182,4 +227,4 @@ def _effect(doc: dict[str, Any]) -> bytes:
 
 
 # Topics the checker reads back, from the offsets they had when the run began.
-READ_BACK = (names.LEDGER, names.DLQ, names.TELEPHONY_COMMANDS)
+READ_BACK = (names.LEDGER, names.DLQ, names.TELEPHONY_COMMANDS, names.CHARGE_RESULTS)

@@ -9,7 +9,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from charger.protocol import fields as F
 from charger.protocol.keys import Keys, slot_of
 from charger.store.client import RedisClient
-from charger_tools.chaos.checker import Expected, Observed
+from charger_tools.chaos.checker import READ_BACK, Expected, Observed
 from topics import names
 
 Read = tuple[bytes, dict[str, bytes], int]  # value, headers, broker timestamp
@@ -57,9 +57,10 @@ async def observe(
     expected: list[Expected],
 ) -> Observed:
     """The outputs and the Redis state the invariants are checked against."""
-    got = await read_topics(bootstrap, marks, (names.LEDGER, names.DLQ, names.TELEPHONY_COMMANDS))
+    got = await read_topics(bootstrap, marks, READ_BACK)
     seen = Observed(
         ledger=[v for v, _, _ in got[names.LEDGER]],
+        charge_results=[v for v, _, _ in got[names.CHARGE_RESULTS]],
         dlq=[(v, h.get(names.DLQ_HEADER_ERROR, b"?").decode()) for v, h, _ in got[names.DLQ]],
         commands=[(v, ts) for v, _, ts in got[names.TELEPHONY_COMMANDS]],
     )

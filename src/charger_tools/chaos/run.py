@@ -30,6 +30,7 @@ from charger.events.timefmt import format_time_ms
 from charger.kafka.admin import create_topics
 from charger.protocol.keys import Keys
 from charger_tools.catchup import behind
+from charger_tools.chaos.billing import billing_setup, fee_or_adjustment
 from charger_tools.chaos.checker import check, expectations
 from charger_tools.chaos.collect import observe
 from charger_tools.chaos.procs import Workers
@@ -105,6 +106,7 @@ class ChaosRun:
         self.produced: dict[TopicPartition, int] = {}
         self.redis_restarts = 0
         self.redis_rollbacks = 0
+        self.scheduled_ids: set[str] = set()  # the fees the subscriptions must make
         self.remembered: RedisState | None = None
         self.faults_done: list[str] = []
         self.unhealthy: dict[str, int] = {}  # worker -> /health checks that said 503
@@ -132,6 +134,10 @@ class ChaosRun:
         await self.send(plan_records())
         setup = account_records(self.cfg.switch_config(_now_ms()))
         await self.send(setup + cohort_setup(self.cohort, _now_ms()))
+        profiles = [p.id for p in account_profiles(self.cfg.switch_config(0))]
+        billing = billing_setup(profiles, _now_ms())
+        self.scheduled_ids = billing.scheduled_ids
+        await self.send(billing.records)
 
     # ---- progress ----
     async def lag(self) -> int:
@@ -261,6 +267,10 @@ class ChaosRun:
                 "reference": f"MANUAL-{now}",
             }
             out.append(SimRecord(names.BILLING_ACCOUNTS, acct.encode(), orjson.dumps(doc), "good"))
+        for _ in range(n):
+            if self.rng.random() < self.cfg.fee_fraction:
+                account = self.rng.choice(accounts)
+                out.append(fee_or_adjustment(self.rng, account, now, len(out)))
         return out
 
     async def close(self) -> None:
@@ -299,7 +309,7 @@ async def run_chaos(cfg: ChaosConfig, bootstrap: str, redis: EmbeddedServer) -> 
         accounts += [c.account for c in run.cohort]
         expected = expectations(run.good)
         seen = await observe(bootstrap, marks, run.redis, run.keys, accounts, expected)
-        report = check(expected, run.cohort, seen)
+        report = check(expected, run.cohort, seen, run.scheduled_ids)
     finally:
         await run.close()
     return {

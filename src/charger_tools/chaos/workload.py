@@ -43,6 +43,7 @@ class ChaosConfig:
     malformed_fraction: float = 0.004
     conflict_fraction: float = 0.002
     topup_fraction: float = 0.01  # manual top-ups, as a share of input records
+    fee_fraction: float = 0.004  # fees and adjustments, as a share of input records
 
     def __post_init__(self) -> None:
         if self.events < 1000:
