@@ -27,7 +27,7 @@ from charger.kafka.horizon import Horizon
 from charger.kafka.publisher import Publisher
 from charger.kafka.recovery import Recovery, source_of
 from charger.kafka.relay import Relay
-from charger.kafka.scheduler import schedule
+from charger.kafka.scheduler import SCHEDULE_EVERY_MS, schedule
 from charger.metrics import Metrics
 from charger.protocol.ops import SlotPlan
 from charger.rating import PlanSource
@@ -96,6 +96,7 @@ class BatchWorker:
             policy=settings.recharge_policy(),
         )
         self.lock = asyncio.Lock()
+        self.scheduled_at_ms = -SCHEDULE_EVERY_MS  # when subscriptions were last looked at
         self.horizon = Horizon(store.keys.slots)
         self.assigned_slots: set[int] = set()
         self.needs_drain = True
@@ -340,7 +341,9 @@ class BatchWorker:
             # lost is ticked again.
             looked, _cuts = await self.store.apply(plan, {}, now_ms, slot_now, wait=False)
             self.metrics.ticked.inc(looked)
-            await schedule(self.store, slot_now, now_ms)
+            if slot_now and now_ms - self.scheduled_at_ms >= SCHEDULE_EVERY_MS:
+                self.scheduled_at_ms = now_ms
+                await schedule(self.store, slot_now, now_ms)
             return slots
 
     async def _drain_assigned(self) -> None:
