@@ -95,6 +95,7 @@ class Runtime:
             bootstrap_servers=settings.kafka_bootstrap,
             client_id=settings.client_id,
             acks="all",
+            enable_idempotence=settings.producer_idempotence,
             linger_ms=2,
             max_batch_size=256 * 1024,
             **kafka_security(settings),

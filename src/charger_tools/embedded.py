@@ -7,8 +7,9 @@ file in its own temporary directory, and is stopped by its own pid only. Product
 at Apache Kafka and Redis instead; nothing in charger knows which one it talks to.
 
 Tansu supports consumer groups, offset commits and topic creation with configs (the
-product's `charger.kafka.admin.create_topics`), but not the idempotent producer: producers
-used against it keep `enable_idempotence=False`.
+product's `charger.kafka.admin.create_topics`), but not the idempotent producer (it answers
+InitProducerId with an error): producers used against it keep `enable_idempotence=False`,
+and workers on it are told so by `TANSU_SETTINGS` (see `tansu_settings`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import os
 import shutil
 import socket
 import subprocess
@@ -33,6 +35,7 @@ __all__ = [
     "free_port",
     "start_broker",
     "start_redis",
+    "tansu_settings",
     "wait_port",
     "wait_port_sync",
 ]
@@ -116,6 +119,14 @@ class EmbeddedServer:
                         self._process.kill()
                     self._process.wait()
             shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def terminate(self) -> None:
+        """SIGTERM the server without waiting: `stop()` then waits for it. Lets several
+        servers shut down at once (cluster nodes that would wait for each other)."""
+        with self._lock:
+            if not self._stopped and self._process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    self._process.terminate()
 
     def kill(self) -> None:
         """SIGKILL the server (a crash, for fault tests); its directory and data stay."""
@@ -335,6 +346,30 @@ async def _kafka_metadata_ready(bootstrap: str, timeout: float) -> None:
                 await client.close()
 
 
+# The CHARGER_* settings a worker on Tansu needs (docs/brokers.md).
+TANSU_SETTINGS = {"CHARGER_PRODUCER_IDEMPOTENCE": "false"}
+
+
+@contextlib.contextmanager
+def tansu_settings() -> Iterator[None]:
+    """While Tansu serves: `TANSU_SETTINGS` in this process's environment, so the Settings
+    it builds and the workers it starts (they inherit the environment) suit the broker.
+
+    A setting the caller gave explicitly is kept; the environment is restored afterwards.
+    """
+    before = {name: os.environ.get(name) for name in TANSU_SETTINGS}
+    for name, value in TANSU_SETTINGS.items():
+        os.environ.setdefault(name, value)
+    try:
+        yield
+    finally:
+        for name, earlier in before.items():
+            if earlier is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = earlier
+
+
 def start_broker(
     timeout: float = START_TIMEOUT, *, port: int | None = None, advertised: str | None = None
 ) -> EmbeddedServer:
@@ -456,6 +491,7 @@ def embedded_stack(kafka: str | None, redis: str | None) -> Iterator[tuple[str, 
         if not kafka:
             broker = start_broker()
             started.callback(broker.stop)
+            started.enter_context(tansu_settings())
             kafka = broker.address
         if not redis:
             valkey = start_redis()

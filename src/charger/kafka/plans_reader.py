@@ -143,6 +143,8 @@ class RatePlanReader:
             group_id=None,
             auto_offset_reset="earliest",
             max_partition_fetch_bytes=2 * MAX_PLAN_BYTES,
+            # A plan written in a transaction that was aborted never takes effect.
+            isolation_level="read_committed",
             **self.security,
         )
 
