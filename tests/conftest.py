@@ -20,6 +20,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
@@ -34,6 +35,12 @@ STACK_FIXTURES = frozenset({"stack", "redis_client"})
 
 def pytest_report_header(config: pytest.Config) -> str:
     return f"broker: {test_broker().describe()}"
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    # `pytest -q` (make test, CI) hides the header: say again which broker the suite ran on.
+    if config.getoption("verbose") < 0:
+        terminalreporter.write_line(f"broker: {test_broker().describe()}")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -21,6 +21,7 @@ from charger.clock import Clock, SystemClock
 from charger.connections import kafka_security, redis_client
 from charger.deps import Probe, Retrier, backoff_for
 from charger.faults import KAFKA, REDIS
+from charger.kafka.admin import require_partitions
 from charger.kafka.batch import BatchWorker
 from charger.kafka.plans_reader import PlanBook, RatePlanReader
 from charger.kafka.relay import Relay
@@ -32,6 +33,7 @@ from charger.rating import load_plan_versions
 from charger.settings import Settings
 from charger.store.redis_store import RedisStore
 from charger.tasks import cancel_and_wait
+from topics import names
 
 log = logging.getLogger("charger.runtime")
 
@@ -138,6 +140,12 @@ class Runtime:
         self._probe = asyncio.create_task(self.probe.run())
         await self.plan_reader.start()
         await asyncio.wait_for(self.plan_reader.caught_up.wait(), timeout=30)
+        await require_partitions(
+            self.settings.kafka_bootstrap,
+            names.CO_PARTITIONED,
+            self.settings.partitions,
+            security=kafka_security(self.settings),
+        )
         await self.worker.start()
         self._task = asyncio.create_task(self.worker.run())
         if self.settings.tick_ms > 0:

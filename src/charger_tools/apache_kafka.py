@@ -149,18 +149,21 @@ def _format(install: KafkaInstall, nodes: list[_Node], cluster_id: str) -> None:
 
 
 async def _brokers_ready(bootstrap: str, size: int, timeout: float) -> None:
-    """Until the cluster's metadata lists `size` brokers and names a controller."""
-    from aiokafka.admin import AIOKafkaAdminClient
+    """Until the metadata answered on the bootstrap connection lists `size` brokers.
+
+    Only the bootstrap connection is used: a node may advertise an address this process
+    cannot speak plain Kafka to (a proxy that cuts, a TLS front).
+    """
+    from aiokafka.client import AIOKafkaClient
 
     deadline = time.monotonic() + timeout
     seen = 0
     while True:
-        client = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+        client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
         try:
-            await client.start()
-            cluster = await client.describe_cluster()
-            seen = len(cluster["brokers"])
-            if seen >= size and cluster.get("controller_id", -1) >= 0:
+            await client.bootstrap()
+            seen = len(client.cluster.brokers())
+            if seen >= size:
                 return
         except Exception:
             if time.monotonic() >= deadline:

@@ -234,3 +234,18 @@ def _fetch(version: str, root: Path) -> KafkaInstall:
         return KafkaInstall(version, home)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def main() -> int:
+    """`python -m charger_tools.kafka_install`: fetch now, print the version and its home."""
+    try:
+        install = install_kafka()
+    except KafkaUnavailableError as exc:
+        print(f"Apache Kafka unavailable: {exc}")
+        return 1
+    print(f"Apache Kafka {install.version} in {install.home}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -13,9 +13,12 @@ import zlib
 from collections.abc import Sequence
 
 import orjson
+import pytest
 from aiokafka import AIOKafkaProducer, TopicPartition
 
+from charger.kafka.admin import PartitionCountError
 from charger.protocol.keys import slot_of
+from charger.runtime import Runtime
 from tests.kit.harness import Run
 from tests.kit.records import sms_sent
 from tests.kit.worker import running
@@ -84,3 +87,16 @@ async def test_records_on_a_crc32_partition_go_to_the_dlq_and_charge_nothing(run
         assert await run.balance(account) == OPENING - SMS_OUT
     charged = {e["account"] for e in await run.ledger() if e["kind"] == "sms_out"}
     assert charged == set(placed)
+
+
+async def test_the_worker_refuses_to_start_when_the_partition_counts_differ(run: Run) -> None:
+    # The contract topics have 8 partitions; a worker told of 4 slots would put every
+    # account's records off its slot's partition.
+    runtime = Runtime(run.settings_with(partitions=4))
+    try:
+        with pytest.raises(PartitionCountError, match="CHARGER_PARTITIONS=4") as refused:
+            await runtime.start()
+    finally:
+        await runtime.stop()
+    for topic in names.CO_PARTITIONED:
+        assert f"{topic} has 8" in str(refused.value)
