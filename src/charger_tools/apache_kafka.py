@@ -15,13 +15,11 @@ on a cluster.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
 import shutil
 import subprocess
 import tempfile
-import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -34,6 +32,7 @@ from charger_tools.embedded import (
     _run_coroutine,
     _spawn,
     free_port,
+    kafka_metadata_ready,
     wait_port_sync,
 )
 from charger_tools.kafka_install import KafkaInstall, install_kafka
@@ -148,34 +147,6 @@ def _format(install: KafkaInstall, nodes: list[_Node], cluster_id: str) -> None:
         raise EmbeddedServerError("formatting Kafka storage failed:\n" + "\n".join(failed))
 
 
-async def _brokers_ready(bootstrap: str, size: int, timeout: float) -> None:
-    """Until the metadata answered on the bootstrap connection lists `size` brokers.
-
-    Only the bootstrap connection is used: a node may advertise an address this process
-    cannot speak plain Kafka to (a proxy that cuts, a TLS front).
-    """
-    from aiokafka.client import AIOKafkaClient
-
-    deadline = time.monotonic() + timeout
-    seen = 0
-    while True:
-        client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
-        try:
-            await client.bootstrap()
-            seen = len(client.cluster.brokers())
-            if seen >= size:
-                return
-        except Exception:
-            if time.monotonic() >= deadline:
-                raise
-        finally:
-            with contextlib.suppress(Exception):
-                await client.close()
-        if time.monotonic() >= deadline:
-            raise TimeoutError(f"{seen} of {size} Kafka brokers registered after {timeout}s")
-        await asyncio.sleep(0.2)
-
-
 def start_kafka(
     size: int = 1,
     *,
@@ -213,7 +184,7 @@ def start_kafka(
             cluster.nodes.append(server)
         for server in cluster.nodes:
             wait_port_sync(HOST, int(server.address.rsplit(":", 1)[1]), timeout, server)
-        _run_coroutine(_brokers_ready(cluster.bootstrap, size, timeout))
+        _run_coroutine(kafka_metadata_ready(cluster.bootstrap, timeout, size))
     except BaseException as exc:
         tails = "\n".join(f"--- {s.name}\n{s.log_tail()}" for s in cluster.nodes)
         cluster.stop()

