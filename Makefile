@@ -8,7 +8,7 @@ STAMP := $(VENV)/.stamp
 
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup test demo bench chaos lint fmt clean distclean
+.PHONY: setup test test-kafka kafka demo bench chaos lint fmt clean distclean
 
 setup: $(STAMP)
 
@@ -46,6 +46,17 @@ test: setup
 	  echo "promtool is required on CI" >&2; exit 1; \
 	fi
 	$(BIN)/pytest -q
+	$(MAKE) test-kafka
+
+# The integration suite again, on Apache Kafka (KRaft, one broker) instead of the embedded
+# Tansu: fetched with Maven into ~/.cache/charger/kafka on first use. Needs Java 17+ and
+# Maven; without them the tests are skipped with the reason, except on CI, where they fail.
+test-kafka: setup
+	CHARGER_TEST_BROKER=kafka $(BIN)/pytest -q tests/integration
+
+# Fetch Apache Kafka now (the tests would on first use) and print its version and home.
+kafka: setup
+	$(BIN)/python -m charger_tools.kafka_install
 
 demo: setup
 	$(BIN)/charger demo

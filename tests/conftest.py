@@ -2,10 +2,12 @@
 
 Integration tests talk to a real broker and a real Redis. Set CHARGER_KAFKA_BOOTSTRAP
 and/or CHARGER_REDIS_URL to use running servers (for example the docker-compose stack);
-whatever is not set is started embedded (Tansu and Valkey, in memory) once per session,
-and only when a test asks for it. Every test under tests/integration, and every test
-using these fixtures, is marked `integration`: `pytest -m "not integration"` runs the
-unit tests alone and starts nothing.
+whatever is not set is started once per session, and only when a test asks for it:
+Valkey, and the broker `CHARGER_TEST_BROKER` names — `tansu` (the default: the embedded,
+in-memory broker, fast) or `kafka` (Apache Kafka in KRaft mode, fetched with Maven; where
+Java or Maven is missing its tests are skipped, except on CI, where they fail). Every
+test under tests/integration, and every test using these fixtures, is marked
+`integration`: `pytest -m "not integration"` runs the unit tests alone and starts nothing.
 
 An external server may be shared: tests there must use unique accounts, key prefixes,
 topics and consumer groups (the `uid` fixture helps). Only Redis that the session
@@ -23,16 +25,28 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
 
 from charger_tools.cluster import Cluster, start_cluster
-from charger_tools.embedded import embedded_stack, start_broker
+from charger_tools.embedded import embedded_stack
+from tests.kit.brokers import own_broker, session_broker, test_broker
 from tests.kit.harness import Stack
 
 INTEGRATION_DIR = Path(__file__).parent / "integration"
 STACK_FIXTURES = frozenset({"stack", "redis_client", "redis_cluster", "wide_broker"})
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"broker: {test_broker().describe()}"
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    # `pytest -q` (make test, CI) hides the header: say again which broker the suite ran on.
+    if config.getoption("verbose") < 0:
+        terminalreporter.write_line(f"broker: {test_broker().describe()}")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -47,12 +61,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def stack() -> Iterator[Stack]:
     kafka = os.environ.get("CHARGER_KAFKA_BOOTSTRAP") or None
     redis_url = os.environ.get("CHARGER_REDIS_URL") or None
-    with embedded_stack(kafka, redis_url) as (bootstrap, url):
+    with session_broker(kafka) as broker, embedded_stack(broker, redis_url) as (bootstrap, url):
         yield Stack(
             bootstrap=bootstrap,
             redis_url=url,
             kafka_owned=kafka is None,
             redis_owned=redis_url is None,
+            broker=test_broker().name if kafka is None else "external",
         )
 
 
@@ -67,7 +82,7 @@ def redis_cluster() -> Iterator[Cluster]:
 
 @pytest.fixture(scope="session")
 def wide_broker() -> Iterator[str]:
-    broker = start_broker()
+    broker = own_broker()  # of the session's kind
     try:
         yield broker.address
     finally:

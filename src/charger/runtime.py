@@ -18,6 +18,7 @@ from charger.clock import Clock, SystemClock
 from charger.connections import close_redis, kafka_security, redis_client, redis_location
 from charger.deps import Probe, Retrier, backoff_for
 from charger.faults import KAFKA, REDIS
+from charger.kafka.admin import require_partitions
 from charger.kafka.batch import BatchWorker
 from charger.kafka.plans_reader import PlanBook, RatePlanReader
 from charger.kafka.relay import Relay
@@ -31,6 +32,7 @@ from charger.store.client import RedisClient, not_there_yet, ping
 from charger.store.durability import Durability, check_server
 from charger.store.redis_store import RedisStore
 from charger.tasks import cancel_and_wait
+from topics import names
 
 log = logging.getLogger("charger.runtime")
 
@@ -106,6 +108,7 @@ class Runtime:
             bootstrap_servers=settings.kafka_bootstrap,
             client_id=settings.client_id,
             acks="all",
+            enable_idempotence=settings.producer_idempotence,
             linger_ms=2,
             max_batch_size=256 * 1024,
             **kafka_security(settings),
@@ -149,6 +152,12 @@ class Runtime:
         self._probe = asyncio.create_task(self.probe.run())
         await self.plan_reader.start()
         await asyncio.wait_for(self.plan_reader.caught_up.wait(), timeout=30)
+        await require_partitions(
+            self.settings.kafka_bootstrap,
+            names.CO_PARTITIONED,
+            self.settings.partitions,
+            security=kafka_security(self.settings),
+        )
         await self.worker.start()
         self._task = asyncio.create_task(self.worker.run())
         if self.settings.tick_ms > 0:

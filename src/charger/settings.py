@@ -65,6 +65,10 @@ class Settings(BaseSettings):
     # How long the broker may hold a fetch request open waiting for new records. Short, so
     # a record waits little in the broker; the batch loop still takes what has piled up.
     fetch_wait_ms: int = Field(10, ge=0, le=10_000)
+    # The producer of everything the worker publishes is idempotent (acks=all always): a
+    # retried send can neither duplicate nor reorder records within a partition. Off only
+    # for a broker without idempotent producers (the embedded development broker).
+    producer_idempotence: bool = True
     # While no records come, how often the worker compares Redis's applied-offset
     # watermarks with its positions, to apply again what a forgetful Redis lost (seconds).
     watermark_check_s: float = Field(1.0, gt=0, le=3600)

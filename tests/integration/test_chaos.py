@@ -13,12 +13,13 @@ import pytest
 from charger_tools.chaos import FEE_INVARIANTS, INVARIANTS, passed
 from charger_tools.chaos.run import run_chaos
 from charger_tools.chaos.workload import ChaosConfig
-from charger_tools.embedded import EmbeddedServer, start_broker, start_redis
+from charger_tools.embedded import EmbeddedServer, start_redis
+from tests.kit.brokers import own_broker
 
 
 @pytest.fixture
 def servers() -> Iterator[tuple[EmbeddedServer, EmbeddedServer]]:
-    broker, redis = start_broker(), start_redis(durable=True)
+    broker, redis = own_broker(), start_redis(durable=True)
     try:
         yield broker, redis
     finally:

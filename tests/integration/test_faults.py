@@ -26,7 +26,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from charger.kafka.batch import COMMIT_TIMEOUT_S
-from charger_tools.embedded import EmbeddedServer, free_port, start_broker, start_redis
+from charger_tools.embedded import EmbeddedServer, free_port, start_redis
+from tests.kit.brokers import own_broker
 from tests.kit.harness import Run, Stack, started_run
 from tests.kit.proxy import Proxy
 from tests.kit.traffic import open_accounts, stream, traffic
@@ -188,7 +189,7 @@ async def test_redis_down_pauses_commits_backs_off_and_resumes_without_loss(
 def proxied_broker() -> Iterator[Proxy]:
     """A broker of its own, reachable only through a proxy (it advertises the proxy)."""
     port = free_port()
-    with Proxy(target=port) as proxy, start_broker(port=port, advertised=proxy.address):
+    with Proxy(target=port) as proxy, own_broker(port=port, advertised=proxy.address):
         yield proxy
 
 

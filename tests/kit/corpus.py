@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 
+from charger.protocol.keys import slot_of
 from charger.rating.model import MAX_PRICE_MICROS
 from tests.kit import records
 from topics import names
@@ -40,6 +41,7 @@ class Case:
     value: bytes | None
     reason: str
     detail: str  # a substring of the charger.error.detail header
+    partition: int | None = None  # where the record is put; None: its key's murmur2 partition
 
 
 @dataclass(frozen=True)
@@ -320,4 +322,16 @@ def keyless_cases(ids: Ids) -> list[Case]:
     return [
         Case("event without a key", EV, None, j(sms(ids, "nk")), "key_mismatch", "no key"),
         Case("plan tombstone without a key", RP, None, None, "invalid_rate_plan", "tombstone"),
+    ]
+
+
+# The integration test of this one is tests/integration/test_partitioning.py: it produces
+# with a CRC32 partitioner, as librdkafka clients do by default.
+def misplaced_cases(ids: Ids, partitions: int) -> list[Case]:
+    right = slot_of(ids.good, partitions)
+    wrong = (right + 1) % partitions
+    event = j(sms(ids, "wp"))
+    detail = f"expected {right}"
+    return [
+        Case("right key, other partition", EV, ids.good, event, "wrong_partition", detail, wrong)
     ]

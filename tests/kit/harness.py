@@ -42,6 +42,7 @@ class Stack:
     redis_url: str
     kafka_owned: bool
     redis_owned: bool
+    broker: str = "tansu"  # what the session started: "tansu", "kafka", or "external"
 
     @property
     def owned(self) -> bool:

@@ -32,10 +32,11 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from charger.connections import close_redis, redis_client
 from charger.settings import Settings
-from charger_tools.embedded import HOST, broker_binary, free_port, redis_binary, wait_port_sync
+from charger_tools.embedded import HOST, free_port, redis_binary, wait_port_sync
 from charger_tools.processes import stop_process
 from charger_tools.topology import Topology, start_topology
 from tests.kit.acl import ROOT, WORKER_USER, render, users
+from tests.kit.brokers import own_broker
 from tests.kit.harness import Run
 
 OPS_PASSWORD = "ops-dev-password"  # deploy/redis/README.md: the development password
@@ -155,24 +156,9 @@ class TlsFront:
 
 @contextlib.contextmanager
 def broker_behind(front_port: int, listen: int) -> Iterator[None]:
-    """A Tansu broker on `listen` that advertises the TLS front's port to its clients."""
-    proc = subprocess.Popen(
-        [
-            broker_binary(),
-            "broker",
-            *("--listener-url", f"tcp://{HOST}:{listen}"),
-            *("--advertised-listener-url", f"tcp://{HOST}:{front_port}"),
-            *("--storage-engine", "memory://tansu/"),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        stdin=subprocess.DEVNULL,
-    )
-    try:
-        wait_port_sync(HOST, listen, timeout=20)
+    """A broker of the session's kind on `listen` that advertises the TLS front's port."""
+    with own_broker(port=listen, advertised=f"{HOST}:{front_port}"):
         yield
-    finally:
-        stop_process(proc, 5)
 
 
 def worker_password() -> str:

@@ -19,16 +19,27 @@ from charger.charging.planner import Outcome, Planner
 from charger.charging.records import AccountInfo, Inbound, Reads
 from charger.kafka.plans_reader import PlanBook
 from charger.protocol.fields import request_state
-from charger.protocol.keys import Keys
+from charger.protocol.keys import Keys, slot_of
 from charger.protocol.ops import Refuse
 from charger.rating import RatePlan, load_plans, plan_from_dict
 from charger.runtime import default_plans_path
-from tests.kit.corpus import RP, Case, Ids, cases, keyless_cases, prelude, sms, world, world_plans
+from tests.kit.corpus import (
+    RP,
+    Case,
+    Ids,
+    cases,
+    keyless_cases,
+    misplaced_cases,
+    prelude,
+    sms,
+    world,
+    world_plans,
+)
 from tests.kit.ops import planned
 from topics import names, reasons
 
 IDS = Ids("u1")
-CORPUS = cases(IDS) + keyless_cases(IDS)
+CORPUS = cases(IDS) + keyless_cases(IDS) + misplaced_cases(IDS, 8)
 PLANS: dict[str, RatePlan] = load_plans(default_plans_path()) | {
     doc["id"]: plan_from_dict(doc) for doc in world_plans(IDS)
 }
@@ -41,11 +52,22 @@ def refusals(out: Outcome) -> list[tuple[str, str]]:
     return [(op.reason, op.detail) for op in planned(out, Refuse)]
 
 
-def plan_batch(records: list[tuple[str, str | None, bytes | None]]) -> Outcome:
+def plan_batch(
+    records: list[tuple[str, str | None, bytes | None]], moved: dict[int, int] | None = None
+) -> Outcome:
+    """Plan `records` as one batch, each on its key's partition unless `moved` (index ->
+    partition) puts it elsewhere."""
     known = {acct: AccountInfo(cur, plan, 0) for acct, (cur, plan) in world(IDS).items()}
     planner = Planner(KEYS, lambda: PLANS, known)
     batch = [
-        Inbound(topic, 0, offset, None if key is None else key.encode(), value)
+        # on the key's own partition, as the default partitioner puts it
+        Inbound(
+            topic,
+            (moved or {}).get(offset, slot_of(key, KEYS.slots) if key else 0),
+            offset,
+            None if key is None else key.encode(),
+            value,
+        )
         for offset, (topic, key, value) in enumerate(records)
     ]
     prepared = planner.prepare(batch)
@@ -72,7 +94,9 @@ def test_every_reason_of_the_contract_is_in_the_corpus() -> None:
 @pytest.mark.parametrize("case", [c for c in CORPUS if c.topic != RP], ids=lambda c: c.kind)
 def test_input_case_is_refused_with_its_reason_and_the_batch_goes_on(case: Case) -> None:
     after = (names.TELEPHONY_EVENTS, IDS.good, orjson.dumps(sms(IDS, "after")))
-    out = plan_batch([*prelude(IDS), (case.topic, case.key, case.value), after])
+    first = prelude(IDS)
+    moved = {} if case.partition is None else {len(first): case.partition}
+    out = plan_batch([*first, (case.topic, case.key, case.value), after], moved)
     (refused,) = refusals(out)
     assert refused[0] == case.reason, refused
     assert case.detail in refused[1], refused

@@ -9,7 +9,7 @@ import pytest
 
 from charger.charging.planner import Planner
 from charger.charging.records import AccountInfo, CallState, Inbound, Reads
-from charger.protocol.keys import Keys
+from charger.protocol.keys import Keys, slot_of
 from charger.protocol.ops import Move, SettleCall
 from charger.rating import load_plans
 from charger.runtime import default_plans_path
@@ -28,7 +28,9 @@ def rec(
     key: bytes | None = b"a1",
 ) -> Inbound:
     raw = body if isinstance(body, bytes) else orjson.dumps(body)
-    return Inbound(topic, 0, offset, key, raw)
+    # On the key's own partition, as the default partitioner puts it.
+    partition = slot_of(key.decode(), 8) if key else 0
+    return Inbound(topic, partition, offset, key, raw)
 
 
 def sms(eid: str, segments: int = 1, account: str = "a1") -> dict[str, Any]:

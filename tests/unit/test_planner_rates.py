@@ -18,7 +18,7 @@ from charger.charging.records import (
 )
 from charger.events.timefmt import parse_time_ms
 from charger.protocol.fields import CALL_FIELDS
-from charger.protocol.keys import Keys
+from charger.protocol.keys import Keys, slot_of
 from charger.protocol.ops import Move, SettleCall, StartCall
 from charger.rating import Increments, PlanVersions, VoiceRate, plan_from_dict
 from tests.kit.ops import ledger_of, the_one
@@ -63,7 +63,8 @@ def ended(time: str = END, duration_ms: int = 60_000, route: bool = False) -> di
 def run(bodies: list[dict[str, Any]], state: CallState | None = None, plans: Any = None) -> Outcome:
     p = Planner(Keys("t", 8), lambda: TIER if plans is None else plans, {"a1": ACCOUNT})
     batch = [
-        Inbound(names.TELEPHONY_EVENTS, 0, n, b"a1", orjson.dumps(b)) for n, b in enumerate(bodies)
+        Inbound(names.TELEPHONY_EVENTS, slot_of("a1", 8), n, b"a1", orjson.dumps(b))
+        for n, b in enumerate(bodies)
     ]
     prepared = p.prepare(batch)
     calls = {d.call_key: state for d in prepared.decoded if d.call_key}

@@ -171,6 +171,12 @@ class Planner:
                     (rec, Invalid("key_mismatch", f"record has {key}, not its account {account!r}"))
                 )
                 continue
+            if rec.partition != place[1]:
+                # The right key on another partition (a CRC32 partitioner, say): its
+                # account's slot belongs to the worker of the murmur2 partition, whose
+                # watermark and cutoffs would not see it.
+                refused.append((rec, _wrong_partition(rec.partition, place[1], k.slots)))
+                continue
             try:
                 fp = fingerprint(body)
             except TypeError:  # orjson re-encodes only so many levels of nesting
@@ -484,6 +490,14 @@ def _movement(
     and kind, account, the cause its commands are named by, and the record's time."""
     cause = ledger.entry_id(d.tag, event_id, "")
     return usage.amount_micros, usage.head, usage.kind, d.body["account"], cause, time
+
+
+def _wrong_partition(partition: int, expected: int, partitions: int) -> Invalid:
+    return Invalid(
+        "wrong_partition",
+        f"on partition {partition}, expected {expected}: murmur2 of the key "
+        f"modulo {partitions} partitions",
+    )
 
 
 def _shown_key(key: bytes) -> str:

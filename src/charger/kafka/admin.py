@@ -13,11 +13,22 @@ from typing import Any
 
 from topics.names import TOPICS, TopicSpec
 
-__all__ = ["TopicCreationError", "create_topics", "new_topic_configs"]
+__all__ = [
+    "PartitionCountError",
+    "TopicCreationError",
+    "create_topics",
+    "new_topic_configs",
+    "partition_counts",
+    "require_partitions",
+]
 
 
 class TopicCreationError(RuntimeError):
     """The broker refused to create one or more topics."""
+
+
+class PartitionCountError(RuntimeError):
+    """An input topic is missing or has another partition count than the key slots."""
 
 
 def new_topic_configs(spec: TopicSpec, min_insync_replicas: int | None = None) -> dict[str, str]:
@@ -99,3 +110,61 @@ async def _wait_topics_visible(client: Any, names: list[str], timeout: float) ->
         if time.monotonic() >= deadline:
             raise TimeoutError(f"topics not visible in metadata after {timeout}s: {missing}")
         await asyncio.sleep(0.1)
+
+
+async def require_partitions(
+    bootstrap: str,
+    topics: Iterable[str],
+    partitions: int,
+    *,
+    timeout: float = 30.0,
+    security: dict[str, Any] | None = None,
+) -> None:
+    """Raise `PartitionCountError` unless every topic of `topics` has `partitions`.
+
+    The worker's key slots are the murmur2 partitions of `partitions`: with another count
+    on an input topic, every correctly produced record would land off its slot's partition.
+    """
+    names = sorted(topics)
+    found = await partition_counts(bootstrap, names, timeout=timeout, security=security)
+    wrong = [
+        f"{name} has {found[name]}" if name in found else f"{name} is missing"
+        for name in names
+        if found.get(name) != partitions
+    ]
+    if wrong:
+        raise PartitionCountError(
+            f"the input topics must have CHARGER_PARTITIONS={partitions} partitions: "
+            + "; ".join(wrong)
+            + " (charger topics create makes them; a changed count needs a re-homing migration)"
+        )
+
+
+async def partition_counts(
+    bootstrap: str,
+    topics: Iterable[str],
+    *,
+    timeout: float = 30.0,
+    security: dict[str, Any] | None = None,
+) -> dict[str, int]:
+    """The partition count of each topic of `topics` that exists (missing ones are left out).
+
+    Asked explicitly: a client knows no topic's partitions until its metadata names the
+    topic, and Kafka answers a metadata request for no topics with none (some brokers
+    answer it with all of them).
+    """
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    client = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000), **(security or {})
+    )
+    await client.start()
+    try:
+        described = await client.describe_topics(sorted(topics))
+    finally:
+        await client.close()
+    return {
+        d["topic"]: len(d.get("partitions") or ())
+        for d in described
+        if d["error_code"] == 0 and d.get("partitions")
+    }

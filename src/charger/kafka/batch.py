@@ -125,6 +125,9 @@ class BatchWorker:
             # default (500 ms) would sit on the first records of a quiet moment, and some
             # brokers hold a fetch for the whole wait, which then adds to every record.
             fetch_max_wait_ms=s.fetch_wait_ms,
+            # Records of an upstream transaction are charged once it commits, never when
+            # it aborts (the read_uncommitted default would charge them at once, either way).
+            isolation_level="read_committed",
             **kafka_security(s),
         )
         self.consumer.subscribe(list(names.CO_PARTITIONED), listener=_Rebalance(self))

@@ -26,6 +26,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from charger.charging.records import Inbound
 from charger.charging.refusals import refuse
 from charger.events.validate import Invalid, decode
+from charger.kafka.admin import partition_counts
 from charger.metrics import Metrics
 from charger.protocol.ops import SlotPlan
 from charger.rating import PlanError, RatePlan, plan_from_dict
@@ -143,14 +144,17 @@ class RatePlanReader:
             group_id=None,
             auto_offset_reset="earliest",
             max_partition_fetch_bytes=2 * MAX_PLAN_BYTES,
+            # A plan written in a transaction that was aborted never takes effect.
+            isolation_level="read_committed",
             **self.security,
         )
 
     async def start(self) -> None:
+        # Asked of the broker: a consumer that subscribes to nothing knows no partitions.
+        counts = await partition_counts(self.bootstrap, [names.RATE_PLANS], security=self.security)
         c = self.new_consumer()
         await c.start()
-        parts = c.partitions_for_topic(names.RATE_PLANS) or set()
-        tps = [TopicPartition(names.RATE_PLANS, p) for p in sorted(parts)]
+        tps = [TopicPartition(names.RATE_PLANS, p) for p in range(counts.get(names.RATE_PLANS, 0))]
         c.assign(tps)
         if tps:
             await c.seek_to_beginning(*tps)

@@ -1,11 +1,12 @@
 """The subscription scheduler: charges recurring fees of the slots this worker owns.
 
 It runs with the ticker (at most once a second of the injectable clock), under the batch
-lock, on each slot's event-time horizon (never ahead of a backlog). Due subscriptions are read with their
-account's time zone; `charging.scheduling` plans their charges; they are applied like a
-tick's ops, without source offsets: each charge carries the progress it was planned from,
-so restarts, rebalances and a worker down for days charge every period exactly once, the
-missed ones on return (`CHARGES_PER_LOOK` per subscription a look, the rest next look).
+lock, on each slot's event-time horizon (never ahead of a backlog). Due subscriptions are
+read with their account's time zone; `charging.scheduling` plans their charges; they are
+applied like a tick's ops, without source offsets: each charge carries the progress it was
+planned from, so restarts, rebalances and a worker down for days charge every period
+exactly once, the missed ones on return (`CHARGES_PER_LOOK` per subscription a look, the
+rest next look).
 """
 
 from __future__ import annotations

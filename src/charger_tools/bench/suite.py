@@ -23,7 +23,7 @@ from charger_tools.bench.report import build_report
 from charger_tools.bench.runs import Env, drop_prefixes, run_charger
 from charger_tools.bench.tick import run_tick
 from charger_tools.bench.workload import generate, produce
-from charger_tools.embedded import start_broker, start_redis
+from charger_tools.embedded import start_broker, start_redis, tansu_settings
 from charger_tools.topology import DATA_NODE_OPTIONS
 from topics import names
 
@@ -60,6 +60,7 @@ def servers(workdir: Path) -> Iterator[Env]:
         if not env.bootstrap:
             broker = start_broker()
             stack.callback(broker.stop)
+            stack.enter_context(tansu_settings())
             env.bootstrap, env.pids["broker"] = broker.address, broker.pid
         if not env.redis_url:
             valkey = start_redis(extra=DATA_NODE_OPTIONS)  # a replica may join at once

@@ -13,7 +13,7 @@ import orjson
 from charger.cli import tool
 from charger_tools.chaos.run import run_chaos
 from charger_tools.chaos.workload import ChaosConfig
-from charger_tools.embedded import start_broker, start_redis
+from charger_tools.embedded import start_broker, start_redis, tansu_settings
 
 # The four invariants that must be zero for the run to pass, and those of the fees.
 INVARIANTS = ("lost", "duplicated", "mismatched_accounts", "missed_cutoffs")
@@ -39,6 +39,7 @@ def main(cfg: ChaosConfig, json_path: str = "") -> int:
     with contextlib.ExitStack() as stack:
         broker = start_broker()
         stack.callback(broker.stop)
+        stack.enter_context(tansu_settings())
         redis = start_redis(durable=True)
         stack.callback(redis.stop)
         report = asyncio.run(run_chaos(cfg, broker.address, redis))
