@@ -51,6 +51,13 @@ def bench_command(argv: Sequence[str]) -> int:
     p.add_argument("--tick-seconds", type=float, default=Options.tick_seconds)
     p.add_argument("--profile", default="", help="cProfile the charger run into this file")
     p.add_argument("--seed", type=int, default=Options.seed)
+    p.add_argument(
+        "--broker",
+        choices=("tansu", "kafka"),
+        default="tansu",
+        help="the embedded broker when CHARGER_KAFKA_BOOTSTRAP is unset: Tansu, or one "
+        "Apache Kafka node fetched with Maven (docs/brokers.md)",
+    )
     a = p.parse_args(argv)
     if a.only == "planner":  # pure CPU, no servers: not part of the suite's report
         from charger_tools.bench.planner import main as planner_main
@@ -80,6 +87,7 @@ def bench_command(argv: Sequence[str]) -> int:
         tick_seconds=a.tick_seconds,
         profile=str(Path(a.profile).resolve()) if a.profile else "",
         seed=a.seed,
+        broker=a.broker,
     )
     report = main(opts)
     text = orjson.dumps(report, option=orjson.OPT_INDENT_2).decode()

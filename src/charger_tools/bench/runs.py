@@ -44,6 +44,7 @@ class Env:
     workdir: Path
     pids: dict[str, int] = field(default_factory=dict)
     prefixes: list[str] = field(default_factory=list)
+    broker: str = "given"  # which broker the figures come from
 
     def new(self, run: str) -> tuple[str, str]:
         """A fresh (Redis key prefix, consumer group) for one run."""

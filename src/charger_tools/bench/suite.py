@@ -15,6 +15,7 @@ from typing import Any
 
 from charger.kafka.admin import create_topics
 from charger.settings import Settings
+from charger_tools.apache_kafka import start_kafka
 from charger_tools.bench.baselines import run_faust, run_limit
 from charger_tools.bench.latency import run_latency
 from charger_tools.bench.proc import say
@@ -49,19 +50,26 @@ class Options:
     tick_seconds: float = 30.0
     profile: str = ""
     seed: int = 7
+    broker: str = "tansu"  # the embedded broker: tansu, or kafka (Apache Kafka, one node)
 
 
 @contextlib.contextmanager
-def servers(workdir: Path) -> Iterator[Env]:
-    """The given servers (CHARGER_KAFKA_BOOTSTRAP / CHARGER_REDIS_URL), or embedded ones."""
+def servers(workdir: Path, broker_kind: str = "tansu") -> Iterator[Env]:
+    """The given servers (CHARGER_KAFKA_BOOTSTRAP / CHARGER_REDIS_URL), or embedded ones:
+    Tansu, or with `broker_kind` "kafka" one Apache Kafka node."""
     s = Settings()
     with contextlib.ExitStack() as stack:
         env = Env(s.kafka_bootstrap, s.redis_dsn(), workdir)
-        if not env.bootstrap:
+        if not env.bootstrap and broker_kind == "kafka":
+            kafka = stack.enter_context(start_kafka(1))
+            env.bootstrap, env.pids["broker"] = kafka.bootstrap, kafka.nodes[0].pid
+            env.broker = f"Apache Kafka {kafka.version} (KRaft, one node)"
+        elif not env.bootstrap:
             broker = start_broker()
             stack.callback(broker.stop)
             stack.enter_context(tansu_settings())
             env.bootstrap, env.pids["broker"] = broker.address, broker.pid
+            env.broker = "Tansu (embedded, in memory)"
         if not env.redis_url:
             valkey = start_redis(extra=DATA_NODE_OPTIONS)  # a replica may join at once
             stack.callback(valkey.stop)
@@ -144,6 +152,7 @@ async def run_suite(opts: Options, env: Env) -> dict[str, Any]:
         "faust_cap_seconds": opts.faust_seconds,
         "scaled_workers": scaled if "charger_scaled" in chosen else None,
         "servers": "embedded" if env.pids else "given",
+        "broker": env.broker,
     }
     return build_report(
         events=opts.events,
@@ -160,7 +169,7 @@ async def run_suite(opts: Options, env: Env) -> dict[str, Any]:
 def main(opts: Options) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="charger-bench-"))
     try:
-        with servers(workdir) as env:
+        with servers(workdir, opts.broker) as env:
             return asyncio.run(run_suite(opts, env))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
