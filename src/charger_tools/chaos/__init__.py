@@ -11,9 +11,10 @@ from pathlib import Path
 import orjson
 
 from charger.cli import tool
+from charger_tools.apache_kafka import start_kafka
 from charger_tools.chaos.run import run_chaos
 from charger_tools.chaos.workload import ChaosConfig
-from charger_tools.embedded import start_broker, start_redis, tansu_settings
+from charger_tools.embedded import EmbeddedServer, start_broker, start_redis, tansu_settings
 
 # The four invariants that must be zero for the run to pass, and those of the fees.
 INVARIANTS = ("lost", "duplicated", "mismatched_accounts", "missed_cutoffs")
@@ -35,14 +36,23 @@ def passed(report: dict[str, object]) -> bool:
     return bool(report.get("settled")) and healthy and invariants and fees_right
 
 
-def main(cfg: ChaosConfig, json_path: str = "") -> int:
+def main(cfg: ChaosConfig, json_path: str = "", broker_kind: str = "tansu") -> int:
     with contextlib.ExitStack() as stack:
-        broker = start_broker()
-        stack.callback(broker.stop)
-        stack.enter_context(tansu_settings())
+        nodes: list[EmbeddedServer] = []
+        if broker_kind == "tansu":
+            broker = start_broker()
+            stack.callback(broker.stop)
+            stack.enter_context(tansu_settings())
+            bootstrap = broker.address
+        else:
+            kafka = stack.enter_context(start_kafka(3 if broker_kind == "kafka-cluster" else 1))
+            bootstrap, nodes = kafka.bootstrap, kafka.nodes
+            print(f"broker: Apache Kafka {kafka.version}, {len(nodes)} node(s)", flush=True)
         redis = start_redis(durable=True)
         stack.callback(redis.stop)
-        report = asyncio.run(run_chaos(cfg, broker.address, redis))
+        killable = nodes if len(nodes) >= 3 else []
+        report = asyncio.run(run_chaos(cfg, bootstrap, redis, killable))
+        report["broker"] = broker_kind
     text = orjson.dumps(report, option=orjson.OPT_INDENT_2).decode()
     if json_path:
         Path(json_path).write_text(text + "\n")
@@ -74,8 +84,24 @@ def chaos_command(argv: Sequence[str]) -> int:
         help="N times, Redis goes back to its state of a few seconds before (what a failover "
         "to a replica that far behind does); the worker must apply again what it lost",
     )
+    p.add_argument(
+        "--broker",
+        choices=("tansu", "kafka", "kafka-cluster"),
+        default="tansu",
+        help="the embedded broker: Tansu, one Apache Kafka node, or three (topics at "
+        "replication factor 3, min.insync.replicas 2)",
+    )
+    p.add_argument(
+        "--broker-kills",
+        type=int,
+        default=0,
+        metavar="N",
+        help="with --broker kafka-cluster: N times a broker is SIGKILLed and restarted",
+    )
     p.add_argument("--json", default="", help="write the report here too")
     a = p.parse_args(argv)
+    if a.broker_kills and a.broker != "kafka-cluster":
+        p.error("--broker-kills needs --broker kafka-cluster")
     cfg = ChaosConfig(
         events=a.events,
         kills=a.kills,
@@ -83,5 +109,6 @@ def chaos_command(argv: Sequence[str]) -> int:
         rate_per_s=a.rate,
         seed=a.seed,
         redis_rollbacks=a.redis_rollback,
+        broker_kills=a.broker_kills,
     )
-    return main(cfg, a.json)
+    return main(cfg, a.json, a.broker)

@@ -17,7 +17,7 @@ import tempfile
 import time
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -54,6 +54,7 @@ from topics import names
 
 STEP_S = 0.05
 REDIS_DOWN_S = 2.0
+BROKER_DOWN_S = 5.0
 
 
 async def _once_redis_answers(work: Callable[[], Awaitable[T]]) -> T:
@@ -78,10 +79,19 @@ def _now_ms() -> int:
 class ChaosRun:
     """One run: its stream, its faults, its workers, and the truth the checker needs."""
 
-    def __init__(self, cfg: ChaosConfig, bootstrap: str, redis: EmbeddedServer) -> None:
+    def __init__(
+        self,
+        cfg: ChaosConfig,
+        bootstrap: str,
+        redis: EmbeddedServer,
+        brokers: Sequence[EmbeddedServer] = (),
+    ) -> None:
         self.cfg = cfg
         self.bootstrap = bootstrap
         self.redis_server = redis
+        # The nodes of a Kafka cluster the run may kill (none: one broker, never killed).
+        self.brokers = list(brokers)
+        self.broker_kills = 0
         uid = uuid.uuid4().hex[:6]
         self.prefix, self.group = f"chaos{uid}", f"charger-chaos-{uid}"
         self.keys = Keys(self.prefix, int(os.environ.get("CHARGER_PARTITIONS", "8")))
@@ -129,7 +139,14 @@ class ChaosRun:
                 self.good.append(r.value)
 
     async def prepare(self) -> None:
-        await create_topics(self.bootstrap, names.TOPICS.values())
+        # On a cluster the topics are replicated as in production: a broker may die.
+        replicated = len(self.brokers) >= 3
+        await create_topics(
+            self.bootstrap,
+            names.TOPICS.values(),
+            replication_factor=3 if replicated else 1,
+            min_insync_replicas=2 if replicated else None,
+        )
         await self.producer.start()
         await self.send(plan_records())
         setup = account_records(self.cfg.switch_config(_now_ms()))
@@ -179,6 +196,9 @@ class ChaosRun:
             proc = self.workers.detach("second")
             if proc is not None:
                 self._in_background(self._stop_worker(proc))
+        elif fault.action == "broker_kill" and self.brokers:
+            node = self.brokers[self.broker_kills % len(self.brokers)]
+            self._in_background(self._restart_broker(node))
         elif fault.action == "redis_restart":
             self._in_background(self._restart_redis())
         elif fault.action == "redis_remember":
@@ -196,6 +216,12 @@ class ChaosRun:
 
     async def _stop_worker(self, proc: subprocess.Popen[bytes]) -> None:
         await asyncio.to_thread(stop_process, proc)
+
+    async def _restart_broker(self, node: EmbeddedServer) -> None:
+        node.kill()
+        self.broker_kills += 1
+        await asyncio.sleep(BROKER_DOWN_S)  # its partitions' leaders move meanwhile
+        await asyncio.to_thread(node.restart)
 
     async def _restart_redis(self) -> None:
         self.redis_server.kill()
@@ -279,10 +305,15 @@ class ChaosRun:
         await self.redis.aclose()
 
 
-async def run_chaos(cfg: ChaosConfig, bootstrap: str, redis: EmbeddedServer) -> dict[str, Any]:
+async def run_chaos(
+    cfg: ChaosConfig,
+    bootstrap: str,
+    redis: EmbeddedServer,
+    brokers: Sequence[EmbeddedServer] = (),
+) -> dict[str, Any]:
     """Play, strike, settle, check; returns the report."""
     began = time.monotonic()
-    run = ChaosRun(cfg, bootstrap, redis)
+    run = ChaosRun(cfg, bootstrap, redis, brokers)
     marks = {
         TopicPartition(t, p): 0 for t, spec in names.TOPICS.items() for p in range(spec.partitions)
     }
@@ -320,6 +351,7 @@ async def run_chaos(cfg: ChaosConfig, bootstrap: str, redis: EmbeddedServer) -> 
         "faults": run.faults_done,
         "redis_restarts": run.redis_restarts,
         "redis_rollbacks": run.redis_rollbacks,
+        "broker_kills": run.broker_kills,
         "worker_starts": run.workers.starts,
         "worker_exit_codes": exit_codes,
         "unhealthy_checks": run.unhealthy,

@@ -44,6 +44,7 @@ class ChaosConfig:
     conflict_fraction: float = 0.002
     topup_fraction: float = 0.01  # manual top-ups, as a share of input records
     fee_fraction: float = 0.004  # fees and adjustments, as a share of input records
+    broker_kills: int = 0  # a broker of a cluster SIGKILLed and restarted (leaders move)
 
     def __post_init__(self) -> None:
         if self.events < 1000:
@@ -204,6 +205,7 @@ class Fault:
 
     at: float
     action: str  # kill | redis_restart | redis_remember | redis_rollback | join | leave
+    # | broker_kill
 
 
 @dataclass
@@ -236,6 +238,10 @@ def fault_plan(cfg: ChaosConfig) -> FaultPlan:
         at = 0.15 + 0.7 * (n + rng.uniform(0.2, 0.6)) / cfg.redis_rollbacks
         faults.append(Fault(at, "redis_remember"))
         faults.append(Fault(at + 0.03, "redis_rollback"))
+    for n in range(cfg.broker_kills):
+        faults.append(
+            Fault(0.1 + 0.8 * (n + rng.uniform(0.2, 0.8)) / cfg.broker_kills, "broker_kill")
+        )
     if cfg.second_worker:
         faults.append(Fault(rng.uniform(0.2, 0.3), "join"))
         faults.append(Fault(rng.uniform(0.7, 0.8), "leave"))
