@@ -385,3 +385,13 @@ def test_kustomize_builds_the_manifests() -> None:
     assert out.returncode == 0, out.stderr
     kinds = {d["kind"] for d in yaml.safe_load_all(out.stdout) if d}
     assert {"Deployment", "ScaledObject", "PodDisruptionBudget"} <= kinds
+
+
+def test_compose_runs_the_kafka_version_the_tests_run(compose: dict[str, Any]) -> None:
+    from charger_tools.kafka_install import KAFKA_VERSIONS
+
+    image = compose["services"]["kafka"]["image"]
+    assert image == f"apache/kafka:{KAFKA_VERSIONS[0]}"
+    environment = compose["services"]["kafka"]["environment"]
+    assert environment["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false"
+    assert environment["KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS"] == 0
