@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from charger_tools.chaos import INVARIANTS, passed
+from charger_tools.chaos.backends import SingleRedis
 from charger_tools.chaos.run import run_chaos
 from charger_tools.chaos.workload import ChaosConfig
 from charger_tools.embedded import EmbeddedServer, start_broker, start_redis
@@ -31,7 +32,7 @@ async def test_small_chaos_run_loses_and_doubles_nothing(
 ) -> None:
     broker, redis = servers
     cfg = ChaosConfig(events=3000, kills=2, accounts=300, rate_per_s=200.0, seed=5)
-    report = await run_chaos(cfg, broker.address, redis)
+    report = await run_chaos(cfg, broker.address, SingleRedis(redis))
     summary = {k: report[k] for k in (*INVARIANTS, "settled", "kills", "faults", "logs")}
     # the faults really struck
     assert report["kills"] == 2, summary

@@ -11,9 +11,10 @@ from pathlib import Path
 import orjson
 
 from charger.cli import tool
+from charger_tools.chaos.backends import CLUSTER_PARTITIONS, start_backend
 from charger_tools.chaos.run import run_chaos
 from charger_tools.chaos.workload import ChaosConfig
-from charger_tools.embedded import start_broker, start_redis
+from charger_tools.embedded import start_broker
 
 # The four invariants that must be zero for the run to pass.
 INVARIANTS = ("lost", "duplicated", "mismatched_accounts", "missed_cutoffs")
@@ -30,9 +31,9 @@ def main(cfg: ChaosConfig, json_path: str = "") -> int:
     with contextlib.ExitStack() as stack:
         broker = start_broker()
         stack.callback(broker.stop)
-        redis = start_redis(durable=True)
-        stack.callback(redis.stop)
-        report = asyncio.run(run_chaos(cfg, broker.address, redis))
+        backend = start_backend(cfg)
+        stack.callback(backend.stop)
+        report = asyncio.run(run_chaos(cfg, broker.address, backend))
     text = orjson.dumps(report, option=orjson.OPT_INDENT_2).decode()
     if json_path:
         Path(json_path).write_text(text + "\n")
@@ -47,7 +48,9 @@ def chaos_command(argv: Sequence[str]) -> int:
         description="Start an embedded broker and a durable Valkey, play a stream of events "
         "while the worker is SIGKILLed and restarted, Redis restarts from its AOF and a second "
         "worker joins and leaves (and, with --redis-rollback, Redis forgets what it wrote in "
-        "the last seconds); then check that nothing was lost or doubled.",
+        "the last seconds); then check that nothing was lost or doubled. With "
+        "--redis-failover, Redis is a primary and a replica behind three Sentinels and the "
+        "primary is SIGKILLed instead of restarted; with --redis-cluster, a six-node cluster.",
     )
     p.add_argument("--events", type=int, default=100_000)
     p.add_argument("--kills", type=int, default=10)
@@ -64,6 +67,23 @@ def chaos_command(argv: Sequence[str]) -> int:
         help="N times, Redis goes back to its state of a few seconds before (what a failover "
         "to a replica that far behind does); the worker must apply again what it lost",
     )
+    p.add_argument(
+        "--redis-failover",
+        type=int,
+        nargs="?",
+        const=1,
+        default=0,
+        metavar="N",
+        help="N times, the Redis primary is SIGKILLed and its replica promoted (by three "
+        "Sentinels, or by the cluster with --redis-cluster); the killed node then comes "
+        "back as the new primary's replica",
+    )
+    p.add_argument(
+        "--redis-cluster",
+        action="store_true",
+        help=f"Redis is a cluster of three primaries and three replicas, over "
+        f"{CLUSTER_PARTITIONS} partitions",
+    )
     p.add_argument("--json", default="", help="write the report here too")
     a = p.parse_args(argv)
     cfg = ChaosConfig(
@@ -73,5 +93,7 @@ def chaos_command(argv: Sequence[str]) -> int:
         rate_per_s=a.rate,
         seed=a.seed,
         redis_rollbacks=a.redis_rollback,
+        redis_failovers=a.redis_failover,
+        redis_cluster=a.redis_cluster,
     )
     return main(cfg, a.json)

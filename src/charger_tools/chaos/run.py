@@ -1,10 +1,13 @@
 """`charger chaos`: play a long stream while faults strike, then check every invariant.
 
-The run owns its servers: an embedded broker and a Valkey with its append-only file
-fsynced on every write, so that Redis can be SIGKILLed and restarted from disk. The
-worker runs as real `charger worker` processes; the run SIGKILLs and restarts the main
-one at planned points of the stream, restarts Redis once, and lets a second worker join
-and leave the consumer group. A payment service answers recharge requests as they come.
+The run owns its servers: an embedded broker and a Redis of the kind asked for
+(`charger_tools.chaos.backends`): one Valkey with its append-only file fsynced on every
+write, so that Redis can be SIGKILLed and restarted from disk; a primary and replica
+behind Sentinels; or a six-node cluster. The worker runs as real `charger worker`
+processes; the run SIGKILLs and restarts the main one at planned points of the stream,
+restarts Redis once or fails it over, makes it forget (`charger_tools.chaos.redis_faults`),
+and lets a second worker join and leave the consumer group. A payment service answers
+recharge requests as they come.
 """
 
 from __future__ import annotations
@@ -17,22 +20,23 @@ import tempfile
 import time
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaProducer, TopicPartition
-from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
 
+from charger.connections import close_redis
 from charger.events.timefmt import format_time_ms
 from charger.kafka.admin import create_topics
 from charger.protocol.keys import Keys
 from charger_tools.catchup import behind
+from charger_tools.chaos.backends import REDIS_SETTINGS, RedisBackend
 from charger_tools.chaos.checker import check, expectations
 from charger_tools.chaos.collect import observe
 from charger_tools.chaos.procs import Workers
+from charger_tools.chaos.redis_faults import RedisFaults
 from charger_tools.chaos.workload import (
     ChaosConfig,
     CohortCall,
@@ -44,57 +48,57 @@ from charger_tools.chaos.workload import (
 )
 from charger_tools.demo.payments import Payments
 from charger_tools.demo.tail import OutputTail
-from charger_tools.embedded import EmbeddedServer
 from charger_tools.processes import stop_process
-from charger_tools.redis_state import RedisState, forget_since, remember
 from charger_tools.simulate import SimRecord, Switch, account_profiles, account_records
 from charger_tools.simulate.produce import plan_records
 from topics import names
 
 STEP_S = 0.05
-REDIS_DOWN_S = 2.0
-
-
-async def _once_redis_answers(work: Callable[[], Awaitable[T]]) -> T:
-    """`work()`, tried again while Redis is away (a restart fault may be striking)."""
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            return await work()
-        except RedisConnectionError:
-            if time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(0.5)
-
-
-T = TypeVar("T")
+REDIS_FAULTS = ("redis_restart", "redis_remember", "redis_rollback", "redis_failover")
 
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def run_partitions(backend: RedisBackend) -> int:
+    """Partitions of the run's co-partitioned topics, and so of charger's Redis slots."""
+    return backend.partitions or int(os.environ.get("CHARGER_PARTITIONS", names.DEFAULT_PARTITIONS))
+
+
+def topic_marks(partitions: int) -> dict[TopicPartition, int]:
+    """Offset 0 of every partition of every topic (a topic the contract pins to one
+    partition keeps it; every other has the run's count)."""
+    return {
+        TopicPartition(topic, p): 0
+        for topic, spec in names.TOPICS.items()
+        for p in range(1 if spec.partitions == 1 else partitions)
+    }
+
+
 class ChaosRun:
     """One run: its stream, its faults, its workers, and the truth the checker needs."""
 
-    def __init__(self, cfg: ChaosConfig, bootstrap: str, redis: EmbeddedServer) -> None:
+    def __init__(self, cfg: ChaosConfig, bootstrap: str, backend: RedisBackend) -> None:
         self.cfg = cfg
         self.bootstrap = bootstrap
-        self.redis_server = redis
         uid = uuid.uuid4().hex[:6]
         self.prefix, self.group = f"chaos{uid}", f"charger-chaos-{uid}"
-        self.keys = Keys(self.prefix, int(os.environ.get("CHARGER_PARTITIONS", "8")))
-        self.redis = Redis.from_url(redis.address)
+        self.partitions = run_partitions(backend)
+        self.keys = Keys(self.prefix, self.partitions)
+        self.redis = backend.client()
+        self.redis_faults = RedisFaults(backend, self.redis, self.prefix, self.keys)
         self.producer = AIOKafkaProducer(
             bootstrap_servers=bootstrap, acks="all", linger_ms=5, enable_idempotence=False
         )
         self.logdir = Path(tempfile.mkdtemp(prefix="charger-chaos-"))
-        env = dict(os.environ)
+        env = {k: v for k, v in os.environ.items() if k not in REDIS_SETTINGS}
         env.update(
             CHARGER_KAFKA_BOOTSTRAP=bootstrap,
-            CHARGER_REDIS_URL=redis.address,
             CHARGER_REDIS_PREFIX=self.prefix,
             CHARGER_GROUP_ID=self.group,
+            CHARGER_PARTITIONS=str(self.partitions),
+            **backend.worker_env(),
         )
         self.workers = Workers(env, self.logdir)
         self.rng = random.Random(f"run-{cfg.seed}")
@@ -103,9 +107,6 @@ class ChaosRun:
         self.events = 0
         self.by_kind: dict[str, int] = {}
         self.produced: dict[TopicPartition, int] = {}
-        self.redis_restarts = 0
-        self.redis_rollbacks = 0
-        self.remembered: RedisState | None = None
         self.faults_done: list[str] = []
         self.unhealthy: dict[str, int] = {}  # worker -> /health checks that said 503
         self._background: set[asyncio.Task[None]] = set()
@@ -127,7 +128,7 @@ class ChaosRun:
                 self.good.append(r.value)
 
     async def prepare(self) -> None:
-        await create_topics(self.bootstrap, names.TOPICS.values())
+        await create_topics(self.bootstrap, names.TOPICS.values(), self.partitions)
         await self.producer.start()
         await self.send(plan_records())
         setup = account_records(self.cfg.switch_config(_now_ms()))
@@ -173,15 +174,8 @@ class ChaosRun:
             proc = self.workers.detach("second")
             if proc is not None:
                 self._in_background(self._stop_worker(proc))
-        elif fault.action == "redis_restart":
-            self._in_background(self._restart_redis())
-        elif fault.action == "redis_remember":
-            self.remembered = await _once_redis_answers(lambda: remember(self.redis, self.prefix))
-        elif fault.action == "redis_rollback" and self.remembered is not None:
-            state = self.remembered
-            await _once_redis_answers(lambda: forget_since(self.redis, state))
-            self.remembered = None
-            self.redis_rollbacks += 1
+        elif fault.action in REDIS_FAULTS:
+            self._in_background(self.redis_faults.strike(fault.action))
 
     def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(work)
@@ -190,12 +184,6 @@ class ChaosRun:
 
     async def _stop_worker(self, proc: subprocess.Popen[bytes]) -> None:
         await asyncio.to_thread(stop_process, proc)
-
-    async def _restart_redis(self) -> None:
-        self.redis_server.kill()
-        await asyncio.sleep(REDIS_DOWN_S)
-        await asyncio.to_thread(self.redis_server.restart)
-        self.redis_restarts += 1
 
     # ---- the stream ----
     async def play(self, payments: Payments, tail: OutputTail) -> None:
@@ -266,16 +254,14 @@ class ChaosRun:
     async def close(self) -> None:
         self.workers.stop_all()
         await self.producer.stop()
-        await self.redis.aclose()
+        await close_redis(self.redis)
 
 
-async def run_chaos(cfg: ChaosConfig, bootstrap: str, redis: EmbeddedServer) -> dict[str, Any]:
+async def run_chaos(cfg: ChaosConfig, bootstrap: str, backend: RedisBackend) -> dict[str, Any]:
     """Play, strike, settle, check; returns the report."""
     began = time.monotonic()
-    run = ChaosRun(cfg, bootstrap, redis)
-    marks = {
-        TopicPartition(t, p): 0 for t, spec in names.TOPICS.items() for p in range(spec.partitions)
-    }
+    run = ChaosRun(cfg, bootstrap, backend)
+    marks = topic_marks(run.partitions)
     tail = OutputTail(bootstrap, marks)
     try:
         await run.prepare()
@@ -308,8 +294,7 @@ async def run_chaos(cfg: ChaosConfig, bootstrap: str, redis: EmbeddedServer) -> 
         **report,
         "events_by_kind": run.by_kind,
         "faults": run.faults_done,
-        "redis_restarts": run.redis_restarts,
-        "redis_rollbacks": run.redis_rollbacks,
+        **run.redis_faults.report(),
         "worker_starts": run.workers.starts,
         "worker_exit_codes": exit_codes,
         "unhealthy_checks": run.unhealthy,

@@ -38,6 +38,8 @@ class ChaosConfig:
     seed: int = 11
     redis_restarts: int = 1
     redis_rollbacks: int = 0  # Redis goes back to its state of a few seconds before
+    redis_failovers: int = 0  # the primary SIGKILLed, its replica promoted
+    redis_cluster: bool = False  # a six-node Redis Cluster instead of one server
     second_worker: bool = True
     duplicate_fraction: float = 0.05
     malformed_fraction: float = 0.004
@@ -51,6 +53,25 @@ class ChaosConfig:
             raise ValueError("accounts must be within 10..9999")
         if self.kills < 0 or self.rate_per_s <= 0:
             raise ValueError("kills must be >= 0 and the rate > 0")
+        if min(self.redis_restarts, self.redis_rollbacks, self.redis_failovers) < 0:
+            raise ValueError("Redis fault counts must be >= 0")
+
+    @property
+    def redis_mode(self) -> str:
+        """What Redis the run stands on: ``single`` (one durable server), ``sentinel``
+        (a primary, a replica, three Sentinels: failovers need someone to promote) or
+        ``cluster`` (three primaries with a replica each)."""
+        if self.redis_cluster:
+            return "cluster"
+        return "sentinel" if self.redis_failovers else "single"
+
+    @property
+    def planned_restarts(self) -> int:
+        """Redis restarts the plan holds: only a single server restarts in place. A primary
+        SIGKILLed under Sentinels or in a cluster is failed over (its replica takes its
+        place, and it comes back as a replica): that is the failover fault, not a restart
+        from its own disk, so there the failovers stand in for the restart."""
+        return self.redis_restarts if self.redis_mode == "single" else 0
 
     @property
     def window_s(self) -> float:
@@ -202,7 +223,8 @@ class Fault:
     """One planned fault: what, and at which share of the stream (0..1) it strikes."""
 
     at: float
-    action: str  # kill | redis_restart | redis_remember | redis_rollback | join | leave
+    # kill | redis_restart | redis_remember | redis_rollback | redis_failover | join | leave
+    action: str
 
 
 @dataclass
@@ -217,7 +239,8 @@ class FaultPlan:
 
 
 def fault_plan(cfg: ChaosConfig) -> FaultPlan:
-    """Kills at random points spread over the stream, one Redis restart, a join and a leave.
+    """Kills at random points spread over the stream, one Redis restart (a single server)
+    or the Redis failovers, the rollbacks, a join and a leave.
 
     Kill points are drawn one per equal stretch of the stream, so a restarted worker always
     gets some of the stream before the next kill.
@@ -227,7 +250,7 @@ def fault_plan(cfg: ChaosConfig) -> FaultPlan:
     span = 0.9 / max(1, cfg.kills)
     for i in range(cfg.kills):
         faults.append(Fault(0.05 + span * i + rng.uniform(0.1, 0.9) * span, "kill"))
-    for _ in range(cfg.redis_restarts):
+    for _ in range(cfg.planned_restarts):
         faults.append(Fault(rng.uniform(0.4, 0.6), "redis_restart"))
     for n in range(cfg.redis_rollbacks):
         # Remembered at one point, gone back to later: what was written between is lost,
@@ -235,6 +258,12 @@ def fault_plan(cfg: ChaosConfig) -> FaultPlan:
         at = 0.15 + 0.7 * (n + rng.uniform(0.2, 0.6)) / cfg.redis_rollbacks
         faults.append(Fault(at, "redis_remember"))
         faults.append(Fault(at + 0.03, "redis_rollback"))
+    for n in range(cfg.redis_failovers):
+        # One per equal stretch of 0.1..0.9, mid-stretch: promotions and rejoins take
+        # seconds, and Sentinels refuse a second failover of one master within twice
+        # their failover timeout, so failovers must not bunch up.
+        span = 0.8 / cfg.redis_failovers
+        faults.append(Fault(0.1 + span * (n + rng.uniform(0.3, 0.7)), "redis_failover"))
     if cfg.second_worker:
         faults.append(Fault(rng.uniform(0.2, 0.3), "join"))
         faults.append(Fault(rng.uniform(0.7, 0.8), "leave"))
