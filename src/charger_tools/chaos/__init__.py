@@ -41,8 +41,8 @@ def main(cfg: ChaosConfig, json_path: str = "") -> int:
     return 0 if passed(report) else 1
 
 
-@tool("chaos", "a long stream under worker kills, a Redis restart and a rebalance, checked")
-def chaos_command(argv: Sequence[str]) -> int:
+def parse(argv: Sequence[str]) -> tuple[ChaosConfig, str]:
+    """The run's configuration and the report's path from the command line."""
     p = argparse.ArgumentParser(
         prog="charger chaos",
         description="Start an embedded broker and a durable Valkey, play a stream of events "
@@ -86,7 +86,7 @@ def chaos_command(argv: Sequence[str]) -> int:
     )
     p.add_argument("--json", default="", help="write the report here too")
     a = p.parse_args(argv)
-    cfg = ChaosConfig(
+    return ChaosConfig(
         events=a.events,
         kills=a.kills,
         accounts=a.accounts,
@@ -95,5 +95,9 @@ def chaos_command(argv: Sequence[str]) -> int:
         redis_rollbacks=a.redis_rollback,
         redis_failovers=a.redis_failover,
         redis_cluster=a.redis_cluster,
-    )
-    return main(cfg, a.json)
+    ), a.json
+
+
+@tool("chaos", "a long stream under worker kills, Redis faults and a rebalance, checked")
+def chaos_command(argv: Sequence[str]) -> int:
+    return main(*parse(argv))
