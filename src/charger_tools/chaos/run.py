@@ -45,6 +45,7 @@ from charger_tools.chaos.workload import (
     cohort_events,
     cohort_setup,
     fault_plan,
+    warm_up_records,
 )
 from charger_tools.demo.payments import Payments
 from charger_tools.demo.tail import OutputTail
@@ -112,14 +113,15 @@ class ChaosRun:
         self._background: set[asyncio.Task[None]] = set()
 
     # ---- producing ----
-    async def send(self, records: list[SimRecord]) -> None:
+    async def send(self, records: list[SimRecord], counted: bool = True) -> None:
+        """Produce `records`; `counted` ones are events of the stream the checker knows."""
         if not records:
             return
         futs = [await self.producer.send(r.topic, r.value, key=r.key) for r in records]
         for md in await asyncio.gather(*futs):
             tp = TopicPartition(md.topic, md.partition)
             self.produced[tp] = max(self.produced.get(tp, 0), md.offset + 1)
-        for r in records:
+        for r in records if counted else ():
             if r.topic == names.RATE_PLANS:
                 continue
             self.events += 1
@@ -133,6 +135,7 @@ class ChaosRun:
         await self.send(plan_records())
         setup = account_records(self.cfg.switch_config(_now_ms()))
         await self.send(setup + cohort_setup(self.cohort, _now_ms()))
+        await self.send(warm_up_records(self.partitions, self.cfg.seed), counted=False)
 
     # ---- progress ----
     async def lag(self) -> int:
