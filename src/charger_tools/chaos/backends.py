@@ -33,7 +33,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from charger.store.client import RedisClient
 from charger_tools.chaos.workload import ChaosConfig
 from charger_tools.cluster import Cluster, port_of, start_cluster
-from charger_tools.embedded import EmbeddedServer, start_redis
+from charger_tools.embedded import HOST, EmbeddedServer, start_redis
 from charger_tools.topology import Topology, start_topology
 
 # Worker settings about where Redis is: each kind sets its own, and none leaks in from the
@@ -80,6 +80,10 @@ class RedisBackend:
 
     def failover(self) -> Failover:
         raise NotImplementedError(f"a {self.mode} Redis has no replica to fail over to")
+
+    def epoch(self) -> int:
+        """A count that goes up with every failover, planned or not (0: none can happen)."""
+        return 0
 
     def stop(self) -> None:
         raise NotImplementedError
@@ -146,6 +150,16 @@ class SentinelRedis(RedisBackend):
         done = time.monotonic()
         return Failover(old.address, new.address, promoted - killed, done - killed)
 
+    def epoch(self) -> int:
+        """The master's configuration epoch: one more for every failover the Sentinels
+        carried out, also one they voted on their own (a primary that answered nothing
+        for `down_after_ms`, say while a rollback's script held it)."""
+        live = next(s for s in self.topology.sentinels if s.alive())
+        port = int(live.address.rsplit(":", 1)[1])
+        with redis.Redis(host=HOST, port=port, socket_timeout=2) as sentinel:
+            state = sentinel.execute_command("SENTINEL MASTER", self.topology.master)
+        return int(state["config-epoch"])
+
     def stop(self) -> None:
         self.topology.stop()
 
@@ -157,6 +171,7 @@ class ClusterRedis(RedisBackend):
     def __init__(self, cluster: Cluster) -> None:
         self.cluster = cluster
         self.failovers = 0
+        self.struck: list[EmbeddedServer] = []  # killed or promoted: their shard was struck
 
     def worker_env(self) -> dict[str, str]:
         # No CHARGER_REDIS_MIN_REPLICAS: a cluster refuses replica waits, so a promoted
@@ -174,12 +189,15 @@ class ClusterRedis(RedisBackend):
     def failover(self) -> Failover:
         cluster = self.cluster
         # Never the first node: the cluster URL names it, and a worker restarted while it
-        # is down could not learn the cluster from it. The others take turns.
+        # is down could not learn the cluster from it. A shard not struck yet goes first,
+        # so that two failovers take two thirds of the slots through a promotion.
         primaries = [n for n in cluster.alive() if n is not cluster.nodes[0]]
         primaries = [n for n in primaries if cluster.role(n) == "master"]
-        victim = primaries[self.failovers % len(primaries)]
+        fresh = [n for n in primaries if n not in self.struck]
+        victim = fresh[0] if fresh else primaries[self.failovers % len(primaries)]
         self.failovers += 1
         replica = next(n for n in cluster.alive() if _follows(cluster, n, victim))
+        self.struck += [victim, replica]
         killed = time.monotonic()
         cluster.kill(victim)
         cluster.wait_promoted(replica, timeout=60)
@@ -191,6 +209,16 @@ class ClusterRedis(RedisBackend):
         cluster.wait(lambda: _follows(cluster, victim, replica) and cluster.healthy(), back, 60)
         done = time.monotonic()
         return Failover(victim.address, replica.address, promoted - killed, done - killed)
+
+    def epoch(self) -> int:
+        """The cluster's current epoch: a replica taking over raises it (so does an
+        election that failed, which is rare)."""
+        epochs = []
+        for node in self.cluster.alive():
+            info = str(self.cluster.command(node, "CLUSTER", "INFO"))
+            line = next(x for x in info.splitlines() if x.startswith("cluster_current_epoch:"))
+            epochs.append(int(line.split(":", 1)[1]))
+        return max(epochs)
 
     def stop(self) -> None:
         self.cluster.stop()

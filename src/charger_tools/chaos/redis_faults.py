@@ -53,7 +53,17 @@ class RedisFaults:
         self.rollbacks = 0
         self.failovers: list[Failover] = []
         self._remembered: list[RedisState] = []
+        self._first_epoch: int | None = None
+        self._last_epoch: int | None = None
         self._one_at_a_time = asyncio.Lock()  # fair: waiters go in the order they came
+
+    async def count_epochs(self, first: bool) -> None:
+        """Note the failover epoch at the start of the stream, or at its end."""
+        epoch = await asyncio.to_thread(self.backend.epoch)
+        if first:
+            self._first_epoch = epoch
+        else:
+            self._last_epoch = epoch
 
     async def strike(self, action: str) -> None:
         async with self._one_at_a_time:
@@ -83,6 +93,9 @@ class RedisFaults:
             await forget_since(self.client, states[0])
 
     def report(self) -> dict[str, Any]:
+        unplanned = None
+        if self._first_epoch is not None and self._last_epoch is not None:
+            unplanned = self._last_epoch - self._first_epoch - len(self.failovers)
         return {
             "redis_mode": self.backend.mode,
             "redis_restarts": self.restarts,
@@ -91,4 +104,7 @@ class RedisFaults:
             "redis_promotion_seconds": [round(f.promotion_s, 2) for f in self.failovers],
             "redis_replica_back_seconds": [round(f.rejoined_s, 2) for f in self.failovers],
             "redis_failed_over": [f"{f.killed} -> {f.promoted}" for f in self.failovers],
+            # Failovers nobody planned: the Sentinels or the cluster found a primary
+            # unresponsive on their own (a loaded machine, a long script).
+            "redis_unplanned_failovers": unplanned,
         }

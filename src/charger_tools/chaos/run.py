@@ -278,9 +278,11 @@ async def run_chaos(cfg: ChaosConfig, bootstrap: str, backend: RedisBackend) -> 
         payments = Payments(declined)
         if not await run.wait_settled(payments, tail, timeout=120):
             raise RuntimeError(f"worker did not take the accounts on; logs in {run.logdir}")
+        await run.redis_faults.count_epochs(first=True)
         played = time.monotonic()
         await run.play(payments, tail)
         play_s = time.monotonic() - played
+        await run.redis_faults.count_epochs(first=False)
         settled = await run.wait_settled(payments, tail, timeout=300)
         exit_codes = run.workers.stop_all()
         await tail.stop()
