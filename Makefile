@@ -8,7 +8,7 @@ STAMP := $(VENV)/.stamp
 
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup test test-kafka kafka demo bench chaos lint fmt clean distclean
+.PHONY: setup test test-kafka kafka demo bench chaos chaos-failover lint fmt clean distclean
 
 setup: $(STAMP)
 
@@ -70,6 +70,14 @@ bench: setup
 chaos: setup
 	$(BIN)/charger chaos --events 100000 --kills 10 --redis-rollback 1 --json chaos.json
 
+# Apart from `chaos`, which keeps the single server's restart from its AOF: Redis behind
+# Sentinels, then a Redis Cluster, each with primaries SIGKILLed and replicas promoted.
+chaos-failover: setup
+	$(BIN)/charger chaos --events 100000 --kills 10 --redis-rollback 2 --redis-failover 2 \
+		--json chaos-sentinel.json
+	$(BIN)/charger chaos --redis-cluster --events 100000 --kills 10 --redis-failover 2 \
+		--json chaos-cluster.json
+
 lint: setup
 	$(BIN)/ruff check src tests
 	$(BIN)/ruff format --check src tests
@@ -80,7 +88,7 @@ fmt: setup
 	$(BIN)/ruff check --fix src tests
 
 clean:
-	rm -rf build dist .pytest_cache .mypy_cache .ruff_cache .hypothesis bench.json chaos.json
+	rm -rf build dist .pytest_cache .mypy_cache .ruff_cache .hypothesis bench.json chaos.json chaos-sentinel.json chaos-cluster.json
 	rm -rf src/*.egg-info ./*-app-data
 	find src tests -name __pycache__ -type d -prune -exec rm -rf {} +
 

@@ -28,6 +28,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("charger_tools.bench", "throughput, latency and tick benchmarks (make bench)"),
     "chaos": (
         "charger_tools.chaos",
-        "worker kills, Redis restart, rebalance; then check (make chaos)",
+        "worker kills, Redis restart or failovers, rebalance; then check (make chaos)",
     ),
 }

@@ -2,15 +2,19 @@
 and leaving, under a stream with duplicates and malformed records — then the checker.
 
 `make chaos` runs the full size (100,000 events, 10 kills); this one keeps `make test` short.
+So do the runs on a primary and replica behind Sentinels and on a six-node Redis Cluster,
+each with one failover and one rollback.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 from charger_tools.chaos import FEE_INVARIANTS, INVARIANTS, passed
+from charger_tools.chaos.backends import SingleRedis, start_backend
 from charger_tools.chaos.run import run_chaos
 from charger_tools.chaos.workload import ChaosConfig
 from charger_tools.embedded import EmbeddedServer, start_redis
@@ -19,7 +23,7 @@ from tests.kit.brokers import own_broker
 
 @pytest.fixture
 def servers() -> Iterator[tuple[EmbeddedServer, EmbeddedServer]]:
-    broker, redis = own_broker(), start_redis(durable=True)
+    broker, redis = own_broker(), start_redis(durable=True)  # the session's kind of broker
     try:
         yield broker, redis
     finally:
@@ -32,7 +36,7 @@ async def test_small_chaos_run_loses_and_doubles_nothing(
 ) -> None:
     broker, redis = servers
     cfg = ChaosConfig(events=3000, kills=2, accounts=300, rate_per_s=200.0, seed=5)
-    report = await run_chaos(cfg, broker.address, redis)
+    report = await run_chaos(cfg, broker.address, SingleRedis(redis))
     summary = {k: report[k] for k in (*INVARIANTS, "settled", "kills", "faults", "logs")}
     # the faults really struck
     assert report["kills"] == 2, summary
@@ -58,3 +62,58 @@ async def test_small_chaos_run_loses_and_doubles_nothing(
     fees = report["fees"]
     assert fees["scheduled_expected"] > 20 and fees["charge_results"] > 0, fees
     assert [fees[k] for k in FEE_INVARIANTS] == [0] * len(FEE_INVARIANTS), report["examples"]
+
+
+def check_failover_run(report: dict[str, Any], mode: str) -> None:
+    """Nothing lost, doubled or left uncut, and the Redis faults really struck."""
+    summary = {k: report[k] for k in (*INVARIANTS, "settled", "faults", "logs")}
+    for key in INVARIANTS:
+        assert report[key] == 0, (key, report["examples"], summary)
+    assert passed(report), summary
+    assert report["redis_mode"] == mode, summary
+    assert report["redis_failovers"] == 1, summary
+    assert report["redis_rollbacks"] == 1, summary
+    assert report["redis_restarts"] == 0, summary  # a failover stands in for the restart
+    # A replica promoted and the killed primary back as its replica, in that order.
+    [promoted], [back] = report["redis_promotion_seconds"], report["redis_replica_back_seconds"]
+    assert 0 < promoted <= back, summary
+    killed, _, took_over = report["redis_failed_over"][0].partition(" -> ")
+    assert killed and took_over and killed != took_over, summary
+    # The Sentinels' (the cluster's) epoch counted at least the failover the run made.
+    assert report["redis_unplanned_failovers"] >= 0, summary
+    assert report["kills"] == 1 and report["ledger_entries"] > 1000, summary
+    assert report["cutoffs"]["spurious_cohort_cutoffs"] == 0, summary
+
+
+@pytest.fixture
+def broker() -> Iterator[EmbeddedServer]:
+    broker = own_broker()  # the session's kind
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.mark.parametrize("cluster", [False, True], ids=["sentinel", "cluster"])
+async def test_small_chaos_run_with_a_failover_and_a_rollback(
+    broker: EmbeddedServer, cluster: bool
+) -> None:
+    """Sentinels promote the replica of a SIGKILLed primary (the workers with
+    CHARGER_REDIS_MIN_REPLICAS=1), or a cluster promotes one primary's replica over 24
+    partitions (without replica waits); Redis forgets a few seconds too."""
+    cfg = ChaosConfig(
+        events=3000,
+        kills=1,
+        accounts=300,
+        rate_per_s=200.0,
+        seed=5,
+        redis_failovers=1,
+        redis_rollbacks=1,
+        redis_cluster=cluster,
+    )
+    backend = start_backend(cfg)
+    try:
+        report = await run_chaos(cfg, broker.address, backend)
+    finally:
+        backend.stop()
+    check_failover_run(report, "cluster" if cluster else "sentinel")

@@ -12,9 +12,10 @@ import orjson
 
 from charger.cli import tool
 from charger_tools.apache_kafka import start_kafka
+from charger_tools.chaos.backends import CLUSTER_PARTITIONS, start_backend
 from charger_tools.chaos.run import run_chaos
 from charger_tools.chaos.workload import ChaosConfig
-from charger_tools.embedded import EmbeddedServer, start_broker, start_redis, tansu_settings
+from charger_tools.embedded import EmbeddedServer, start_broker, tansu_settings
 
 # The four invariants that must be zero for the run to pass, and those of the fees.
 INVARIANTS = ("lost", "duplicated", "mismatched_accounts", "missed_cutoffs")
@@ -24,6 +25,7 @@ FEE_INVARIANTS = (
     "periods_charged_twice",
     "fee_results_wrong",
 )
+BROKERS = ("tansu", "kafka", "kafka-cluster")
 
 
 def passed(report: dict[str, object]) -> bool:
@@ -48,10 +50,10 @@ def main(cfg: ChaosConfig, json_path: str = "", broker_kind: str = "tansu") -> i
             kafka = stack.enter_context(start_kafka(3 if broker_kind == "kafka-cluster" else 1))
             bootstrap, nodes = kafka.bootstrap, kafka.nodes
             print(f"broker: Apache Kafka {kafka.version}, {len(nodes)} node(s)", flush=True)
-        redis = start_redis(durable=True)
-        stack.callback(redis.stop)
+        backend = start_backend(cfg)
+        stack.callback(backend.stop)
         killable = nodes if len(nodes) >= 3 else []
-        report = asyncio.run(run_chaos(cfg, bootstrap, redis, killable))
+        report = asyncio.run(run_chaos(cfg, bootstrap, backend, killable))
         report["broker"] = broker_kind
     text = orjson.dumps(report, option=orjson.OPT_INDENT_2).decode()
     if json_path:
@@ -60,14 +62,16 @@ def main(cfg: ChaosConfig, json_path: str = "", broker_kind: str = "tansu") -> i
     return 0 if passed(report) else 1
 
 
-@tool("chaos", "a long stream under worker kills, a Redis restart and a rebalance, checked")
-def chaos_command(argv: Sequence[str]) -> int:
+def parse(argv: Sequence[str]) -> tuple[ChaosConfig, str, str]:
+    """The run's configuration, the report's path and the broker from the command line."""
     p = argparse.ArgumentParser(
         prog="charger chaos",
         description="Start an embedded broker and a durable Valkey, play a stream of events "
         "while the worker is SIGKILLed and restarted, Redis restarts from its AOF and a second "
         "worker joins and leaves (and, with --redis-rollback, Redis forgets what it wrote in "
-        "the last seconds); then check that nothing was lost or doubled.",
+        "the last seconds); then check that nothing was lost or doubled. With "
+        "--redis-failover, Redis is a primary and a replica behind three Sentinels and the "
+        "primary is SIGKILLed instead of restarted; with --redis-cluster, a six-node cluster.",
     )
     p.add_argument("--events", type=int, default=100_000)
     p.add_argument("--kills", type=int, default=10)
@@ -85,8 +89,25 @@ def chaos_command(argv: Sequence[str]) -> int:
         "to a replica that far behind does); the worker must apply again what it lost",
     )
     p.add_argument(
+        "--redis-failover",
+        type=int,
+        nargs="?",
+        const=1,
+        default=0,
+        metavar="N",
+        help="N times, the Redis primary is SIGKILLed and its replica promoted (by three "
+        "Sentinels, or by the cluster with --redis-cluster); the killed node then comes "
+        "back as the new primary's replica",
+    )
+    p.add_argument(
+        "--redis-cluster",
+        action="store_true",
+        help=f"Redis is a cluster of three primaries and three replicas, over "
+        f"{CLUSTER_PARTITIONS} partitions",
+    )
+    p.add_argument(
         "--broker",
-        choices=("tansu", "kafka", "kafka-cluster"),
+        choices=BROKERS,
         default="tansu",
         help="the embedded broker: Tansu, one Apache Kafka node, or three (topics at "
         "replication factor 3, min.insync.replicas 2)",
@@ -102,13 +123,23 @@ def chaos_command(argv: Sequence[str]) -> int:
     a = p.parse_args(argv)
     if a.broker_kills and a.broker != "kafka-cluster":
         p.error("--broker-kills needs --broker kafka-cluster")
-    cfg = ChaosConfig(
-        events=a.events,
-        kills=a.kills,
-        accounts=a.accounts,
-        rate_per_s=a.rate,
-        seed=a.seed,
-        redis_rollbacks=a.redis_rollback,
-        broker_kills=a.broker_kills,
+    return (
+        ChaosConfig(
+            events=a.events,
+            kills=a.kills,
+            accounts=a.accounts,
+            rate_per_s=a.rate,
+            seed=a.seed,
+            redis_rollbacks=a.redis_rollback,
+            redis_failovers=a.redis_failover,
+            redis_cluster=a.redis_cluster,
+            broker_kills=a.broker_kills,
+        ),
+        a.json,
+        a.broker,
     )
-    return main(cfg, a.json, a.broker)
+
+
+@tool("chaos", "a long stream under worker kills, Redis faults and a rebalance, checked")
+def chaos_command(argv: Sequence[str]) -> int:
+    return main(*parse(argv))

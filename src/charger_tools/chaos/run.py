@@ -1,10 +1,13 @@
 """`charger chaos`: play a long stream while faults strike, then check every invariant.
 
-The run owns its servers: an embedded broker and a Valkey with its append-only file
-fsynced on every write, so that Redis can be SIGKILLed and restarted from disk. The
-worker runs as real `charger worker` processes; the run SIGKILLs and restarts the main
-one at planned points of the stream, restarts Redis once, and lets a second worker join
-and leave the consumer group. A payment service answers recharge requests as they come.
+The run owns its servers: an embedded broker and a Redis of the kind asked for
+(`charger_tools.chaos.backends`): one Valkey with its append-only file fsynced on every
+write, so that Redis can be SIGKILLed and restarted from disk; a primary and replica
+behind Sentinels; or a six-node cluster. The worker runs as real `charger worker`
+processes; the run SIGKILLs and restarts the main one at planned points of the stream,
+restarts Redis once or fails it over, makes it forget (`charger_tools.chaos.redis_faults`),
+and lets a second worker join and leave the consumer group. A payment service answers
+recharge requests as they come.
 """
 
 from __future__ import annotations
@@ -17,23 +20,24 @@ import tempfile
 import time
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaProducer, TopicPartition
-from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
 
+from charger.connections import close_redis
 from charger.events.timefmt import format_time_ms
 from charger.kafka.admin import create_topics
 from charger.protocol.keys import Keys
 from charger_tools.catchup import behind
+from charger_tools.chaos.backends import REDIS_SETTINGS, RedisBackend
 from charger_tools.chaos.billing import billing_setup, fee_or_adjustment
 from charger_tools.chaos.checker import check, expectations
 from charger_tools.chaos.collect import observe
 from charger_tools.chaos.procs import Workers
+from charger_tools.chaos.redis_faults import RedisFaults
 from charger_tools.chaos.workload import (
     ChaosConfig,
     CohortCall,
@@ -42,38 +46,38 @@ from charger_tools.chaos.workload import (
     cohort_events,
     cohort_setup,
     fault_plan,
+    warm_up_records,
 )
 from charger_tools.demo.payments import Payments
 from charger_tools.demo.tail import OutputTail
 from charger_tools.embedded import EmbeddedServer
 from charger_tools.processes import stop_process
-from charger_tools.redis_state import RedisState, forget_since, remember
 from charger_tools.simulate import SimRecord, Switch, account_profiles, account_records
 from charger_tools.simulate.produce import plan_records
 from topics import names
 
 STEP_S = 0.05
-REDIS_DOWN_S = 2.0
 BROKER_DOWN_S = 5.0
-
-
-async def _once_redis_answers(work: Callable[[], Awaitable[T]]) -> T:
-    """`work()`, tried again while Redis is away (a restart fault may be striking)."""
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            return await work()
-        except RedisConnectionError:
-            if time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(0.5)
-
-
-T = TypeVar("T")
+REDIS_FAULTS = ("redis_restart", "redis_remember", "redis_rollback", "redis_failover")
 
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+def run_partitions(backend: RedisBackend) -> int:
+    """Partitions of the run's co-partitioned topics, and so of charger's Redis slots."""
+    return backend.partitions or int(os.environ.get("CHARGER_PARTITIONS", names.DEFAULT_PARTITIONS))
+
+
+def topic_marks(partitions: int) -> dict[TopicPartition, int]:
+    """Offset 0 of every partition of every topic (a topic the contract pins to one
+    partition keeps it; every other has the run's count)."""
+    return {
+        TopicPartition(topic, p): 0
+        for topic, spec in names.TOPICS.items()
+        for p in range(1 if spec.partitions == 1 else partitions)
+    }
 
 
 class ChaosRun:
@@ -83,29 +87,32 @@ class ChaosRun:
         self,
         cfg: ChaosConfig,
         bootstrap: str,
-        redis: EmbeddedServer,
+        backend: RedisBackend,
         brokers: Sequence[EmbeddedServer] = (),
     ) -> None:
         self.cfg = cfg
         self.bootstrap = bootstrap
-        self.redis_server = redis
         # The nodes of a Kafka cluster the run may kill (none: one broker, never killed).
         self.brokers = list(brokers)
         self.broker_kills = 0
+        self.scheduled_ids: set[str] = set()  # the fees the subscriptions must make
         uid = uuid.uuid4().hex[:6]
         self.prefix, self.group = f"chaos{uid}", f"charger-chaos-{uid}"
-        self.keys = Keys(self.prefix, int(os.environ.get("CHARGER_PARTITIONS", "8")))
-        self.redis = Redis.from_url(redis.address)
+        self.partitions = run_partitions(backend)
+        self.keys = Keys(self.prefix, self.partitions)
+        self.redis = backend.client()
+        self.redis_faults = RedisFaults(backend, self.redis, self.prefix, self.keys)
         self.producer = AIOKafkaProducer(
             bootstrap_servers=bootstrap, acks="all", linger_ms=5, enable_idempotence=False
         )
         self.logdir = Path(tempfile.mkdtemp(prefix="charger-chaos-"))
-        env = dict(os.environ)
+        env = {k: v for k, v in os.environ.items() if k not in REDIS_SETTINGS}
         env.update(
             CHARGER_KAFKA_BOOTSTRAP=bootstrap,
-            CHARGER_REDIS_URL=redis.address,
             CHARGER_REDIS_PREFIX=self.prefix,
             CHARGER_GROUP_ID=self.group,
+            CHARGER_PARTITIONS=str(self.partitions),
+            **backend.worker_env(),
         )
         self.workers = Workers(env, self.logdir)
         self.rng = random.Random(f"run-{cfg.seed}")
@@ -114,23 +121,20 @@ class ChaosRun:
         self.events = 0
         self.by_kind: dict[str, int] = {}
         self.produced: dict[TopicPartition, int] = {}
-        self.redis_restarts = 0
-        self.redis_rollbacks = 0
-        self.scheduled_ids: set[str] = set()  # the fees the subscriptions must make
-        self.remembered: RedisState | None = None
         self.faults_done: list[str] = []
         self.unhealthy: dict[str, int] = {}  # worker -> /health checks that said 503
         self._background: set[asyncio.Task[None]] = set()
 
     # ---- producing ----
-    async def send(self, records: list[SimRecord]) -> None:
+    async def send(self, records: list[SimRecord], counted: bool = True) -> None:
+        """Produce `records`; `counted` ones are events of the stream the checker knows."""
         if not records:
             return
         futs = [await self.producer.send(r.topic, r.value, key=r.key) for r in records]
         for md in await asyncio.gather(*futs):
             tp = TopicPartition(md.topic, md.partition)
             self.produced[tp] = max(self.produced.get(tp, 0), md.offset + 1)
-        for r in records:
+        for r in records if counted else ():
             if r.topic == names.RATE_PLANS:
                 continue
             self.events += 1
@@ -139,11 +143,12 @@ class ChaosRun:
                 self.good.append(r.value)
 
     async def prepare(self) -> None:
-        # On a cluster the topics are replicated as in production: a broker may die.
+        # On a Kafka cluster the topics are replicated as in production: a broker may die.
         replicated = len(self.brokers) >= 3
         await create_topics(
             self.bootstrap,
             names.TOPICS.values(),
+            self.partitions,
             replication_factor=3 if replicated else 1,
             min_insync_replicas=2 if replicated else None,
         )
@@ -155,6 +160,7 @@ class ChaosRun:
         billing = billing_setup(profiles, _now_ms())
         self.scheduled_ids = billing.scheduled_ids
         await self.send(billing.records)
+        await self.send(warm_up_records(self.partitions, self.cfg.seed), counted=False)
 
     # ---- progress ----
     async def lag(self) -> int:
@@ -196,18 +202,11 @@ class ChaosRun:
             proc = self.workers.detach("second")
             if proc is not None:
                 self._in_background(self._stop_worker(proc))
+        elif fault.action in REDIS_FAULTS:
+            self._in_background(self.redis_faults.strike(fault.action))
         elif fault.action == "broker_kill" and self.brokers:
             node = self.brokers[self.broker_kills % len(self.brokers)]
             self._in_background(self._restart_broker(node))
-        elif fault.action == "redis_restart":
-            self._in_background(self._restart_redis())
-        elif fault.action == "redis_remember":
-            self.remembered = await _once_redis_answers(lambda: remember(self.redis, self.prefix))
-        elif fault.action == "redis_rollback" and self.remembered is not None:
-            state = self.remembered
-            await _once_redis_answers(lambda: forget_since(self.redis, state))
-            self.remembered = None
-            self.redis_rollbacks += 1
 
     def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(work)
@@ -222,12 +221,6 @@ class ChaosRun:
         self.broker_kills += 1
         await asyncio.sleep(BROKER_DOWN_S)  # its partitions' leaders move meanwhile
         await asyncio.to_thread(node.restart)
-
-    async def _restart_redis(self) -> None:
-        self.redis_server.kill()
-        await asyncio.sleep(REDIS_DOWN_S)
-        await asyncio.to_thread(self.redis_server.restart)
-        self.redis_restarts += 1
 
     # ---- the stream ----
     async def play(self, payments: Payments, tail: OutputTail) -> None:
@@ -302,21 +295,19 @@ class ChaosRun:
     async def close(self) -> None:
         self.workers.stop_all()
         await self.producer.stop()
-        await self.redis.aclose()
+        await close_redis(self.redis)
 
 
 async def run_chaos(
     cfg: ChaosConfig,
     bootstrap: str,
-    redis: EmbeddedServer,
+    backend: RedisBackend,
     brokers: Sequence[EmbeddedServer] = (),
 ) -> dict[str, Any]:
     """Play, strike, settle, check; returns the report."""
     began = time.monotonic()
-    run = ChaosRun(cfg, bootstrap, redis, brokers)
-    marks = {
-        TopicPartition(t, p): 0 for t, spec in names.TOPICS.items() for p in range(spec.partitions)
-    }
+    run = ChaosRun(cfg, bootstrap, backend, brokers)
+    marks = topic_marks(run.partitions)
     tail = OutputTail(bootstrap, marks)
     try:
         await run.prepare()
@@ -330,9 +321,11 @@ async def run_chaos(
         payments = Payments(declined)
         if not await run.wait_settled(payments, tail, timeout=120):
             raise RuntimeError(f"worker did not take the accounts on; logs in {run.logdir}")
+        await run.redis_faults.count_epochs(first=True)
         played = time.monotonic()
         await run.play(payments, tail)
         play_s = time.monotonic() - played
+        await run.redis_faults.count_epochs(first=False)
         settled = await run.wait_settled(payments, tail, timeout=300)
         exit_codes = run.workers.stop_all()
         await tail.stop()
@@ -349,8 +342,7 @@ async def run_chaos(
         **report,
         "events_by_kind": run.by_kind,
         "faults": run.faults_done,
-        "redis_restarts": run.redis_restarts,
-        "redis_rollbacks": run.redis_rollbacks,
+        **run.redis_faults.report(),
         "broker_kills": run.broker_kills,
         "worker_starts": run.workers.starts,
         "worker_exit_codes": exit_codes,

@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 
 from charger.events.timefmt import format_time_ms
+from charger.protocol.keys import slot_of
 from charger_tools.simulate import SimConfig, SimRecord
 from topics import names
 
@@ -38,13 +39,15 @@ class ChaosConfig:
     seed: int = 11
     redis_restarts: int = 1
     redis_rollbacks: int = 0  # Redis goes back to its state of a few seconds before
+    redis_failovers: int = 0  # the primary SIGKILLed, its replica promoted
+    redis_cluster: bool = False  # a six-node Redis Cluster instead of one server
     second_worker: bool = True
     duplicate_fraction: float = 0.05
     malformed_fraction: float = 0.004
     conflict_fraction: float = 0.002
     topup_fraction: float = 0.01  # manual top-ups, as a share of input records
     fee_fraction: float = 0.004  # fees and adjustments, as a share of input records
-    broker_kills: int = 0  # a broker of a cluster SIGKILLed and restarted (leaders move)
+    broker_kills: int = 0  # a broker of a Kafka cluster SIGKILLed and restarted
 
     def __post_init__(self) -> None:
         if self.events < 1000:
@@ -53,6 +56,25 @@ class ChaosConfig:
             raise ValueError("accounts must be within 10..9999")
         if self.kills < 0 or self.rate_per_s <= 0:
             raise ValueError("kills must be >= 0 and the rate > 0")
+        if min(self.redis_restarts, self.redis_rollbacks, self.redis_failovers) < 0:
+            raise ValueError("Redis fault counts must be >= 0")
+
+    @property
+    def redis_mode(self) -> str:
+        """What Redis the run stands on: ``single`` (one durable server), ``sentinel``
+        (a primary, a replica, three Sentinels: failovers need someone to promote) or
+        ``cluster`` (three primaries with a replica each)."""
+        if self.redis_cluster:
+            return "cluster"
+        return "sentinel" if self.redis_failovers else "single"
+
+    @property
+    def planned_restarts(self) -> int:
+        """Redis restarts the plan holds: only a single server restarts in place. A primary
+        SIGKILLed under Sentinels or in a cluster is failed over (its replica takes its
+        place, and it comes back as a replica): that is the failover fault, not a restart
+        from its own disk, so there the failovers stand in for the restart."""
+        return self.redis_restarts if self.redis_mode == "single" else 0
 
     @property
     def window_s(self) -> float:
@@ -199,13 +221,41 @@ def cohort_events(c: CohortCall, start_ms: int) -> list[tuple[int, SimRecord]]:
     return [(answer, _record(rec, started)), (end, _record(rec, ended))]
 
 
+def warm_up_records(partitions: int, seed: int) -> list[SimRecord]:
+    """One record the worker refuses (an unknown type) on every partition of every input
+    topic, keyed by an account of that partition: the worker reads each partition once,
+    and its watermark in Redis then holds every source of every slot.
+
+    A production worker has read every partition long before Redis fails over. A slot
+    with no watermark of a source looks never read from it (docs/operations.md, "A Redis
+    that lost everything"): a fault that made Redis forget the first records a slot ever
+    applied from a source could not be noticed, and the run would measure that documented
+    limit, not recovery. With 24 partitions a source as sparse as a partition's recharge
+    results often has its first record after a fault early in a short run.
+    """
+    accounts: dict[int, str] = {}
+    n = 0
+    while len(accounts) < partitions:
+        account = f"warmup-{seed}-{n}"
+        accounts.setdefault(slot_of(account, partitions), account)
+        n += 1
+    out = []
+    for topic in names.CO_PARTITIONED:
+        for partition, account in sorted(accounts.items()):
+            doc = {"id": f"warmup-{topic}-{partition}", "type": "warm.up", "account": account}
+            # Refused like a malformed record; the run sends it uncounted.
+            out.append(SimRecord(topic, account.encode(), orjson.dumps(doc), "malformed"))
+    return out
+
+
 @dataclass(frozen=True)
 class Fault:
     """One planned fault: what, and at which share of the stream (0..1) it strikes."""
 
     at: float
-    action: str  # kill | redis_restart | redis_remember | redis_rollback | join | leave
+    # kill | redis_restart | redis_remember | redis_rollback | redis_failover | join | leave
     # | broker_kill
+    action: str
 
 
 @dataclass
@@ -220,7 +270,8 @@ class FaultPlan:
 
 
 def fault_plan(cfg: ChaosConfig) -> FaultPlan:
-    """Kills at random points spread over the stream, one Redis restart, a join and a leave.
+    """Kills at random points spread over the stream, one Redis restart (a single server)
+    or the Redis failovers, the rollbacks, a join and a leave.
 
     Kill points are drawn one per equal stretch of the stream, so a restarted worker always
     gets some of the stream before the next kill.
@@ -230,7 +281,7 @@ def fault_plan(cfg: ChaosConfig) -> FaultPlan:
     span = 0.9 / max(1, cfg.kills)
     for i in range(cfg.kills):
         faults.append(Fault(0.05 + span * i + rng.uniform(0.1, 0.9) * span, "kill"))
-    for _ in range(cfg.redis_restarts):
+    for _ in range(cfg.planned_restarts):
         faults.append(Fault(rng.uniform(0.4, 0.6), "redis_restart"))
     for n in range(cfg.redis_rollbacks):
         # Remembered at one point, gone back to later: what was written between is lost,
@@ -238,10 +289,16 @@ def fault_plan(cfg: ChaosConfig) -> FaultPlan:
         at = 0.15 + 0.7 * (n + rng.uniform(0.2, 0.6)) / cfg.redis_rollbacks
         faults.append(Fault(at, "redis_remember"))
         faults.append(Fault(at + 0.03, "redis_rollback"))
+    for n in range(cfg.redis_failovers):
+        # One per equal stretch of 0.1..0.9, mid-stretch: promotions and rejoins take
+        # seconds, and Sentinels refuse a second failover of one master within twice
+        # their failover timeout, so failovers must not bunch up.
+        span = 0.8 / cfg.redis_failovers
+        faults.append(Fault(0.1 + span * (n + rng.uniform(0.3, 0.7)), "redis_failover"))
     for n in range(cfg.broker_kills):
-        faults.append(
-            Fault(0.1 + 0.8 * (n + rng.uniform(0.2, 0.8)) / cfg.broker_kills, "broker_kill")
-        )
+        # One per equal stretch of 0.1..0.9: a restarted broker rejoins before the next.
+        span = 0.8 / cfg.broker_kills
+        faults.append(Fault(0.1 + span * (n + rng.uniform(0.2, 0.8)), "broker_kill"))
     if cfg.second_worker:
         faults.append(Fault(rng.uniform(0.2, 0.3), "join"))
         faults.append(Fault(rng.uniform(0.7, 0.8), "leave"))
