@@ -31,7 +31,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from charger_tools.cluster import Cluster, start_cluster
-from charger_tools.embedded import embedded_stack
+from charger_tools.embedded import embedded_stack, tansu_settings
 from tests.kit.brokers import own_broker, session_broker, test_broker
 from tests.kit.harness import Stack
 
@@ -55,6 +55,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         uses_stack = bool(STACK_FIXTURES.intersection(getattr(item, "fixturenames", ())))
         if in_dir or uses_stack:
             item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def broker_settings() -> Iterator[None]:
+    """On Tansu, every worker a test starts (its own broker's too) is told what Tansu
+    lacks; on Apache Kafka the production settings stand."""
+    if test_broker().is_kafka:
+        yield
+        return
+    with tansu_settings():
+        yield
 
 
 @pytest.fixture(scope="session")
