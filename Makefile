@@ -8,7 +8,7 @@ STAMP := $(VENV)/.stamp
 
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup test test-kafka kafka demo bench chaos chaos-failover lint fmt clean distclean
+.PHONY: setup test test-kafka test-floors kafka demo bench chaos chaos-failover lint fmt clean distclean
 
 setup: $(STAMP)
 
@@ -58,6 +58,25 @@ test-kafka: setup
 kafka: setup
 	$(BIN)/python -m charger_tools.kafka_install
 
+# The declared floors, tested: a venv of its own with every runtime dependency at the lowest
+# version pyproject.toml admits (constraints/floors.txt pins them; a unit test keeps the two
+# equal), then the unit tests and a 20-second demo that must reconcile on it. The venv is
+# rebuilt when either file changes. CI runs it after `make test` (.ci/run).
+FLOORS_VENV := .venv-floors
+FLOORS_BIN := $(FLOORS_VENV)/bin
+FLOORS_STAMP := $(FLOORS_VENV)/.stamp
+
+$(FLOORS_STAMP): pyproject.toml constraints/floors.txt
+	rm -rf $(FLOORS_VENV)
+	$(PY) -m venv $(FLOORS_VENV)
+	$(FLOORS_BIN)/python -m pip install --quiet --upgrade pip
+	$(FLOORS_BIN)/python -m pip install --quiet -c constraints/floors.txt -e '.[dev]'
+	@touch $@
+
+test-floors: $(FLOORS_STAMP)
+	$(FLOORS_BIN)/pytest -q -p no:cacheprovider tests/unit
+	$(FLOORS_BIN)/charger demo --seconds 20 --summary-json $(FLOORS_VENV)/summary.json
+
 demo: setup
 	$(BIN)/charger demo
 
@@ -93,4 +112,4 @@ clean:
 	find src tests -name __pycache__ -type d -prune -exec rm -rf {} +
 
 distclean: clean
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(FLOORS_VENV)

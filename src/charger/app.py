@@ -6,8 +6,12 @@ The web server answers:
 - ``/health`` (liveness): 200 while the batch loop is alive and fetching — a fetch that
   finds nothing counts, so an idle worker is healthy — and during startup; 503 once the
   loop has died or has not come back from a batch for `STALL_S` seconds;
-- ``/ready`` (readiness): 200 when input partitions are assigned and Redis and the broker
-  answer; 503 with the failing checks otherwise.
+- ``/ready`` (readiness): 200 once the charging path has started and Redis and the broker
+  answer; 503 with the failing checks otherwise. Owning partitions is not required: with as
+  many workers as partitions, the pod a rolling update adds (``maxSurge``) gets none until an
+  old one leaves, and a readiness that waited for partitions would stall the rollout;
+- ``/owns``: 200 while input partitions are assigned to this worker, 503 while none are (the
+  same as the ``charger_assigned_partitions`` metric), for people and dashboards.
 
 Logs are JSON lines on stdout (`charger.logs`); the worker runs quiet so nothing else is
 printed there. On SIGTERM Faust stops its services: the charging service finishes and
@@ -104,19 +108,28 @@ class ChargingService(Service):
             return False, body
         return True, body
 
+    def assigned_partitions(self) -> int:
+        """How many input partitions the charging consumer holds now."""
+        rt = self.runtime
+        consumer = rt.worker.consumer if rt is not None and self._charging else None
+        return len(consumer.assignment()) if consumer is not None else 0
+
     async def ready(self) -> tuple[bool, dict[str, Any]]:
-        """Readiness: partitions assigned, Redis and the broker reachable."""
+        """Readiness: started, Redis and the broker reachable; partitions are not needed."""
         rt = self.runtime
         if rt is None or not self._charging:
             return False, {"ready": False, "checks": {"started": False}}
-        consumer = rt.worker.consumer
-        assigned = len(consumer.assignment()) if consumer is not None else 0
-        checks: dict[str, Any] = {"assigned_partitions": assigned}
+        checks: dict[str, Any] = {"assigned_partitions": self.assigned_partitions()}
         checks["redis"], checks["broker"] = await asyncio.gather(
             _check(ping(rt.redis)), _check(rt.producer.client.fetch_all_metadata())
         )
-        ok = assigned > 0 and checks["redis"] == "ok" and checks["broker"] == "ok"
+        ok = checks["redis"] == "ok" and checks["broker"] == "ok"
         return ok, {"ready": ok, "checks": checks}
+
+    def owns(self) -> tuple[bool, dict[str, Any]]:
+        """Does this worker hold input partitions (and so charge anything) right now?"""
+        assigned = self.assigned_partitions()
+        return assigned > 0, {"owns": assigned > 0, "assigned_partitions": assigned}
 
 
 async def _check(call: Any) -> str:
@@ -200,6 +213,12 @@ def create_app(settings: Settings | None = None) -> faust.App:
     class ReadyView(View):
         async def get(self, request: Request) -> Response:
             ok, body = await service.ready()
+            return self.json(body, status=200 if ok else 503)
+
+    @app.page("/owns")
+    class OwnsView(View):
+        async def get(self, request: Request) -> Response:
+            ok, body = service.owns()
             return self.json(body, status=200 if ok else 503)
 
     return app

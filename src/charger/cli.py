@@ -6,9 +6,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import logging
 import sys
 from collections.abc import Callable, Sequence
+from importlib import metadata
 
+from pydantic import ValidationError
+
+import charger
+from charger.operator_errors import CommandError, explain
 from charger.settings import Settings
 
 # Commands that run without the Faust worker (each with its own argument parser).
@@ -18,6 +24,21 @@ TOOLS: dict[str, tuple[str, Callable[[Sequence[str]], int]]] = {}
 # commands themselves (modules and help) are listed by `charger_tools.COMMANDS`.
 TOOLING_COMMANDS = ("demo", "simulate", "bench", "chaos")
 INSTALL_TOOLS = "install charger[tools]: pip install 'charger[tools]'"
+
+# Faust's worker options that do nothing in charger: its logging configuration (JSON lines on
+# stdout at CHARGER_LOG_LEVEL, `charger.logs`) replaces Faust's, so -l/--loglevel and
+# -f/--logfile change nothing, and the --debug console needs aiomonitor, which charger does not
+# install. They stay accepted (scripts pass `-l`) but `charger worker --help` no longer offers
+# them.
+IGNORED_WORKER_OPTIONS = frozenset({"logfile", "loglevel", "console_port"})
+
+
+def version() -> str:
+    """charger's own version: the installed distribution's, else the source tree's."""
+    try:
+        return metadata.version("charger")
+    except metadata.PackageNotFoundError:
+        return charger.__version__
 
 
 def tool(
@@ -38,7 +59,7 @@ def _topics(argv: Sequence[str]) -> int:
 
     p = argparse.ArgumentParser(prog="charger topics")
     p.add_argument("action", choices=["create"])
-    p.add_argument("--bootstrap", default=Settings().kafka_bootstrap)
+    p.add_argument("--bootstrap", default=None)
     p.add_argument("--partitions", type=int, default=None)
     p.add_argument("--replication-factor", type=int, default=1)
     p.add_argument(
@@ -48,6 +69,7 @@ def _topics(argv: Sequence[str]) -> int:
         help="min.insync.replicas of every topic (default: the broker's)",
     )
     args = p.parse_args(argv)
+    args.bootstrap = args.bootstrap or Settings().kafka_bootstrap
     if not args.bootstrap:
         p.error("--bootstrap or CHARGER_KAFKA_BOOTSTRAP is required")
     if args.replication_factor < 1:
@@ -58,16 +80,24 @@ def _topics(argv: Sequence[str]) -> int:
         p.error("--min-insync-replicas must be between 1 and the replication factor")
 
     security = kafka_security(Settings())
-    asyncio.run(
-        create_topics(
-            args.bootstrap,
-            TOPICS.values(),
-            args.partitions,
-            replication_factor=args.replication_factor,
-            min_insync_replicas=args.min_insync_replicas,
-            security=security,
+    # aiokafka logs each failed connection attempt; the failure is told in one line below.
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    try:
+        asyncio.run(
+            create_topics(
+                args.bootstrap,
+                TOPICS.values(),
+                args.partitions,
+                replication_factor=args.replication_factor,
+                min_insync_replicas=args.min_insync_replicas,
+                security=security,
+            )
         )
-    )
+    except Exception as exc:
+        line = explain(exc)
+        if line is None:
+            raise
+        raise CommandError(f"{line} (bootstrap {args.bootstrap})") from exc
     print(f"created {len(TOPICS)} topics on {args.bootstrap}")
     return 0
 
@@ -86,9 +116,46 @@ def tooling_commands() -> tuple[dict[str, tuple[str, str]], str]:
     return commands, ""
 
 
+def guarded(command: str, call: Callable[[], int]) -> int:
+    """`call()`, with the errors an operator meets (settings, unreachable or refusing servers)
+    told in one line on stderr and exit status 1 instead of a traceback; bugs still raise."""
+    try:
+        return call()
+    except CommandError as exc:
+        line: str | None = str(exc)
+    except Exception as exc:
+        line = explain(exc)
+        if line is None:
+            raise
+    print(f"charger {command}: {line}", file=sys.stderr)
+    return 1
+
+
+def load_settings(command: str) -> Settings:
+    """The `CHARGER_*` settings, or one line naming every problem and exit status 1."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        print(f"charger {command}: {explain(exc)}", file=sys.stderr)
+        sys.exit(1)
+
+
+def hide_ignored_worker_options() -> None:
+    """Take the options of `IGNORED_WORKER_OPTIONS` out of `charger worker --help`."""
+    from faust.cli.faust import cli  # registers the worker command on Faust's group
+
+    worker = cli.commands["worker"]
+    for param in worker.params:
+        if param.name in IGNORED_WORKER_OPTIONS and hasattr(param, "hidden"):
+            param.hidden = True
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     command = args[0] if args else ""
+    if command in ("--version", "-V"):
+        print(f"charger {version()}")
+        sys.exit(0)
     tooling: dict[str, tuple[str, str]] = {}
     helping = command in ("", "-h", "--help")
     # Faust's own commands and options (`worker`, `-l info worker`) never load the tooling.
@@ -101,7 +168,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             print(f"({unavailable})", file=sys.stderr)
             sys.exit(2)
     if command in TOOLS:
-        sys.exit(TOOLS[command][1](args[1:]))
+        sys.exit(guarded(command, lambda: TOOLS[command][1](args[1:])))
     if helping:
         print("usage: charger <command> [options]\n\ncommands:")
         print("  worker               run the charging worker (Faust; see charger worker --help)")
@@ -117,6 +184,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(0)
     from charger.app import create_app
 
-    app = create_app(Settings())
+    settings = load_settings(command or "worker")
+    app = create_app(settings)
+    hide_ignored_worker_options()
     sys.argv = ["charger", *args]
     app.main()

@@ -20,6 +20,7 @@ their own, apart from the data nodes'.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from redis.asyncio import Redis
@@ -61,7 +62,16 @@ async def close_sentinel(client: Redis) -> None:
     """Close the Sentinel clients behind `client`, if it was made by `sentinel_client`."""
     pool = client.connection_pool
     if isinstance(pool, SentinelConnectionPool):
-        await pool.sentinel_manager.aclose()
+        # One client per Sentinel, closed one by one: `Sentinel.aclose()` only exists since
+        # redis-py 8.1, and the floor is older.
+        sentinels: list[Redis] = pool.sentinel_manager.sentinels
+        # Every one is closed even if another fails; the first failure is raised after.
+        results = await asyncio.gather(
+            *(sentinel.aclose() for sentinel in sentinels), return_exceptions=True
+        )
+        failure = next((r for r in results if isinstance(r, BaseException)), None)
+        if failure is not None:
+            raise failure
 
 
 def sentinel_location(s: Settings) -> str:

@@ -256,6 +256,7 @@ def test_k8s_has_every_piece(k8s: dict[str, dict[str, Any]]) -> None:
         "Service",
         "PodDisruptionBudget",
         "ScaledObject",
+        "TriggerAuthentication",
     }
 
 
@@ -331,7 +332,7 @@ def test_keda_scales_on_the_group_lag_up_to_the_partitions(
     md = trigger["metadata"]
     assert md["consumerGroup"] == cm["CHARGER_GROUP_ID"]
     assert md["bootstrapServers"] == cm["CHARGER_KAFKA_BOOTSTRAP"]
-    assert "topic" not in md or md["topic"] in names.CO_PARTITIONED
+    assert md["topic"] == names.TELEPHONY_EVENTS
     assert int(md["lagThreshold"]) > 0
 
 

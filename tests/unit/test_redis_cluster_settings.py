@@ -50,7 +50,9 @@ def test_the_flag_or_the_scheme_builds_a_cluster_client(kw: dict[str, Any]) -> N
     assert s.redis_cluster_enabled() and not s.redis_tls_enabled()
     client = redis_client(s)
     assert isinstance(client, RedisCluster)
-    assert [(n.host, n.port) for n in client.startup_nodes] == [("10.0.0.5", 7000)]
+    # The nodes manager's copy: `RedisCluster.startup_nodes` only exists since redis-py 6.
+    nodes = client.nodes_manager.startup_nodes.values()
+    assert [(n.host, n.port) for n in nodes] == [("10.0.0.5", 7000)]
     assert redis_url(s).startswith("redis://10.0.0.5:7000")
     assert describe_connections(s)["redis"]["cluster"] is True
 

@@ -253,7 +253,8 @@ def _unparsable(raw: bytes, exc: orjson.JSONDecodeError) -> Invalid:
         )
     if raw.startswith(_BOM):
         return Invalid("malformed_json", "record starts with a UTF-8 byte order mark")
-    if "depth limit" in str(exc):
+    # orjson words it "recursion depth exceeded" before 3.12 and "depth limit exceeded" since.
+    if "depth" in str(exc):
         return too_deep()
     return Invalid("malformed_json", f"record is not valid JSON: {exc}")
 

@@ -102,7 +102,7 @@ async def _wait_ready(port: int, proc: Any, timeout: float = 90) -> float:
                 raise RuntimeError(f"charger worker exited with {proc.returncode}")
             with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError):
                 async with http.get(
-                    f"http://127.0.0.1:{port}/ready", timeout=aiohttp.ClientTimeout(total=1)
+                    f"http://127.0.0.1:{port}/owns", timeout=aiohttp.ClientTimeout(total=1)
                 ) as resp:
                     if resp.status == 200:
                         return time.monotonic() - began

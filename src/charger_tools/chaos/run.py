@@ -16,6 +16,7 @@ import asyncio
 import os
 import random
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -234,7 +235,7 @@ class ChaosRun:
         resends: deque[tuple[int, SimRecord]] = deque()
         profiles = [p.id for p in account_profiles(cfg.switch_config(start))]
         general_done = False
-        next_health = time.monotonic()
+        next_health = next_progress = played = time.monotonic()
         while due or plan.faults or not general_done:
             now = _now_ms()
             batch: list[SimRecord] = []
@@ -262,6 +263,15 @@ class ChaosRun:
                 next_health = time.monotonic() + 2.0
                 for name in await asyncio.to_thread(self.workers.unhealthy):
                     self.unhealthy[name] = self.unhealthy.get(name, 0) + 1
+            if time.monotonic() >= next_progress:  # the run takes minutes: show it moves
+                next_progress = time.monotonic() + 5.0
+                print(
+                    f"chaos: {self.events}/{cfg.events} events sent, "
+                    f"{len(self.faults_done)} faults struck, "
+                    f"{time.monotonic() - played:.0f} s",
+                    file=sys.stderr,
+                    flush=True,
+                )
             crashed = self.workers.crashed()
             if crashed:
                 raise RuntimeError(f"worker {crashed} exited on its own; logs in {self.logdir}")

@@ -1,0 +1,67 @@
+"""Packaging: the floors `make test-floors` installs are the floors pyproject.toml declares,
+and the distribution carries its licence, classifiers and addresses."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def project() -> dict[str, Any]:
+    doc: dict[str, Any] = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    return doc["project"]  # type: ignore[no-any-return]
+
+
+def declared_floors() -> dict[str, Version]:
+    """Each runtime dependency's lowest admitted version (its `>=` bound)."""
+    floors = {}
+    for line in project()["dependencies"]:
+        requirement = Requirement(line)
+        lower = [s.version for s in requirement.specifier if s.operator == ">="]
+        assert len(lower) == 1, f"{line}: one `>=` floor per dependency"
+        floors[canonicalize_name(requirement.name)] = Version(lower[0])
+    return floors
+
+
+def pinned_floors() -> dict[str, Version]:
+    pins = {}
+    for line in (ROOT / "constraints" / "floors.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            requirement = Requirement(line)
+            (spec,) = requirement.specifier
+            assert spec.operator == "==", line
+            pins[canonicalize_name(requirement.name)] = Version(spec.version)
+    return pins
+
+
+def test_the_constraints_pin_exactly_the_declared_floors() -> None:
+    assert pinned_floors() == declared_floors()
+
+
+def test_the_floors_a_known_need_sets() -> None:
+    """The versions below which the worker breaks (measured; see constraints/floors.txt)."""
+    floors = declared_floors()
+    # CONTENT_TYPE_PLAIN_0_0_4 (app.py); 0.23.0 was yanked.
+    assert floors["prometheus-client"] == Version("0.23.1")
+    assert floors["redis"] == Version("5.0.1")  # asyncio clients' aclose()
+    assert floors["orjson"] == Version("3.9.15")  # a parser that refuses deep nesting
+    assert floors["faust-streaming"] == Version("0.11.2")  # CreateTopics of aiokafka 0.11
+
+
+def test_licence_classifiers_and_addresses() -> None:
+    meta = project()
+    licence = (ROOT / "LICENSE").read_text()
+    assert "Apache License" in licence and "Version 2.0, January 2004" in licence
+    assert meta["license"] == {"text": "Apache-2.0"}
+    classifiers = meta["classifiers"]
+    assert "License :: OSI Approved :: Apache Software License" in classifiers
+    assert f"Programming Language :: Python :: {meta['requires-python'][2:]}" in classifiers
+    assert {"Homepage", "Source", "Issues"} <= set(meta["urls"])
+    assert all(url.startswith("https://") for url in meta["urls"].values())
