@@ -34,7 +34,7 @@ from charger.store.client import RedisClient
 from charger_tools.chaos.workload import ChaosConfig
 from charger_tools.cluster import Cluster, port_of, start_cluster
 from charger_tools.embedded import HOST, EmbeddedServer, start_redis
-from charger_tools.topology import Topology, start_topology
+from charger_tools.topology import SentinelTimers, Topology, start_topology
 
 # Worker settings about where Redis is: each kind sets its own, and none leaks in from the
 # environment the run was started in (CHARGER_REDIS_URL beside Sentinels is refused).
@@ -50,6 +50,13 @@ REDIS_SETTINGS = (
 # partitions than primaries), and one failover then strikes a third of the accounts.
 CLUSTER_PARTITIONS = 24
 REDIS_DOWN_S = 2.0  # how long a restarted single server stays down
+# The rollback's scripts copy and restore every key of the run at once, holding the
+# primary for over a second late in a full-size run on a loaded machine: with the
+# Sentinels' one-second default they failed it over on their own, and a rollback then
+# landed on the old primary just before it was made a replica (and so came to nothing).
+# Five seconds (Valkey answers BUSY to a script past five seconds, and a Sentinel kills
+# such a script) keeps the failovers to the planned ones, at some seconds per promotion.
+SENTINEL_TIMERS = SentinelTimers(down_after_ms=5000, quorum=2)
 
 
 @dataclass(frozen=True)
@@ -241,5 +248,5 @@ def start_backend(cfg: ChaosConfig) -> RedisBackend:
     if cfg.redis_mode == "sentinel":
         # Nothing persisted: a killed node comes back as a replica and copies the new
         # primary in full, so its own disk would be thrown away anyway.
-        return SentinelRedis(start_topology(replicas=1, sentinels=3))
+        return SentinelRedis(start_topology(replicas=1, sentinels=3, timers=SENTINEL_TIMERS))
     return SingleRedis(start_redis(durable=True))
