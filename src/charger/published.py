@@ -111,7 +111,7 @@ def _log_refused(output: out.Refused) -> None:
         extra={
             "reason": _text(output.reason),
             "event_id": _text(output.event_id),
-            "account": _text(output.key)[:200],
+            "account": _text(output.key or b"")[:200],
             "topic": _text(output.source_topic),
             "partition": output.source_partition,
             "offset": output.source_offset,

@@ -115,7 +115,8 @@ TOPICS: dict[str, TopicSpec] = {
         ),
         TopicSpec(
             DLQ,
-            "Refused records: the original bytes, with headers naming the error and source.",
+            "Refused records: the original key, bytes and headers, with dead-letter headers "
+            "naming where, when and why (topics.headers).",
             "charger",
             "original key",
             DEFAULT_PARTITIONS,
@@ -124,9 +125,4 @@ TOPICS: dict[str, TopicSpec] = {
     )
 }
 
-# Headers set on every DLQ record.
-DLQ_HEADER_ERROR = "charger.error"
-DLQ_HEADER_DETAIL = "charger.error.detail"
-DLQ_HEADER_TOPIC = "charger.source.topic"
-DLQ_HEADER_PARTITION = "charger.source.partition"
-DLQ_HEADER_OFFSET = "charger.source.offset"
+# Record headers (trace context, the DLQ's) are declared in `topics.headers`.

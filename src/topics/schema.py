@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 import yaml
 
-from topics import names, reasons
+from topics import headers, names, reasons
 from topics.records import COMMON, RECORDS, Field, RecordType, types_on
 
 __all__ = [
@@ -23,8 +23,11 @@ __all__ = [
     "TIME_LENGTH",
     "TIME_PATTERN",
     "asyncapi_document",
+    "dlq_headers",
     "field_schema",
+    "input_headers",
     "load_schema",
+    "output_headers",
     "record_schema",
     "rendered_files",
     "required_keys",
@@ -125,13 +128,77 @@ CONSUMED = (
     names.RATE_PLANS,
 )
 
-_DLQ_HEADERS = {
-    names.DLQ_HEADER_ERROR: "Reason code (also the metric label), one of topics.reasons.",
-    names.DLQ_HEADER_DETAIL: "Human sentence naming the field and the value refused.",
-    names.DLQ_HEADER_TOPIC: "Topic the record was read from.",
-    names.DLQ_HEADER_PARTITION: "Partition it was read from (decimal).",
-    names.DLQ_HEADER_OFFSET: "Offset it was read from (decimal).",
-}
+# A traceparent of W3C Trace Context: any version as an input may send it; version 00 as
+# charger writes it.
+TRACEPARENT_ANY = "^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}(-.*)?$"
+TRACEPARENT_00 = "^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$"
+# Headers whose value is a binary integer (Spring's encoding), not text.
+_BINARY_HEADERS = (
+    headers.DLT_ORIGINAL_PARTITION,
+    headers.DLT_ORIGINAL_OFFSET,
+    headers.DLT_ORIGINAL_TIMESTAMP,
+)
+
+
+def _header(name: str, description: str) -> dict[str, Any]:
+    if name in _BINARY_HEADERS:
+        return {
+            "type": "string",
+            "contentMediaType": "application/octet-stream",
+            "description": description,
+        }
+    out: dict[str, Any] = {"type": "string", "description": description}
+    if name == headers.TRACEPARENT:
+        out["pattern"] = TRACEPARENT_00
+    return out
+
+
+def input_headers() -> dict[str, Any]:
+    """The headers charger reads on a record it consumes: all optional."""
+    return {
+        "type": "object",
+        "properties": {
+            headers.TRACEPARENT: {
+                "type": "string",
+                "pattern": TRACEPARENT_ANY,
+                "description": "W3C trace context of the producer's span (optional). Passed "
+                "on unchanged to every record this one causes; without one (or with one "
+                "that does not parse) charger makes one. Other headers are ignored, and "
+                "kept on the record's DLQ record if it is refused.",
+            },
+            headers.TRACESTATE: {
+                "type": "string",
+                "description": "W3C tracestate (optional), passed on with a valid "
+                "traceparent (at most 512 characters: list members past that are left off).",
+            },
+        },
+        "additionalProperties": True,
+    }
+
+
+def output_headers() -> dict[str, Any]:
+    """The headers of every record charger publishes but a DLQ record."""
+    return {
+        "type": "object",
+        "required": [headers.TRACEPARENT],
+        "properties": {name: _header(name, d) for name, d in headers.TRACE_HEADERS.items()},
+    }
+
+
+def dlq_headers() -> dict[str, Any]:
+    """The headers of a DLQ record: the refused record's own, then charger's."""
+    properties = {name: _header(name, d) for name, d in headers.DLQ_HEADERS.items()}
+    properties[headers.ERROR]["enum"] = list(reasons.ALL)
+    return {
+        "type": "object",
+        "description": "The refused record's own headers first, untouched and in order (as "
+        "many whole headers as fit in 16 KiB), then these, in this order (Spring for Apache "
+        "Kafka's dead-letter convention, plus charger.error). A name the refused record "
+        "also carried appears twice: the last one is charger's.",
+        "required": list(headers.DLQ_REQUIRED),
+        "properties": properties,
+        "additionalProperties": True,
+    }
 
 
 def _channel_bindings(spec: names.TopicSpec) -> dict[str, Any]:
@@ -145,12 +212,15 @@ def _channel_bindings(spec: names.TopicSpec) -> dict[str, Any]:
     return {"kafka": kafka}
 
 
-def _message(title: str, summary: str, key: str, payload: dict[str, Any]) -> dict[str, Any]:
+def _message(
+    title: str, summary: str, key: str, payload: dict[str, Any], headers: dict[str, Any]
+) -> dict[str, Any]:
     return {
         "name": title,
         "title": title,
         "summary": summary,
         "contentType": "application/json",
+        "headers": headers,
         "payload": payload,
         "bindings": {
             "kafka": {
@@ -176,22 +246,19 @@ def asyncapi_document() -> dict[str, object]:
                 raise ValueError(f"two record types map to message id {mid!r}")
             schemas[mid] = record_schema(rt)
             payload = {"$ref": f"#/components/schemas/{mid}"}
-            messages[mid] = _message(rt.type, rt.description, spec.key, payload)
+            kept = input_headers() if spec.name in CONSUMED else output_headers()
+            messages[mid] = _message(rt.type, rt.description, spec.key, payload, kept)
             refs[mid] = {"$ref": f"#/components/messages/{mid}"}
         if spec.name == names.DLQ:
             mid = "dlq_record"
-            payload = {"description": "The refused record's value: the original bytes untouched"}
-            messages[mid] = _message("dlq.record", spec.description, spec.key, payload)
+            payload = {
+                "description": "The refused record's value: the original bytes untouched "
+                "(null when it was null)"
+            }
+            messages[mid] = _message(
+                "dlq.record", spec.description, spec.key, payload, dlq_headers()
+            )
             messages[mid]["contentType"] = "application/octet-stream"
-            headers: dict[str, dict[str, Any]] = {
-                h: {"type": "string", "description": d} for h, d in _DLQ_HEADERS.items()
-            }
-            headers[names.DLQ_HEADER_ERROR]["enum"] = list(reasons.ALL)
-            messages[mid]["headers"] = {
-                "type": "object",
-                "required": list(_DLQ_HEADERS),
-                "properties": headers,
-            }
             refs[mid] = {"$ref": f"#/components/messages/{mid}"}
         channels[cid] = {
             "address": spec.name,

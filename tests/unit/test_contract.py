@@ -13,6 +13,7 @@ import yaml
 
 import topics
 from charger.events import Invalid, decode
+from topics import headers as headers_of
 from topics import names
 from topics.records import RECORDS, types_on
 from topics.schema import (
@@ -243,12 +244,17 @@ def test_asyncapi_covers_every_topic() -> None:
             assert message["bindings"]["kafka"]["key"]["type"] == "string"
             assert message["bindings"]["kafka"]["key"]["description"] == spec.key
             payload = message["payload"]
+            headers = message["headers"]["properties"]
+            assert headers_of.TRACEPARENT in headers, (address, message["name"])
             if address == names.DLQ:
                 assert "original bytes untouched" in payload["description"]
-                headers = message["headers"]["properties"]
-                assert names.DLQ_HEADER_ERROR in headers
-                assert names.DLQ_HEADER_OFFSET in headers
+                assert set(message["headers"]["required"]) == set(headers_of.DLQ_REQUIRED)
+                assert headers_of.ERROR in headers
+                assert headers_of.DLT_ORIGINAL_TIMESTAMP_TYPE in headers
                 continue
+            # charger always writes a traceparent; an input may have one
+            required = message["headers"].get("required", [])
+            assert required == ([] if address in CONSUMED else [headers_of.TRACEPARENT])
             assert payload["$ref"].startswith("#/components/schemas/")
             schema = _resolve(doc, payload["$ref"])
             rtype = schema["properties"]["type"]["const"]

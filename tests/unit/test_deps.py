@@ -168,7 +168,10 @@ async def test_the_probe_sets_up_down_and_logs_each_change_once(
 
 # ---- the batch loop ----
 class Msg(SimpleNamespace):
-    pass
+    """A consumer record: what the test gives, and what every record has besides."""
+
+    timestamp_type = 0
+    headers = ()
 
 
 class FakeConsumer:

@@ -11,6 +11,7 @@ from charger.charging.documents import render
 from charger.events.timefmt import format_time_ms
 from charger.protocol import outputs as out
 from charger.protocol.outputs import decode_entry, encode_entry
+from topics import headers as headers_of
 from topics import names
 from topics.schema import load_schema
 
@@ -94,5 +95,8 @@ def test_a_refused_record_keeps_its_bytes_and_says_why_in_headers() -> None:
     (document,) = render(output)
     assert document.topic == names.DLQ and document.value == b"\xff raw"
     headers = dict(document.headers or [])
-    assert headers[names.DLQ_HEADER_ERROR] == b"bad_json"
-    assert (headers[names.DLQ_HEADER_PARTITION], headers[names.DLQ_HEADER_OFFSET]) == (b"3", b"42")
+    assert headers[headers_of.ERROR] == b"bad_json"
+    assert headers[headers_of.DLT_EXCEPTION_MESSAGE] == b"not JSON"
+    partition = headers_of.decode_int32(headers[headers_of.DLT_ORIGINAL_PARTITION] or b"")
+    offset = headers_of.decode_int64(headers[headers_of.DLT_ORIGINAL_OFFSET] or b"")
+    assert (partition, offset) == (3, 42)

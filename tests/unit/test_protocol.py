@@ -52,9 +52,21 @@ def test_every_op_and_output_has_its_reader_or_emitter_in_the_prelude() -> None:
         reader = reader[: reader.index("\nend")]
         for name in kind._fields:
             assert f"  op.{name} = op_" in reader, (kind.__name__, name)  # set for every op
+        if shape.traced:
+            assert "  op.trace = op_values[" in reader, kind.__name__
     for code, output_type in outputs.TYPES.items():
-        parameters = ", ".join(output_type._fields)
+        # every field but the last, the trace context the script adds from the op's
+        *fields, cause = output_type._fields
+        assert cause == outputs.CAUSE_FIELD
+        parameters = ", ".join(fields)
         assert f"local function emit_{code.name.lower()}({parameters})" in prelude
+        emitter = prelude[prelude.index(f"local function emit_{code.name.lower()}(") :]
+        assert emitter[: emitter.index("\nend")].endswith(", cause_trace}")
+
+
+def test_only_a_tick_carries_no_trace_context() -> None:
+    untraced = {kind for kind, shape in ops.SHAPES.items() if not shape.traced}
+    assert untraced == {ops.Tick}
 
 
 def test_opcodes_and_output_kinds_are_distinct_numbers() -> None:

@@ -41,6 +41,7 @@ from charger.charging.usage import (
     rate_record,
 )
 from charger.events.timefmt import parse_time_ms
+from charger.events.tracecontext import for_record
 from charger.events.validate import Invalid, decode, too_deep
 from charger.protocol.fields import CallStatus, RequestStatus, request_state
 from charger.protocol.keys import Keys, slot_of
@@ -92,6 +93,7 @@ class Decoded:
     seen_key: str
     account_key: str
     source: str  # rec.source, built once per partition of the batch
+    trace: bytes  # its trace context: what it causes is published with it
     call_key: str = ""
 
 
@@ -185,7 +187,8 @@ class Planner:
             _, slot, account_key = place
             tag = ledger.SOURCE_TAGS[topic]
             seen_key = k.seen(slot, tag, body["id"])
-            d = Decoded(rec, body, slot, tag, fp, seen_key, account_key, source)
+            trace = for_record(topic, rec.partition, rec.offset, rec.timestamp_ms, rec.headers)
+            d = Decoded(rec, body, slot, tag, fp, seen_key, account_key, source, trace)
             in_slot = seen_keys.get(slot)
             if in_slot is None:
                 in_slot = seen_keys[slot] = []
@@ -274,6 +277,7 @@ class Planner:
             d.source,
             d.rec.offset,
             MoveOp(d.account_key, d.seen_key, d.fp, *_movement(d, usage, body["id"], body["time"])),
+            d.trace,
         )
         return _APPLIED
 
@@ -292,6 +296,7 @@ class Planner:
                 ledger.entry_id(d.tag, b["id"], usage.kind),
                 1 if b.get("require_funds") else 0,
             ),
+            d.trace,
         )
         return _APPLIED
 
@@ -321,6 +326,7 @@ class Planner:
                 subscription.starts_at_ms,
                 subscription.ends_at_ms or 0,
             ),
+            d.trace,
         )
         return _APPLIED
 
@@ -357,6 +363,7 @@ class Planner:
                 *_movement(d, usage, b["id"], b["time"]),
                 b.get("reason", ""),
             ),
+            d.trace,
         )
         self._requests[where] = b["status"]
         return _APPLIED
@@ -388,6 +395,7 @@ class Planner:
                 b.get("time_zone", "UTC"),
                 b.get("low_balance_micros", 0),
             ),
+            d.trace,
         )
         return _APPLIED
 
@@ -431,6 +439,7 @@ class Planner:
                 answered.plan_id,
                 answered.plan_version,
             ),
+            d.trace,
         )
         calls[d.call_key] = CallState(
             _ACTIVE, b["direction"], b["from"], b["to"], answer_ms, rate=answered
@@ -445,6 +454,7 @@ class Planner:
                 d.source,
                 d.rec.offset,
                 ParkEnd(d.seen_key, d.call_key, d.fp, b["duration_ms"], b["id"], b["time"]),
+                d.trace,
             )
             calls[d.call_key] = CallState(
                 _PENDING_END,
@@ -473,10 +483,11 @@ class Planner:
                 d.fp,
                 *_movement(d, usage, end_id, time),
             ),
+            d.trace,
         )
 
     def _remember(self, sp: SlotPlan, d: Decoded) -> None:
-        sp.slot(d.slot).add(d.source, d.rec.offset, Remember(d.seen_key, d.fp))
+        sp.slot(d.slot).add(d.source, d.rec.offset, Remember(d.seen_key, d.fp), d.trace)
 
     def _dlq(self, out: Outcome, rec: Inbound, reason: str, detail: str) -> None:
         refuse(out.plan, self.keys.slots, rec, reason, detail)

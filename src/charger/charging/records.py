@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from hashlib import blake2b
@@ -37,6 +37,9 @@ class Inbound:
     key: bytes | None
     value: bytes | None
     timestamp_ms: int = 0
+    timestamp_type: int = 0  # 0: CreateTime (set by the producer), 1: LogAppendTime
+    # As aiokafka gives them: name, value (None for a null value); () for none.
+    headers: Sequence[tuple[str, bytes | None]] = ()
 
     @property
     def source(self) -> str:

@@ -197,7 +197,16 @@ class BatchWorker:
                 data.items(), key=lambda kv: (_TOPIC_ORDER.get(kv[0].topic, 9), kv[0].partition)
             )
             batch = [
-                Inbound(tp.topic, tp.partition, m.offset, m.key, m.value, m.timestamp)
+                Inbound(
+                    tp.topic,
+                    tp.partition,
+                    m.offset,
+                    m.key,
+                    m.value,
+                    m.timestamp,
+                    m.timestamp_type,
+                    m.headers,
+                )
                 for tp, msgs in ordered
                 for m in msgs
             ]

@@ -179,7 +179,16 @@ class RatePlanReader:
                 for m in msgs:
                     bad = self.book.apply(m.key, m.value)
                     if bad is not None:
-                        rec = Inbound(tp.topic, tp.partition, m.offset, m.key, m.value)
+                        rec = Inbound(
+                            tp.topic,
+                            tp.partition,
+                            m.offset,
+                            m.key,
+                            m.value,
+                            m.timestamp,
+                            m.timestamp_type,
+                            m.headers,
+                        )
                         await self._refuse(rec, bad)
 
     async def _refuse(self, rec: Inbound, bad: Invalid) -> None:

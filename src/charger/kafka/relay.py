@@ -124,7 +124,7 @@ class Relay:
                             batch = open_batches[where] = producer.create_batch()
                             if not _append(batch, out):
                                 raise ValueError(
-                                    f"an output of {len(out.value)} bytes fits no batch"
+                                    f"an output of {len(out.value or b'')} bytes fits no batch"
                                 )
         finally:
             for (topic, partition), batch in open_batches.items():

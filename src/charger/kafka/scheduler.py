@@ -15,6 +15,7 @@ import logging
 from collections.abc import Mapping
 
 from charger.charging.scheduling import plan_charges
+from charger.events.tracecontext import for_id
 from charger.protocol.ops import SlotPlan
 from charger.store.redis_store import RedisStore
 
@@ -56,7 +57,9 @@ async def schedule(store: RedisStore, slot_now: Mapping[int, int], now_ms: int) 
             continue
         batch = plan.slot(subscription.slot)
         for op in ops:
-            batch.add_scheduled(op)
+            # No input caused it: its trace context comes from its ledger entry's id, and
+            # what it causes (a suspension, a recharge request) shares it.
+            batch.add_scheduled(op, for_id(op.cause + op.kind) if op.amount_micros else b"")
     if not plan.slots:
         return 0
     applied, _skipped = await store.apply(plan, {}, now_ms, slot_now, wait=False)

@@ -104,6 +104,9 @@ def _reader(kind: type[ops.AnyOp], shape: ops.OpShape) -> list[str]:
     if shape.sourced:
         parts += ["source = op_values[p + 1]", "offset = op_values[p + 2]"]
         values = 3
+    if shape.traced:
+        parts.append(f"trace = op_values[p + {values}]")
+        values += 1
     for i, name in enumerate(names[: shape.key_count]):
         parts.append(f"{name} = op_keys[k + {i}]")
     for i, name in enumerate(names[shape.key_count :]):
@@ -121,12 +124,17 @@ def _reader(kind: type[ops.AnyOp], shape: ops.OpShape) -> list[str]:
 
 
 def _emitter(code: outputs.OutputKind, kind: type[outputs.Output]) -> list[str]:
+    """One output kind's emitter: its fields but the last as parameters; the last, the
+    trace context, is the cause's (`cause_trace`, set for each op by dispatch.lua)."""
     names = list(kind._fields)
+    if names[-1] != outputs.CAUSE_FIELD:
+        raise ValueError(f"{kind.__name__} does not end with {outputs.CAUSE_FIELD!r}")
+    names = names[:-1]
     optional = outputs.OPTIONAL.get(kind, frozenset())
     values = [f"present({name})" if name in optional else name for name in names]
     return [
         f"local function emit_{code.name.lower()}({', '.join(names)})",
-        f"  outputs[#outputs + 1] = {{{int(code)}, {', '.join(values)}}}",
+        f"  outputs[#outputs + 1] = {{{int(code)}, {', '.join(values)}, cause_trace}}",
         "end",
     ]
 
@@ -146,8 +154,11 @@ local function read_op(p, k)
 end
 local function more_ops(p) return p <= #op_values end
 
--- Outputs of this call, in order; they go to the outbox as one entry at the end.
+-- Outputs of this call, in order; they go to the outbox as one entry at the end. Each
+-- ends with the trace context of the op that made it: dispatch.lua sets cause_trace to
+-- the op's before applying it ('' for a tick: the relay makes one from the output's id).
 local outputs = {}
+local cause_trace = ''
 local function present(value) if value == nil then return false end return value end"""
 
 _FLUSH = """local function flush_outputs()

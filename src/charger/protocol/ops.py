@@ -4,10 +4,15 @@ One `NamedTuple` per operation: immutable like a frozen dataclass, built at tupl
 (one is built for every record), and its field order is the wire order. The first
 `OpShape.key_count` fields are Redis keys, which travel apart from the values so the
 script can tell them from data. On the wire one apply.lua call carries a flat list
-`opcode, [source index, offset,] values...` and the list of the ops' keys, packed in one
-MessagePack argument: one argument per value made the client's packing cost more than
-the script. The Lua prelude (`charger.protocol.lua`) decodes each op into a table of
+`opcode, [source index, offset,] [trace,] values...` and the list of the ops' keys, packed
+in one MessagePack argument: one argument per value made the client's packing cost more
+than the script. The Lua prelude (`charger.protocol.lua`) decodes each op into a table of
 these same field names.
+
+The trace (`charger.events.tracecontext`) is the W3C trace context of the op's cause; every
+output the op makes carries it back (`charger.protocol.outputs`), so what a record causes
+is published with its trace context. It travels beside the op, not in it: it is the
+record's, whatever op the record became.
 """
 
 from __future__ import annotations
@@ -203,16 +208,21 @@ class Remember(NamedTuple):
 
 
 class Refuse(NamedTuple):
-    """A refused record: its key and bytes go to the DLQ with why and where it was read."""
+    """A refused record: its key, bytes and headers go to the DLQ with why, where and when
+    it was read."""
 
-    key: bytes
-    value: bytes
+    key: bytes | bool  # False: the record had no key (a null key)
+    value: bytes | bool  # False: a null value
     reason: str
     detail: str
     source_topic: str
     source_partition: int
     source_offset: int
     event_id: str  # "" when the record has none that could be read
+    timestamp_ms: int  # the record's Kafka timestamp
+    timestamp_type: int  # 0: CreateTime, 1: LogAppendTime (topics.headers.TIMESTAMP_TYPES)
+    headers: bytes  # the record's own headers kept, packed (charging.refusals); b"": none
+    headers_dropped: int  # how many of them did not fit (topics.headers.KEPT_HEADER_BYTES)
 
 
 class Tick(NamedTuple):
@@ -241,6 +251,7 @@ class OpShape:
     opcode: Opcode
     key_count: int
     sourced: bool = True  # carries a source index and offset, checked against the watermark
+    traced: bool = True  # carries the trace context of its cause (a tick has none)
 
 
 SHAPES: dict[type[AnyOp], OpShape] = {
@@ -253,13 +264,14 @@ SHAPES: dict[type[AnyOp], OpShape] = {
     RechargeResult: OpShape(Opcode.RECHARGE_RESULT, 2),
     Remember: OpShape(Opcode.REMEMBER, 1),
     Refuse: OpShape(Opcode.REFUSE, 0),
-    Tick: OpShape(Opcode.TICK, 0, sourced=False),
+    Tick: OpShape(Opcode.TICK, 0, sourced=False, traced=False),
     UpsertSubscription: OpShape(Opcode.UPSERT_SUBSCRIPTION, 2),
     ChargeSubscription: OpShape(Opcode.CHARGE_SUBSCRIPTION, 2, sourced=False),
 }
 # The same as plain values: the encoder reads them for every op.
-_WIRE: dict[type[AnyOp], tuple[int, int, bool]] = {
-    kind: (int(shape.opcode), shape.key_count, shape.sourced) for kind, shape in SHAPES.items()
+_WIRE: dict[type[AnyOp], tuple[int, int, bool, bool]] = {
+    kind: (int(shape.opcode), shape.key_count, shape.sourced, shape.traced)
+    for kind, shape in SHAPES.items()
 }
 
 
@@ -277,7 +289,7 @@ class ScriptConfig:
 
 
 # Names every op table has in Lua besides its fields: no field may take them.
-RESERVED_NAMES = frozenset({"opcode", "source", "offset"})
+RESERVED_NAMES = frozenset({"opcode", "source", "offset", "trace"})
 
 # The keys of one apply.lua call before the ops' own, in this order (KEYS[1..6]).
 SLOT_KEYS = ("watermark", "outbox", "accounts", "sessions", "recharges", "held", "subscriptions")
@@ -293,6 +305,7 @@ class SlotBatch:
     # lists, not a tuple per op, so planning a batch makes fewer objects for the collector.
     source_indexes: list[int] = field(default_factory=list)
     offsets: list[int] = field(default_factory=list)
+    traces: list[bytes] = field(default_factory=list)  # per op: its cause's trace context
     sources: dict[str, int] = field(default_factory=dict)  # "topic/partition" -> index
 
     def source_index(self, source: str) -> int:
@@ -301,22 +314,26 @@ class SlotBatch:
             index = self.sources[source] = len(self.sources) + 1
         return index
 
-    def add(self, source: str, offset: int, op: Op) -> None:
+    def add(self, source: str, offset: int, op: Op, trace: bytes = b"") -> None:
+        """`op` for the record at `offset` of `source`, whose trace context is `trace`."""
         index = self.sources.get(source)
         self.source_indexes.append(index if index is not None else self.source_index(source))
         self.offsets.append(offset)
+        self.traces.append(trace)
         self.ops.append(op)
 
     def add_tick(self, max_sessions: int) -> None:
         """Look at the slot's sessions that are due: extend holds, cut, expire."""
         self.source_indexes.append(0)
         self.offsets.append(0)
+        self.traces.append(b"")
         self.ops.append(Tick(max_sessions))
 
-    def add_scheduled(self, op: ChargeSubscription) -> None:
+    def add_scheduled(self, op: ChargeSubscription, trace: bytes = b"") -> None:
         """A scheduler's op: no source and no offset, like a tick."""
         self.source_indexes.append(0)
         self.offsets.append(0)
+        self.traces.append(trace)
         self.ops.append(op)
 
     def encode(self) -> tuple[list[Value], list[str]]:
@@ -324,12 +341,16 @@ class SlotBatch:
         values: list[Value] = []
         keys: list[str] = []
         wire = _WIRE
-        for index, offset, op in zip(self.source_indexes, self.offsets, self.ops, strict=True):
-            opcode, n, sourced = wire[type(op)]
+        for index, offset, trace, op in zip(
+            self.source_indexes, self.offsets, self.traces, self.ops, strict=True
+        ):
+            opcode, n, sourced, traced = wire[type(op)]
             values.append(opcode)
             if sourced:
                 values.append(index)
                 values.append(offset)
+            if traced:
+                values.append(trace)
             if n:
                 keys += op[:n]  # type: ignore[arg-type]  # the first n fields are keys
                 values += op[n:]

@@ -5,9 +5,14 @@ MessagePack array of arrays `[kind, field values...]`, the values in the order o
 `NamedTuple` of that kind below. The Lua prelude generates one emitter per kind from these
 definitions (`emit_ledger_entry(account, ledger_head, ...)`), so neither side counts
 positions by hand. An optional value the script does not have travels as `false` and
-reads back as None. Text travels as bytes: what is published as bytes (keys, ledger heads,
-refused records) is never decoded, and the documents (`charging.documents`) decode the
-rest.
+reads back as None; values an entry lacks at its end (written by an earlier build) take
+the field's default, values past its fields (a later build's) are ignored. Text travels as
+bytes: what is published as bytes (keys, ledger heads, refused records) is never decoded,
+and the documents (`charging.documents`) decode the rest.
+
+Every output ends with `trace`, the trace context of the op that made it
+(`charger.events.tracecontext`): the script appends it itself, from the op it is applying
+(no emitter takes it as a parameter), and an output of a tick has none (b"").
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ import msgpack  # type: ignore[import-untyped]
 
 # The stream field of an outbox entry that holds its outputs.
 OUTBOX_FIELD = b"outputs"
+# The last field of every output: filled by the script, not passed to its emitter.
+CAUSE_FIELD = "trace"
 
 
 class OutputKind(IntEnum):
@@ -45,6 +52,7 @@ class LedgerEntry(NamedTuple):
     currency: bytes
     amount_micros: int
     time: bytes  # the causing record's time (RFC 3339)
+    trace: bytes = b""  # its cause's trace context (see the module notes)
 
 
 class FloorCrossed(NamedTuple):
@@ -59,6 +67,7 @@ class FloorCrossed(NamedTuple):
     effective_at_ms: int | None  # epoch ms when no record moved it (a cut, an expiry)
     balance_micros: int | None  # only when a movement crossed it: the balance it left
     notify_email: bytes | None  # only when suspended
+    trace: bytes = b""  # its cause's trace context (see the module notes)
 
 
 class CallCut(NamedTuple):
@@ -69,6 +78,7 @@ class CallCut(NamedTuple):
     cutoff_at_ms: int
     issued_at_ms: int
     notify_email: bytes
+    trace: bytes = b""  # its cause's trace context (see the module notes)
 
 
 class SessionExpired(NamedTuple):
@@ -82,6 +92,7 @@ class SessionExpired(NamedTuple):
     covered_s: int
     price_per_minute_micros: int
     currency: bytes
+    trace: bytes = b""  # its cause's trace context (see the module notes)
 
 
 class RechargeRequested(NamedTuple):
@@ -93,6 +104,7 @@ class RechargeRequested(NamedTuple):
     threshold_micros: int
     currency: bytes
     issued_at_ms: int
+    trace: bytes = b""  # its cause's trace context (see the module notes)
 
 
 class RechargeDeclined(NamedTuple):
@@ -103,25 +115,33 @@ class RechargeDeclined(NamedTuple):
     threshold_micros: int
     notify_email: bytes
     issued_at_ms: int
+    trace: bytes = b""  # its cause's trace context (see the module notes)
 
 
 class RechargeTimedOut(NamedTuple):
     account: bytes
     request_id: bytes
     issued_at_ms: int
+    trace: bytes = b""  # its cause's trace context (see the module notes)
 
 
 class Refused(NamedTuple):
     """A refused record (see `ops.Refuse`), as it goes to the DLQ."""
 
-    key: bytes
-    value: bytes
+    key: bytes | None
+    value: bytes | None
     reason: bytes
     detail: bytes
     source_topic: bytes
     source_partition: int
     source_offset: int
     event_id: bytes
+    # Defaults: what an outbox entry of a build before these fields reads as.
+    timestamp_ms: int = -1
+    timestamp_type: int = -1  # NoTimestampType
+    headers: bytes = b""  # packed (charging.refusals.unpack_headers)
+    headers_dropped: int = 0
+    trace: bytes = b""  # its cause's trace context (see the module notes)
 
 
 class FeeApplied(NamedTuple):
@@ -133,6 +153,7 @@ class FeeApplied(NamedTuple):
     amount_micros: int
     balance_after_micros: int
     issued_at_ms: int
+    trace: bytes = b""  # its cause's trace context (see the module notes)
 
 
 class FeeRefused(NamedTuple):
@@ -143,6 +164,7 @@ class FeeRefused(NamedTuple):
     reason: bytes
     available_micros: int
     issued_at_ms: int
+    trace: bytes = b""  # its cause's trace context (see the module notes)
 
 
 class LowBalance(NamedTuple):
@@ -154,6 +176,7 @@ class LowBalance(NamedTuple):
     threshold_micros: int
     notify_email: bytes
     issued_at_ms: int
+    trace: bytes = b""  # its cause's trace context (see the module notes)
 
 
 Output = (
@@ -188,9 +211,12 @@ OPTIONAL: dict[type[Output], frozenset[str]] = {
     FloorCrossed: frozenset(
         {"effective_time", "effective_at_ms", "balance_micros", "notify_email"}
     ),
+    Refused: frozenset({"key", "value"}),  # a null key or value
 }
 _BY_CODE: dict[int, type[Output]] = {int(kind): cls for kind, cls in TYPES.items()}
 _CODE_OF: dict[type[Output], int] = {cls: code for code, cls in _BY_CODE.items()}
+# Values past an output's fields (a later build's additions) are ignored when read back.
+_SIZE: dict[type[Output], int] = {cls: len(cls._fields) for cls in _BY_CODE.values()}
 # The positions of the optional fields among an output's values, for the decoder.
 _OPTIONAL_AT: dict[type[Output], tuple[int, ...]] = {
     cls: tuple(i for i, name in enumerate(cls._fields) if name in names)
@@ -208,7 +234,7 @@ def decode_entry(fields: dict[bytes, bytes]) -> list[Output]:
         cls = _BY_CODE.get(item[0])
         if cls is None:
             raise ValueError(f"unknown output kind {item[0]!r}")
-        values: list[Any] = item[1:]
+        values: list[Any] = item[1 : _SIZE[cls] + 1]
         for i in _OPTIONAL_AT.get(cls, ()):
             if values[i] is False:
                 values[i] = None

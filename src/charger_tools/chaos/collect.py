@@ -10,7 +10,7 @@ from charger.protocol import fields as F
 from charger.protocol.keys import Keys, slot_of
 from charger.store.client import RedisClient
 from charger_tools.chaos.checker import READ_BACK, Expected, Observed
-from topics import names
+from topics import headers, names
 
 Read = tuple[bytes, dict[str, bytes], int]  # value, headers, broker timestamp
 
@@ -61,7 +61,7 @@ async def observe(
     seen = Observed(
         ledger=[v for v, _, _ in got[names.LEDGER]],
         charge_results=[v for v, _, _ in got[names.CHARGE_RESULTS]],
-        dlq=[(v, h.get(names.DLQ_HEADER_ERROR, b"?").decode()) for v, h, _ in got[names.DLQ]],
+        dlq=[(v, h.get(headers.ERROR, b"?").decode()) for v, h, _ in got[names.DLQ]],
         commands=[(v, ts) for v, _, ts in got[names.TELEPHONY_COMMANDS]],
     )
     pipe = redis.pipeline(transaction=False)

@@ -12,6 +12,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from charger.events.timefmt import parse_time_ms
 from charger.tasks import cancel_and_wait
+from topics import headers as header_names
 from topics import names
 
 WATCHED = (
@@ -51,7 +52,7 @@ class Tally:
     ) -> None:
         self.records += 1
         if topic == names.DLQ:
-            self.dlq[headers.get(names.DLQ_HEADER_ERROR, b"?").decode()] += 1
+            self.dlq[headers.get(header_names.ERROR, b"?").decode()] += 1
             return
         doc = orjson.loads(value)
         if topic == names.RECHARGE_REQUESTS:

@@ -26,6 +26,7 @@ local applied, skipped = 0, 0
 local p, k = 1, 1
 while more_ops(p) do
   local op, next_p, next_k = read_op(p, k)
+  cause_trace = op.trace or ''  -- what the op emits carries its cause's trace context
   local fresh = op.source == nil or op.offset > marks[op.source]
   local done, passed = HANDLE[op.opcode](op, fresh)
   applied, skipped = applied + done, skipped + passed

@@ -73,6 +73,7 @@ end
 HANDLE[OPCODE.refuse] = function(op, fresh)
   if not fresh then return 0, 1 end
   emit_refused(op.key, op.value, op.reason, op.detail, op.source_topic, op.source_partition,
-    op.source_offset, op.event_id)
+    op.source_offset, op.event_id, op.timestamp_ms, op.timestamp_type, op.headers,
+    op.headers_dropped)
   return 1, 0
 end
