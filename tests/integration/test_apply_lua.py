@@ -17,10 +17,11 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 from charger.charging.documents import render
+from charger.charging.refusals import pack_headers, unpack_headers
 from charger.protocol.fields import AccountField
 from charger.protocol.keys import Keys
-from charger.protocol.ops import Move, ScriptConfig, SlotPlan, UpsertAccount
-from charger.protocol.outputs import decode_entry
+from charger.protocol.ops import Move, Refuse, ScriptConfig, SlotPlan, UpsertAccount
+from charger.protocol.outputs import Refused, decode_entry
 from charger.store.redis_store import RedisStore
 from charger_tools.cluster import Cluster, start_cluster
 from charger_tools.embedded import start_redis
@@ -176,3 +177,50 @@ async def test_relay_ack_removes_only_acknowledged_entries(store: RedisStore) ->
     await store.ack_outbox({0: [entries[0][0]]})
     left = (await store.outbox([0], 10))[0]
     assert [eid for eid, _ in left] == [entries[1][0]]
+
+
+async def test_every_output_carries_the_trace_context_of_the_op_that_made_it(
+    store: RedisStore,
+) -> None:
+    k = store.keys
+    sp = SlotPlan()
+    upsert(sp, k, 0, credit_limit_micros=0)
+    traced = b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01rojo=1"
+    head = b'{"id":"ev:e1:sms"'
+    move = Move(
+        k.account(0, "a"), k.seen(0, "ev", "e1"), "fp", -10, head, "sms", "a", "ev:e1:", "T"
+    )
+    sp.slot(0).add(SRC, 1, move, traced)  # takes the account below its floor: suspended
+    refused = Refuse(
+        False,
+        False,
+        "empty_record",
+        "no value",
+        "telephony.events",
+        0,
+        2,
+        "",
+        1_700_000_000_000,
+        1,
+        pack_headers([("x-null", None), ("k", b"v")]),
+        3,
+    )
+    sp.slot(0).add(SRC, 2, refused, b"00-" + b"1" * 32 + b"-" + b"2" * 16 + b"-01")
+    sp.slot(0).add_tick(10)
+    await store.apply(sp, {SRC: 2, "billing.accounts/0": 0}, 1)
+    entries = (await store.outbox([0], 10))[0]
+    outputs = [o for _, e in entries for o in decode_entry(e)]
+    assert [(type(o).__name__, o.trace) for o in outputs] == [
+        ("LedgerEntry", traced),
+        ("FloorCrossed", traced),
+        ("Refused", b"00-" + b"1" * 32 + b"-" + b"2" * 16 + b"-01"),
+    ]
+    dead = outputs[-1]
+    assert isinstance(dead, Refused)
+    assert (dead.key, dead.value) == (None, None)  # a null key and value stay null
+    assert (dead.timestamp_ms, dead.timestamp_type, dead.headers_dropped) == (
+        1_700_000_000_000,
+        1,
+        3,
+    )
+    assert unpack_headers(dead.headers) == [("x-null", None), ("k", b"v")]

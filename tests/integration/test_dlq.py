@@ -3,8 +3,9 @@
 The whole bad-input corpus (``tests/kit/corpus.py``) is sent between good records. Every bad
 record must reach ``billing.dlq`` exactly once, with its original key and bytes, its own
 reason, a detail naming what was wrong and headers naming the source topic, partition and
-offset; every good record around them is charged exactly; refused rate plans leave the plan
-in force; a second worker reading the same plans topic writes no DLQ record again.
+offset (Spring's dead-letter headers, `topics.headers`); every good record around them is
+charged exactly; refused rate plans leave the plan in force; a second worker reading the
+same plans topic writes no DLQ record again.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from tests.kit.harness import Item, Run
 from tests.kit.outputs import recharge_requests
 from tests.kit.waits import until
 from tests.kit.worker import running
+from topics import headers as headers_of
 from topics import names, reasons
 
 SMS_OUT = 7_900  # std-usd, one segment
@@ -146,18 +148,20 @@ async def test_the_corpus_lands_in_the_dlq_once_each_and_good_records_still_char
     for d in dlq:
         h = d.headers
         loc = (
-            h[names.DLQ_HEADER_TOPIC].decode(),
-            int(h[names.DLQ_HEADER_PARTITION]),
-            int(h[names.DLQ_HEADER_OFFSET]),
+            h[headers_of.DLT_ORIGINAL_TOPIC].decode(),
+            headers_of.decode_int32(h[headers_of.DLT_ORIGINAL_PARTITION]),
+            headers_of.decode_int64(h[headers_of.DLT_ORIGINAL_OFFSET]),
         )
         assert loc not in by_source, f"two DLQ records for {loc}"
         by_source[loc] = d
     assert set(by_source) == set(bad), {c.kind for loc, c in bad.items() if loc not in by_source}
     for loc, case in bad.items():
         d = by_source[loc]
-        assert d.headers[names.DLQ_HEADER_ERROR].decode() == case.reason, (case.kind, d.headers)
-        assert case.detail in d.headers[names.DLQ_HEADER_DETAIL].decode(), (case.kind, d.headers)
-        assert d.value == (case.value or b""), case.kind  # a null value comes back empty
+        h = d.headers
+        assert h[headers_of.ERROR].decode() == case.reason, (case.kind, h)
+        assert h[headers_of.DLT_EXCEPTION_FQCN].decode() == f"charger.refused.{case.reason}"
+        assert case.detail in h[headers_of.DLT_EXCEPTION_MESSAGE].decode(), (case.kind, h)
+        assert d.value == case.value, case.kind  # a null value stays null
         assert d.key == str(case.key).encode(), case.kind
     assert dlq_counts(rt) - counted == Counter(c.reason for c in corpus)
 

@@ -59,14 +59,29 @@ def run_start_ms() -> int:
     return time.time_ns() // 1_000_000_000 * 1000
 
 
+@dataclass(frozen=True)
+class Sent:
+    """Where a record sent by the test landed, and its timestamp."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int
+
+
 @dataclass
 class Out:
     topic: str
     key: bytes | None
-    value: bytes
-    headers: dict[str, bytes] = field(default_factory=dict)
+    value: bytes | None  # None: a null value (only a refused record's, on the DLQ)
+    headers: dict[str, bytes] = field(default_factory=dict)  # the last value of each name
+    header_list: list[tuple[str, bytes | None]] = field(default_factory=list)  # all, in order
+    timestamp: int = 0
+    offset: int = 0
+    partition: int = 0
 
     def json(self) -> Any:
+        assert self.value is not None, "a null value"
         return orjson.loads(self.value)
 
 
@@ -189,6 +204,31 @@ class Run:
             tp = TopicPartition(md.topic, md.partition)
             self.produced[tp] = max(self.produced.get(tp, 0), md.offset + 1)
 
+    async def send_record(
+        self,
+        topic: str,
+        key: str | None,
+        value: dict[str, Any] | bytes | None,
+        headers: list[tuple[str, bytes | None]] | None = None,
+        timestamp_ms: int | None = None,
+    ) -> Sent:
+        """Send one record with `headers` (and a CreateTime of `timestamp_ms`); where it
+        landed and its timestamp."""
+        raw = value if value is None or isinstance(value, bytes) else orjson.dumps(value)
+        timestamp_ms = self.t0_ms if timestamp_ms is None else timestamp_ms
+        md = await (
+            await self.producer.send(
+                topic,
+                raw,
+                key=None if key is None else key.encode(),
+                headers=headers or [],
+                timestamp_ms=timestamp_ms,
+            )
+        )
+        tp = TopicPartition(md.topic, md.partition)
+        self.produced[tp] = max(self.produced.get(tp, 0), md.offset + 1)
+        return Sent(md.topic, md.partition, md.offset, timestamp_ms)
+
     async def account(
         self,
         account: str,
@@ -235,7 +275,19 @@ class Run:
                 for msgs in data.values():
                     for m in msgs:
                         if m.key is None or self.uid.encode() in m.key:
-                            out.append(Out(topic, m.key, m.value, dict(m.headers or ())))
+                            listed = list(m.headers or ())
+                            out.append(
+                                Out(
+                                    topic,
+                                    m.key,
+                                    m.value,
+                                    dict(listed),  # type: ignore[arg-type]
+                                    listed,
+                                    m.timestamp,
+                                    m.offset,
+                                    m.partition,
+                                )
+                            )
             return out
         finally:
             await c.stop()

@@ -68,7 +68,7 @@ def _floor(output: out.FloorCrossed, headers: Headers) -> list[Document]:
         common["balance_micros"] = output.balance_micros
     command = {"id": f"{cause}{typ}", "type": typ, **common}
     kind = "suspended" if output.suspended else "restored"
-    documents = [Document(names.TELEPHONY_COMMANDS, output.account, _json(command), None, kind)]
+    documents = [Document(names.TELEPHONY_COMMANDS, output.account, _json(command), headers, kind)]
     if output.suspended:
         note: dict[str, Any] = {
             "id": f"{cause}balance_exhausted",
