@@ -6,8 +6,8 @@ plan reader only ever use codes from this catalogue (a test checks it), the Asyn
 document lists them for the header, and the README table is checked against it.
 
 Codes are grouped by the step that gives them. Where two problems need different fixes by
-whoever produced the record, they get two codes; the ``charger.error.detail`` header then
-names the field and the value.
+whoever produced the record, they get two codes; the ``kafka_dlt-exception-message``
+header then names the field and the value.
 """
 
 from __future__ import annotations

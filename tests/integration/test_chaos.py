@@ -2,42 +2,60 @@
 and leaving, under a stream with duplicates and malformed records — then the checker.
 
 `make chaos` runs the full size (100,000 events, 10 kills); this one keeps `make test` short.
+It runs the command as operators do, and holds it to a progress line at least every 10 s.
 So do the runs on a primary and replica behind Sentinels and on a six-node Redis Cluster,
-each with one failover and one rollback.
+each with one failover and one rollback (in this process).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from charger_tools.chaos import FEE_INVARIANTS, INVARIANTS, passed
-from charger_tools.chaos.backends import SingleRedis, start_backend
+from charger_tools.chaos.backends import start_backend
 from charger_tools.chaos.run import run_chaos
 from charger_tools.chaos.workload import ChaosConfig
-from charger_tools.embedded import EmbeddedServer, start_redis
-from tests.kit.brokers import own_broker
+from charger_tools.embedded import EmbeddedServer
+from charger_tools.kafka_install import KafkaUnavailableError, install_kafka
+from tests.kit.brokers import own_broker, test_broker, unavailable
+from tests.kit.timed import TimedRun, run_timed
 
 
-@pytest.fixture
-def servers() -> Iterator[tuple[EmbeddedServer, EmbeddedServer]]:
-    broker, redis = own_broker(), start_redis(durable=True)  # the session's kind of broker
-    try:
-        yield broker, redis
-    finally:
-        broker.stop()
-        redis.stop()
+def chaos_command(tmp_path: Path, *options: str) -> tuple[TimedRun, dict[str, Any]]:
+    """`charger chaos` as operators run it, on the session's kind of broker: what it wrote
+    and when, and its report."""
+    broker = test_broker()
+    if broker.is_kafka:
+        try:
+            install_kafka()
+        except KafkaUnavailableError as exc:
+            unavailable(exc)
+    report = tmp_path / "chaos.json"
+    argv = ["-m", "charger", "chaos", *options, "--broker", broker.name, "--json", str(report)]
+    run = run_timed(argv, timeout=900)
+    assert report.exists(), run.text()[-3000:]
+    return run, orjson.loads(report.read_bytes())
 
 
-async def test_small_chaos_run_loses_and_doubles_nothing(
-    servers: tuple[EmbeddedServer, EmbeddedServer],
-) -> None:
-    broker, redis = servers
-    cfg = ChaosConfig(events=3000, kills=2, accounts=300, rate_per_s=200.0, seed=5)
-    report = await run_chaos(cfg, broker.address, SingleRedis(redis))
+def test_small_chaos_run_loses_and_doubles_nothing_and_says_how_it_goes(tmp_path: Path) -> None:
+    run, report = chaos_command(
+        tmp_path,
+        *("--events", "3000", "--kills", "2", "--accounts", "300", "--rate", "200"),
+        *("--seed", "5"),
+    )
     summary = {k: report[k] for k in (*INVARIANTS, "settled", "kills", "faults", "logs")}
+    assert run.code == 0, (summary, run.text()[-3000:])
+    # a line at least every 10 s from start to exit, through every phase (5 s is the aim)
+    silence, ended_by = run.longest_silence()
+    assert silence <= 10.0, (silence, ended_by, run.text()[:3000])
+    phases = ("starting the broker", "starting Redis", "playing", "settling", "checking")
+    for phase in phases:
+        assert any(f"chaos: {phase}" in line for _, line in run.lines), phase
     # the faults really struck
     assert report["kills"] == 2, summary
     assert report["redis_restarts"] == 1, summary

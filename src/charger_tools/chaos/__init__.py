@@ -13,6 +13,7 @@ import orjson
 from charger.cli import tool
 from charger_tools.apache_kafka import start_kafka
 from charger_tools.chaos.backends import CLUSTER_PARTITIONS, start_backend
+from charger_tools.chaos.progress import Progress
 from charger_tools.chaos.run import run_chaos
 from charger_tools.chaos.workload import ChaosConfig
 from charger_tools.embedded import EmbeddedServer, start_broker, tansu_settings
@@ -39,8 +40,10 @@ def passed(report: dict[str, object]) -> bool:
 
 
 def main(cfg: ChaosConfig, json_path: str = "", broker_kind: str = "tansu") -> int:
-    with contextlib.ExitStack() as stack:
+    # A line at least every few seconds from the first moment to the report (run.py).
+    with Progress() as progress, contextlib.ExitStack() as stack:
         nodes: list[EmbeddedServer] = []
+        progress.phase(f"starting the broker ({broker_kind})")
         if broker_kind == "tansu":
             broker = start_broker()
             stack.callback(broker.stop)
@@ -49,17 +52,27 @@ def main(cfg: ChaosConfig, json_path: str = "", broker_kind: str = "tansu") -> i
         else:
             kafka = stack.enter_context(start_kafka(3 if broker_kind == "kafka-cluster" else 1))
             bootstrap, nodes = kafka.bootstrap, kafka.nodes
-            print(f"broker: Apache Kafka {kafka.version}, {len(nodes)} node(s)", flush=True)
+            progress.line(f"broker: Apache Kafka {kafka.version}, {len(nodes)} node(s)")
+        progress.phase(f"starting Redis ({redis_kind(cfg)})")
         backend = start_backend(cfg)
         stack.callback(backend.stop)
+        stack.callback(progress.phase, "stopping the servers")
         killable = nodes if len(nodes) >= 3 else []
-        report = asyncio.run(run_chaos(cfg, bootstrap, backend, killable))
+        report = asyncio.run(run_chaos(cfg, bootstrap, backend, killable, progress))
         report["broker"] = broker_kind
     text = orjson.dumps(report, option=orjson.OPT_INDENT_2).decode()
     if json_path:
         Path(json_path).write_text(text + "\n")
     print(text)
     return 0 if passed(report) else 1
+
+
+def redis_kind(cfg: ChaosConfig) -> str:
+    if cfg.redis_cluster:
+        return "a six-node cluster"
+    if cfg.redis_failovers:
+        return "a primary and a replica behind three Sentinels"
+    return "one server, its append-only file fsynced on every write"
 
 
 def parse(argv: Sequence[str]) -> tuple[ChaosConfig, str, str]:

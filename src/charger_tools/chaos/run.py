@@ -13,10 +13,10 @@ recharge requests as they come.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -38,6 +38,7 @@ from charger_tools.chaos.billing import billing_setup, fee_or_adjustment
 from charger_tools.chaos.checker import check, expectations
 from charger_tools.chaos.collect import observe
 from charger_tools.chaos.procs import Workers
+from charger_tools.chaos.progress import Progress
 from charger_tools.chaos.redis_faults import RedisFaults
 from charger_tools.chaos.workload import (
     ChaosConfig,
@@ -125,6 +126,10 @@ class ChaosRun:
         self.faults_done: list[str] = []
         self.unhealthy: dict[str, int] = {}  # worker -> /health checks that said 503
         self._background: set[asyncio.Task[None]] = set()
+        # What the last look while settling saw, for the progress lines.
+        self.behind = -1  # input records not committed plus unrelayed outputs (-1: unknown)
+        self.open_sessions = 0
+        self.payments_pending = False
 
     # ---- producing ----
     async def send(self, records: list[SimRecord], counted: bool = True) -> None:
@@ -181,6 +186,8 @@ class ChaosRun:
                 open_sessions = sum(await pipe.execute())
             except Exception:  # Redis coming back from a restart
                 behind, open_sessions = 1, 0
+            self.behind, self.open_sessions = behind, open_sessions
+            self.payments_pending = payments.pending()
             if behind == 0 and open_sessions == 0 and not payments.pending():
                 await asyncio.sleep(1.0)  # let replies to the last requests arrive
                 if not payments.pending() and await self.lag() == 0:
@@ -235,7 +242,7 @@ class ChaosRun:
         resends: deque[tuple[int, SimRecord]] = deque()
         profiles = [p.id for p in account_profiles(cfg.switch_config(start))]
         general_done = False
-        next_health = next_progress = played = time.monotonic()
+        next_health = time.monotonic()
         while due or plan.faults or not general_done:
             now = _now_ms()
             batch: list[SimRecord] = []
@@ -263,15 +270,6 @@ class ChaosRun:
                 next_health = time.monotonic() + 2.0
                 for name in await asyncio.to_thread(self.workers.unhealthy):
                     self.unhealthy[name] = self.unhealthy.get(name, 0) + 1
-            if time.monotonic() >= next_progress:  # the run takes minutes: show it moves
-                next_progress = time.monotonic() + 5.0
-                print(
-                    f"chaos: {self.events}/{cfg.events} events sent, "
-                    f"{len(self.faults_done)} faults struck, "
-                    f"{time.monotonic() - played:.0f} s",
-                    file=sys.stderr,
-                    flush=True,
-                )
             crashed = self.workers.crashed()
             if crashed:
                 raise RuntimeError(f"worker {crashed} exited on its own; logs in {self.logdir}")
@@ -280,6 +278,16 @@ class ChaosRun:
             await self.send([r])
         if self._background:
             await asyncio.gather(*self._background)
+
+    def played(self) -> str:
+        return f"{self.events}/{self.cfg.events} events sent, {len(self.faults_done)} faults struck"
+
+    def settling(self) -> str:
+        if self.behind < 0:
+            return "looking"
+        return f"{self.behind} records or outputs behind, {self.open_sessions} calls open" + (
+            ", recharge answers to send" if self.payments_pending else ""
+        )
 
     def _topups(self, accounts: list[str], n: int, now: int) -> list[SimRecord]:
         out: list[SimRecord] = []
@@ -313,14 +321,32 @@ async def run_chaos(
     bootstrap: str,
     backend: RedisBackend,
     brokers: Sequence[EmbeddedServer] = (),
+    progress: Progress | None = None,
 ) -> dict[str, Any]:
-    """Play, strike, settle, check; returns the report."""
+    """Play, strike, settle, check; returns the report. Progress lines go to `progress`
+    (one of its own, on stderr, when none is given)."""
     began = time.monotonic()
+    with contextlib.ExitStack() as stack:
+        if progress is None:
+            progress = stack.enter_context(Progress())
+        return await _run(cfg, bootstrap, backend, brokers, progress, began)
+
+
+async def _run(
+    cfg: ChaosConfig,
+    bootstrap: str,
+    backend: RedisBackend,
+    brokers: Sequence[EmbeddedServer],
+    progress: Progress,
+    began: float,
+) -> dict[str, Any]:
     run = ChaosRun(cfg, bootstrap, backend, brokers)
     marks = topic_marks(run.partitions)
     tail = OutputTail(bootstrap, marks)
     try:
+        progress.phase("creating the topics, sending the rate plans and accounts")
         await run.prepare()
+        progress.phase("starting the worker, which takes the accounts on", run.settling)
         run.workers.start("main")
         await tail.start()
         declined = next(
@@ -333,16 +359,22 @@ async def run_chaos(
             raise RuntimeError(f"worker did not take the accounts on; logs in {run.logdir}")
         await run.redis_faults.count_epochs(first=True)
         played = time.monotonic()
+        progress.phase("playing", run.played)
         await run.play(payments, tail)
         play_s = time.monotonic() - played
+        progress.phase("settling", run.settling)
         await run.redis_faults.count_epochs(first=False)
+        run.behind = -1
         settled = await run.wait_settled(payments, tail, timeout=300)
-        exit_codes = run.workers.stop_all()
+        progress.phase("stopping the workers")
+        exit_codes = await asyncio.to_thread(run.workers.stop_all)
         await tail.stop()
         accounts = [p.id for p in account_profiles(cfg.switch_config(0))]
         accounts += [c.account for c in run.cohort]
+        progress.phase("reading back the outputs and Redis")
         expected = expectations(run.good)
         seen = await observe(bootstrap, marks, run.redis, run.keys, accounts, expected)
+        progress.phase("checking every invariant")
         report = check(expected, run.cohort, seen, run.scheduled_ids)
     finally:
         await run.close()
