@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from charger.events.tracecontext import (
     MAX_TRACESTATE,
     TRACEPARENT_LENGTH,
+    TraceMaker,
     carried,
     for_id,
     for_record,
@@ -111,3 +112,20 @@ def test_every_made_traceparent_parses_as_itself(identity: bytes) -> None:
     trace = made(identity)
     assert MADE.match(trace)
     assert parse_traceparent(trace) == trace
+
+
+@given(
+    st.sampled_from(["telephony.events", "billing.accounts", "billing.recharge-results"]),
+    st.integers(0, 63),
+    st.integers(0, 2**63 - 1),
+    st.integers(-1, 2**62),
+)
+def test_the_planners_trace_maker_makes_the_same_traces(
+    topic: str, partition: int, offset: int, timestamp_ms: int
+) -> None:
+    maker = TraceMaker()
+    for _ in range(2):  # the source's hash taken, then reused
+        assert maker.for_record(topic, partition, offset, timestamp_ms, []) == for_record(
+            topic, partition, offset, timestamp_ms, []
+        )
+    assert maker.for_record(topic, partition, offset, 0, [(TRACEPARENT, VALID)]) == VALID

@@ -41,7 +41,7 @@ from charger.charging.usage import (
     rate_record,
 )
 from charger.events.timefmt import parse_time_ms
-from charger.events.tracecontext import for_record
+from charger.events.tracecontext import TraceMaker
 from charger.events.validate import Invalid, decode, too_deep
 from charger.protocol.fields import CallStatus, RequestStatus, request_state
 from charger.protocol.keys import Keys, slot_of
@@ -147,12 +147,13 @@ class Planner:
         self._places: dict[str, tuple[bytes, int, str]] = {}
         # The plans of the batch being planned: each id's versions, chosen by event time.
         self._plans: Mapping[str, PlanSource] = {}
+        self._traces = TraceMaker()
 
     # ---- step 1 ----
     def prepare(self, batch: list[Inbound]) -> Prepared:
         p = Prepared()
         k = self.keys
-        places, known = self._places, self.accounts
+        places, known, traces = self._places, self.accounts, self._traces.for_record
         refused, decoded, seen_keys = p.refused, p.decoded, p.seen_keys
         last_topic, last_partition, source = "", -1, ""
         for rec in batch:
@@ -187,7 +188,7 @@ class Planner:
             _, slot, account_key = place
             tag = ledger.SOURCE_TAGS[topic]
             seen_key = k.seen(slot, tag, body["id"])
-            trace = for_record(topic, rec.partition, rec.offset, rec.timestamp_ms, rec.headers)
+            trace = traces(topic, rec.partition, rec.offset, rec.timestamp_ms, rec.headers)
             d = Decoded(rec, body, slot, tag, fp, seen_key, account_key, source, trace)
             in_slot = seen_keys.get(slot)
             if in_slot is None:

@@ -28,16 +28,18 @@ trace-id flag of Trace Context level 2 is not set: the ids are derived, not draw
 
 from __future__ import annotations
 
+import struct
 from binascii import hexlify
 from collections.abc import Sequence
 from hashlib import blake2b
-from typing import Final
+from typing import Any, Final
 
 from topics.headers import TRACEPARENT, TRACESTATE
 
 __all__ = [
     "MAX_TRACESTATE",
     "TRACEPARENT_LENGTH",
+    "TraceMaker",
     "carried",
     "for_id",
     "for_record",
@@ -56,6 +58,8 @@ _HEX: Final = frozenset(b"0123456789abcdef")
 _ZERO_TRACE: Final = b"0" * 32
 _ZERO_SPAN: Final = b"0" * 16
 _SAMPLED: Final = b"01"
+# An input's place after its "topic/partition/": offset and Kafka timestamp, signed 64-bit.
+_WHERE: Final = struct.Struct(">qq")
 
 
 def parse_traceparent(value: bytes | None) -> bytes | None:
@@ -107,13 +111,29 @@ def carried(headers: Sequence[tuple[str, bytes | None]]) -> bytes | None:
     return parent + _tracestate(states) if states else parent
 
 
-def made(identity: bytes) -> bytes:
-    """A traceparent derived from `identity`: the same one for the same identity."""
-    digest = hexlify(blake2b(identity, digest_size=24, person=_PERSON).digest())
-    trace_id, span_id = digest[:32], digest[32:]
+def _hash(data: bytes = b"") -> Any:
+    return blake2b(data, digest_size=24, person=_PERSON)
+
+
+def _traceparent(digest: bytes, identity: bytes) -> bytes:
+    text = hexlify(digest)
+    trace_id, span_id = text[:32], text[32:]
     if trace_id == _ZERO_TRACE or span_id == _ZERO_SPAN:  # 2**-64 odds: W3C forbids them
         return made(identity + b"'")
     return b"00-%b-%b-%b" % (trace_id, span_id, _SAMPLED)
+
+
+def made(identity: bytes) -> bytes:
+    """A traceparent derived from `identity`: the same one for the same identity."""
+    return _traceparent(_hash(identity).digest(), identity)
+
+
+def _source(topic: str, partition: int) -> bytes:
+    return f"{topic}/{partition}/".encode()
+
+
+def _where(offset: int, timestamp_ms: int) -> bytes:
+    return _WHERE.pack(offset, timestamp_ms)
 
 
 def for_record(
@@ -129,7 +149,35 @@ def for_record(
         found = carried(headers)
         if found is not None:
             return found
-    return made(f"{topic}/{partition}/{offset}/{timestamp_ms}".encode())
+    return made(_source(topic, partition) + _where(offset, timestamp_ms))
+
+
+class TraceMaker:
+    """`for_record` for the hot path: the hash of each source partition's name is taken
+    once and copied for each of its records (the same traces, a third of the work)."""
+
+    def __init__(self) -> None:
+        self._sources: dict[tuple[str, int], Any] = {}
+
+    def for_record(
+        self,
+        topic: str,
+        partition: int,
+        offset: int,
+        timestamp_ms: int,
+        headers: Sequence[tuple[str, bytes | None]],
+    ) -> bytes:
+        if headers:
+            found = carried(headers)
+            if found is not None:
+                return found
+        source = self._sources.get((topic, partition))
+        if source is None:
+            source = self._sources[(topic, partition)] = _hash(_source(topic, partition))
+        digest = source.copy()
+        where = _where(offset, timestamp_ms)
+        digest.update(where)
+        return _traceparent(digest.digest(), _source(topic, partition) + where)
 
 
 def for_id(output_id: str) -> bytes:
