@@ -69,6 +69,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
             tp.partition % self.worker.store.keys.slots for tp in assigned
         }
         self.worker.needs_drain = True
+        self.worker.unstarted = set(assigned)
         self.worker.horizon.forget()
         self.worker.rewound = False  # what was rewound is now fetched from the committed offsets
 
@@ -100,6 +101,8 @@ class BatchWorker:
         self.horizon = Horizon(store.keys.slots)
         self.assigned_slots: set[int] = set()
         self.needs_drain = True
+        # Assigned partitions whose watermark may not exist yet (written before a fetch).
+        self.unstarted: set[TopicPartition] = set()
         self.consumer: AIOKafkaConsumer | None = None
         self._stopping = asyncio.Event()
         self.batches = 0
@@ -351,8 +354,26 @@ class BatchWorker:
 
     async def _drain_assigned(self) -> None:
         async with self.lock:
+            if self.unstarted:
+                await self._start_watermarks()
             self.needs_drain = False
             await self.publisher.drain(self.assigned_slots)
+
+    async def _start_watermarks(self) -> None:
+        """Give every newly assigned source a watermark where the group stands, so that a
+        Redis forgetting a slot's first records of it is noticed (RedisStore.start_watermarks)."""
+        consumer = self.consumer
+        assert consumer is not None
+        assigned = consumer.assignment()
+        pending = [tp for tp in self.unstarted if tp in assigned]
+        starts: dict[int, dict[str, int]] = {}
+        for tp in pending:
+            position = await asyncio.wait_for(consumer.position(tp), COMMIT_TIMEOUT_S)
+            starts.setdefault(tp.partition % self.store.keys.slots, {})[source_of(tp)] = position
+        written = await self.store.start_watermarks(starts)
+        self.unstarted.clear()
+        if written:
+            log.info("watermarks started at the group's offsets", extra={"sources": written})
 
     def _count(self, outcome: Outcome) -> None:
         m = self.metrics
