@@ -342,10 +342,30 @@ class BatchWorker:
             for slot in slots:
                 if slot in slot_now:
                     plan.slot(slot).add_tick(self.settings.tick_max_sessions)
+            # A tick acts as of the event time of what was fetched: in a slot Redis forgot
+            # records of, it would cut calls on a state that is not the fetched one. So it
+            # follows on from the positions like a batch: every record before them applied.
+            applied_to: dict[str, int] = {}
+            positions_of: dict[TopicPartition, int] = {}
+            for tp, position in positions.items():
+                slot = tp.partition % self.store.keys.slots
+                # A source whose forgotten records Kafka no longer has waits for its batch.
+                accepted = source_of(tp) in self.recovery.accepted
+                if position is not None and slot in plan.slots and not accepted:
+                    plan.touch(slot, source_of(tp))
+                    applied_to[source_of(tp)] = position - 1
+                    positions_of[tp] = position
             # No wait for replicas here, under the batch lock: a tick commits nothing, the
             # relay waits before it publishes what the tick wrote, and a tick a failover
             # lost is ticked again.
-            looked, _cuts = await self.store.apply(plan, {}, now_ms, slot_now, wait=False)
+            try:
+                looked, _cuts = await self.store.apply(
+                    plan, applied_to, now_ms, slot_now, expected=applied_to, wait=False
+                )
+            except RedisForgot as forgot:
+                self.planner.accounts.clear()
+                await self.recovery.rewind(consumer, forgot, positions_of)
+                return slots
             self.metrics.ticked.inc(looked)
             if slot_now and now_ms - self.scheduled_at_ms >= SCHEDULE_EVERY_MS:
                 self.scheduled_at_ms = now_ms
