@@ -103,6 +103,8 @@ class BatchWorker:
         self.needs_drain = True
         # Assigned partitions whose watermark may not exist yet (written before a fetch).
         self.unstarted: set[TopicPartition] = set()
+        # First offset per partition of the batch fetched and not yet applied.
+        self.in_hand: dict[TopicPartition, int] = {}
         self.consumer: AIOKafkaConsumer | None = None
         self._stopping = asyncio.Event()
         self.batches = 0
@@ -176,10 +178,14 @@ class BatchWorker:
                 timeout_ms=self.settings.batch_timeout_ms,
                 max_records=self.settings.batch_max_records,
             )
+            # Synchronously after the fetch: a tick waiting for the lock must not take the
+            # positions of records fetched but not yet applied for records Redis forgot.
+            self.in_hand = {tp: msgs[0].offset for tp, msgs in data.items() if msgs}
             self.metrics.polled(data)
             self.horizon.fetched(data)
             n = await self._handle(data) if data else await self._verify_when_due()
         except Exception as exc:
+            self.in_hand = {}
             if self._stopping.is_set():
                 return 0  # the consumer was stopped under the fetch: not a fault
             self._rewind(data)
@@ -211,6 +217,7 @@ class BatchWorker:
             await self._commit(offsets)
             self.horizon.advance(data)
             self.metrics.batch_seconds.observe(time.perf_counter() - started)
+            self.in_hand = {}
             self.metrics.batch_size.observe(len(batch))
             self.metrics.last_processed.set(self.clock.now_ms() / 1000)
             self.batches += 1
@@ -347,7 +354,9 @@ class BatchWorker:
             # follows on from the positions like a batch: every record before them applied.
             applied_to: dict[str, int] = {}
             positions_of: dict[TopicPartition, int] = {}
-            for tp, position in positions.items():
+            for tp, fetched_to in positions.items():
+                # Records fetched and waiting for this lock are not applied yet.
+                position = self.in_hand.get(tp, fetched_to)
                 slot = tp.partition % self.store.keys.slots
                 # A source whose forgotten records Kafka no longer has waits for its batch.
                 accepted = source_of(tp) in self.recovery.accepted
