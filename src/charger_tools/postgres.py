@@ -173,9 +173,10 @@ def _initdb(binaries: PostgresBinaries, user: pwd.struct_passwd | None, password
         )
         pwfile.unlink()
         if done.returncode != 0:
+            said = (done.stderr or done.stdout).decode(errors="replace")[-2000:]
             raise EmbeddedServerError(
                 f"initdb ({binaries.source}, {binaries.bindir}) failed with "
-                f"{done.returncode}: {(done.stderr or done.stdout).decode(errors='replace')[-2000:]}"
+                f"{done.returncode}: {said}"
             )
 
     return prepare

@@ -82,8 +82,11 @@ def test_an_escaped_backslash_before_u0000_is_no_nul() -> None:
 
 VERDICTS = [
     ("the same document", {}, Verdict.DUPLICATE),
-    ("another balance after (re-created after Redis forgot)", {"balance_after_micros": 1},
-     Verdict.RECREATED),
+    (
+        "another balance after (re-created after Redis forgot)",
+        {"balance_after_micros": 1},
+        Verdict.RECREATED,
+    ),
     ("another amount", {"amount_micros": -600_001}, Verdict.CONFLICT),
     ("another kind", {"kind": "sms_out"}, Verdict.CONFLICT),
     ("another account", {"account": "a2"}, Verdict.CONFLICT),
@@ -121,5 +124,6 @@ def test_the_first_record_of_each_id_is_kept_in_order(ids: list[str]) -> None:
     firsts, repeats = split_repeats(rows)
     assert [r.entry_id for r in firsts] == list(dict.fromkeys(ids))
     assert sorted(r.offset for r in firsts + repeats) == list(range(len(ids)))
-    assert all(r.offset > min(f.offset for f in firsts if f.entry_id == r.entry_id)
-               for r in repeats)
+    assert all(
+        r.offset > min(f.offset for f in firsts if f.entry_id == r.entry_id) for r in repeats
+    )

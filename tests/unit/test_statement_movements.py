@@ -3,6 +3,7 @@ for the sums. Every instant is built from explicit local times of a named zone."
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -34,7 +35,7 @@ def test_a_day_runs_from_local_midnight_and_is_23_or_25_hours_across_a_change() 
     # Kyiv: summer time from the last Sunday of March (03:00 -> 04:00), back in October.
     starts = day_starts(date(2026, 3, 28), date(2026, 3, 30), KYIV)
     assert starts[0] == datetime(2026, 3, 27, 22, 0, tzinfo=UTC)  # UTC+2
-    assert [b - a for a, b in zip(starts, starts[1:], strict=False)] == [
+    assert [b - a for a, b in itertools.pairwise(starts)] == [
         timedelta(hours=24),
         timedelta(hours=23),
         timedelta(hours=24),
@@ -56,12 +57,22 @@ CASES = [
     # (what, movements as (local day offset, hour, kind, amount), expected by day)
     (
         "entries are summed per kind and direction, the day's closing is the next's opening",
-        [(0, 9, "call", -600_000), (0, 10, "call", -300_000), (0, 11, "topup", 5 * USD),
-         (1, 8, "sms_out", -7_900), (1, 23, "adjustment", 100_000), (1, 23, "adjustment", -50_000)],
+        [
+            (0, 9, "call", -600_000),
+            (0, 10, "call", -300_000),
+            (0, 11, "topup", 5 * USD),
+            (1, 8, "sms_out", -7_900),
+            (1, 23, "adjustment", 100_000),
+            (1, 23, "adjustment", -50_000),
+        ],
         [
             (10 * USD, {"call": 900_000}, {"topup": 5 * USD}, 14_100_000),
-            (14_100_000, {"adjustment": 50_000, "sms_out": 7_900}, {"adjustment": 100_000},
-             14_142_100),
+            (
+                14_100_000,
+                {"adjustment": 50_000, "sms_out": 7_900},
+                {"adjustment": 100_000},
+                14_142_100,
+            ),
             (14_142_100, {}, {}, 14_142_100),
         ],
     ),
@@ -94,8 +105,12 @@ def test_days_of_movements(
     ]
     days = daily_movements(10 * USD, movements, DAY, DAY + timedelta(days=2), KYIV)
     got = [
-        (d.opening_balance_micros, dict(d.debits_by_kind_micros), dict(d.credits_by_kind_micros),
-         d.closing_balance_micros)
+        (
+            d.opening_balance_micros,
+            dict(d.debits_by_kind_micros),
+            dict(d.credits_by_kind_micros),
+            d.closing_balance_micros,
+        )
         for d in days
     ]
     assert got == expected, what
@@ -119,8 +134,13 @@ def test_the_last_millisecond_of_a_local_day_is_that_day_and_midnight_the_next()
 
 def test_an_entry_outside_the_days_is_refused() -> None:
     with pytest.raises(ValueError, match="outside"):
-        daily_movements(0, [Movement(local(KYIV, DAY), "call", -1)], DAY + timedelta(days=1),
-                        DAY + timedelta(days=1), KYIV)
+        daily_movements(
+            0,
+            [Movement(local(KYIV, DAY), "call", -1)],
+            DAY + timedelta(days=1),
+            DAY + timedelta(days=1),
+            KYIV,
+        )
     with pytest.raises(ValueError, match="before"):
         daily_movements(0, [], DAY, DAY - timedelta(days=1), KYIV)
     with pytest.raises(ValueError, match="outside"):
@@ -134,8 +154,17 @@ def test_the_filter_keeps_debits_or_credits_and_all_keeps_zero() -> None:
 
 
 ZONES = st.sampled_from(
-    [ZoneInfo(z) for z in ("UTC", "Europe/Kyiv", "America/New_York", "Asia/Kolkata",
-                           "Pacific/Chatham", "America/Santiago")]
+    [
+        ZoneInfo(z)
+        for z in (
+            "UTC",
+            "Europe/Kyiv",
+            "America/New_York",
+            "Asia/Kolkata",
+            "Pacific/Chatham",
+            "America/Santiago",
+        )
+    ]
 )
 KIND = st.sampled_from(["call", "sms_out", "topup", "fee", "adjustment", "recharge"])
 
@@ -144,9 +173,9 @@ KIND = st.sampled_from(["call", "sms_out", "topup", "fee", "adjustment", "rechar
     zone=ZONES,
     first=st.dates(date(2020, 1, 1), date(2030, 12, 31)),
     span=st.integers(0, 9),
-    opening=st.integers(-10**12, 10**12),
+    opening=st.integers(-(10**12), 10**12),
     moves=st.lists(
-        st.tuples(st.floats(0, 1, exclude_max=True), KIND, st.integers(-10**10, 10**10)),
+        st.tuples(st.floats(0, 1, exclude_max=True), KIND, st.integers(-(10**10), 10**10)),
         max_size=60,
     ),
 )
@@ -170,7 +199,7 @@ def test_the_days_add_up_to_the_statement_of_the_same_range(
 
     assert [d.day for d in days] == [first + timedelta(days=n) for n in range(span + 1)]
     assert days[0].opening_balance_micros == opening
-    for before, after in zip(days, days[1:], strict=False):
+    for before, after in itertools.pairwise(days):
         assert before.closing_balance_micros == after.opening_balance_micros
     for d in days:
         assert d.closing_balance_micros == (
@@ -178,8 +207,9 @@ def test_the_days_add_up_to_the_statement_of_the_same_range(
             + sum(d.credits_by_kind_micros.values())
             - sum(d.debits_by_kind_micros.values())
         )
-        assert all(v > 0 for v in (*d.debits_by_kind_micros.values(),
-                                   *d.credits_by_kind_micros.values()))
+        assert all(
+            v > 0 for v in (*d.debits_by_kind_micros.values(), *d.credits_by_kind_micros.values())
+        )
     # The statement of the same range, filtered, against the days' sums.
     debits = [m for m in movements if shown(Show.DEBITS, m.amount_micros)]
     credits = [m for m in movements if shown(Show.CREDITS, m.amount_micros)]

@@ -17,6 +17,7 @@ import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
@@ -63,13 +64,13 @@ def migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
     return found
 
 
-async def _applied(conn: psycopg.AsyncConnection[object]) -> dict[int, str]:
+async def _applied(conn: psycopg.AsyncConnection[Any]) -> dict[int, str]:
     cur = await conn.execute(f"SELECT version, checksum FROM {TABLE}")
     return {int(version): str(checksum) for version, checksum in await cur.fetchall()}
 
 
 async def migrate(
-    conn: psycopg.AsyncConnection[object], known: list[Migration] | None = None
+    conn: psycopg.AsyncConnection[Any], known: list[Migration] | None = None
 ) -> list[int]:
     """Apply the migrations `conn`'s database lacks; returns the versions applied now."""
     todo = migrations() if known is None else known
@@ -114,7 +115,7 @@ async def migrate(
     return done
 
 
-async def schema_version(conn: psycopg.AsyncConnection[object]) -> int:
+async def schema_version(conn: psycopg.AsyncConnection[Any]) -> int:
     """The highest migration applied to `conn`'s database; 0 for a database never migrated."""
     cur = await conn.execute("SELECT to_regclass(%s) IS NOT NULL", (TABLE,))
     row = await cur.fetchone()

@@ -43,9 +43,7 @@ class StatementQuery:
     show: Show
 
     def identity(self) -> bytes:
-        return orjson.dumps(
-            [self.account, _micros(self.start), _micros(self.end), str(self.show)]
-        )
+        return orjson.dumps([self.account, _micros(self.start), _micros(self.end), str(self.show)])
 
 
 @dataclass(frozen=True)
