@@ -127,3 +127,19 @@ def test_the_first_record_of_each_id_is_kept_in_order(ids: list[str]) -> None:
     assert all(
         r.offset > min(f.offset for f in firsts if f.entry_id == r.entry_id) for r in repeats
     )
+
+
+def test_the_statement_core_imports_no_adapter() -> None:
+    from pathlib import Path
+
+    from tests.kit.imports import absolute_imports_of
+
+    core = Path(__file__).resolve().parents[2] / "src" / "charger" / "statements"
+    adapters = ("psycopg", "psycopg_pool", "charger.postgres", "charger.sink", "aiokafka", "redis")
+    offenders = {
+        f"{path.name}: {module}"
+        for path in core.glob("*.py")
+        for module in absolute_imports_of(path)
+        if module.startswith(adapters)
+    }
+    assert offenders == set()
