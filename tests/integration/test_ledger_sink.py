@@ -99,7 +99,7 @@ async def test_published_entries_are_stored_once_each(stack: Stack, database: st
         assert metric(text, "charger_sink_batch_commit_seconds_count") >= 1
 
         async def lag_sampled() -> bool:
-            return 'charger_sink_lag{topic="billing.ledger",partition=' in await sink.metrics()
+            return "charger_sink_lag{" in await sink.metrics()
 
         await until(lag_sampled, "the lag sampled per partition", 10, process=sink.proc)
         lags = [
