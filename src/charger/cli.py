@@ -102,9 +102,7 @@ def _topics(argv: Sequence[str]) -> int:
     return 0
 
 
-@tool(
-    "ledger-sink", "store billing.ledger in PostgreSQL for statements (charger ledger-sink --help)"
-)
+@tool("ledger-sink", "store billing.ledger in PostgreSQL (charger ledger-sink --help)")
 def _ledger_sink(argv: Sequence[str]) -> int:
     from charger.sink.command import main as sink_main
 
