@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from charger.protocol.keys import slot_of
 from charger_tools.chaos import parse
 from charger_tools.chaos.backends import CLUSTER_PARTITIONS, ClusterRedis
 from charger_tools.chaos.run import topic_marks
-from charger_tools.chaos.workload import ChaosConfig, fault_plan, warm_up_records
+from charger_tools.chaos.workload import ChaosConfig, fault_plan
 from topics import names
 
 
@@ -85,16 +84,3 @@ def test_a_cluster_run_spreads_more_partitions_than_primaries() -> None:
         assert sum(tp.topic == topic for tp in marks) == CLUSTER_PARTITIONS
     # A topic the contract pins to one partition keeps it (rate plans are read whole).
     assert sum(tp.topic == names.RATE_PLANS for tp in marks) == 1
-
-
-@pytest.mark.parametrize("partitions", [8, CLUSTER_PARTITIONS])
-def test_the_worker_is_made_to_read_every_input_partition_before_the_faults(
-    partitions: int,
-) -> None:
-    records = warm_up_records(partitions, seed=5)
-    for topic in names.CO_PARTITIONED:
-        keys = [r.key.decode() for r in records if r.topic == topic]
-        # Keyed so that the default partitioner puts one on each partition.
-        assert sorted(slot_of(key, partitions) for key in keys) == list(range(partitions))
-    assert len(records) == len(names.CO_PARTITIONED) * partitions
-    assert records == warm_up_records(partitions, seed=5)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import orjson
 
+from charger.protocol import fields
 from charger.settings import Settings
 from tests.kit.acl import WORKER_USER
 from tests.kit.acl import users as acl_users
@@ -82,7 +83,9 @@ def test_the_redis_readme_lists_exactly_the_grants_of_the_worker_user() -> None:
 
 def test_the_contract_examples_use_the_request_ids_the_worker_makes() -> None:
     lua = (ROOT / "src" / "charger" / "lua" / "apply" / "accounts.lua").read_text()
-    (prefix,) = re.findall(r"local request_id = '([a-z]+-)' \.\.", lua)
+    # The worker makes them from the protocol's prefix (the Lua prelude is generated from it).
+    assert "local request_id = REQUEST_ID_PREFIX .. account" in lua
+    prefix = fields.REQUEST_ID_PREFIX
     text = (ROOT / "src" / "topics" / "README.md").read_text()
     examples = [orjson.loads(b) for b in re.findall(r"```json\n(.*?)```", text, re.S)]
     request_ids = [e["request_id"] for e in examples if "request_id" in e]

@@ -110,3 +110,22 @@ def test_the_scripts_use_only_declared_hash_fields() -> None:
             pytest.fail(f"{path.name}: literal field {field!r}")
     declared = {f.value for f in fields.AccountField} | {f.value for f in fields.CallField}
     assert {f.value for f in fields.CALL_FIELDS} <= declared
+
+
+@pytest.mark.parametrize(
+    ("account", "request_id", "number"),
+    [
+        ("acc-42", "rq-acc-42-7", 7),
+        ("acc-42", "rq-acc-42-120", 120),
+        ("acc", "rq-acc-42-7", None),  # another account's request (acc-42's)
+        ("acc-42", "rq-acc-4-7", None),
+        ("acc-42", "rq-acc-42-", None),
+        ("acc-42", "rq-acc-42-07", None),  # the worker never writes a leading zero
+        ("acc-42", "rq-acc-42-7x", None),
+        ("acc-42", "nobody-7", None),
+    ],
+)
+def test_request_numbers_are_read_only_from_ids_the_account_makes(
+    account: str, request_id: str, number: int | None
+) -> None:
+    assert fields.request_number(account, request_id) == number

@@ -43,7 +43,13 @@ from charger.charging.usage import (
 from charger.events.timefmt import parse_time_ms
 from charger.events.tracecontext import TraceMaker
 from charger.events.validate import Invalid, decode, too_deep
-from charger.protocol.fields import CallStatus, RequestStatus, request_state
+from charger.protocol.fields import (
+    AccountField,
+    CallStatus,
+    RequestStatus,
+    request_number,
+    request_state,
+)
 from charger.protocol.keys import Keys, slot_of
 from charger.protocol.ops import (
     ChargeFee,
@@ -202,6 +208,7 @@ class Planner:
                 p.call_keys.append(d.call_key)
             elif typ == "recharge.result":
                 p.request_fields.append((account_key, request_state(body["request_id"])))
+                p.request_fields.append((account_key, AccountField.RECHARGE_SEQUENCE.value))
             decoded.append(d)
         return p
 
@@ -335,12 +342,15 @@ class Planner:
         b = d.body
         where = (d.account_key, request_state(b["request_id"]))
         state = self._requests.get(where)
+        adopt_number = 0
         if state is None:
+            adopt_number = self._forgotten_request(d.account_key, b["account"], b["request_id"])
+        if state is None and not adopt_number:
             raise RatingError(
                 "unknown_request",
                 f"account {b['account']!r} has no recharge request {b['request_id']!r}",
             )
-        if state not in (RequestStatus.PENDING, RequestStatus.TIMED_OUT):
+        if state is not None and state not in (RequestStatus.PENDING, RequestStatus.TIMED_OUT):
             if state != b["status"]:
                 # Payments changed its mind under a new id: which one is true needs a human
                 # (a card charged with no credit, or a credit never paid for).
@@ -360,6 +370,7 @@ class Planner:
                 d.seen_key,
                 d.fp,
                 b["request_id"],
+                adopt_number,
                 b["status"],
                 *_movement(d, usage, b["id"], b["time"]),
                 b.get("reason", ""),
@@ -367,7 +378,22 @@ class Planner:
             d.trace,
         )
         self._requests[where] = b["status"]
+        if adopt_number:
+            self._requests[(d.account_key, AccountField.RECHARGE_SEQUENCE.value)] = str(
+                adopt_number
+            )
         return _APPLIED
+
+    def _forgotten_request(self, account_key: str, account: str, request_id: str) -> int:
+        """n when `request_id` is the account's "rq-<account>-<n>" with n above its request
+        sequence: a request the account made, whose making Redis forgot (a failover to a
+        replica that was behind) and has not applied again yet. Its result is applied, not
+        refused: the payment was taken. 0 for an id the account never made."""
+        number = request_number(account, request_id)
+        made = self._requests.get((account_key, AccountField.RECHARGE_SEQUENCE.value))
+        if number is None or number <= int(made or 0):
+            return 0
+        return number
 
     def _upsert(self, sp: SlotPlan, d: Decoded) -> PlanResult:
         b = d.body

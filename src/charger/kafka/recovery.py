@@ -10,10 +10,13 @@ Redis forgot. Ids are deterministic, so what was published before is published a
 with the same ids. While the worker is idle the same comparison runs every second
 against the consumer's positions, so a forgetful Redis is caught without new traffic.
 
-A slot with no watermark of a source has never applied from it: a new deployment (or a
-new `CHARGER_REDIS_PREFIX`) starts where its consumer group stands. A Redis that lost
-every write of a source since it first applied from it looks the same: rebuild it by
-resetting the group's offsets to the beginning of the topics.
+When a partition is assigned, every source of it a slot has no watermark of gets one at
+the offset before where the consumer group stands, before anything is fetched: a Redis
+that later forgets the first records a slot applied from a source still holds where they
+began. A slot with no watermark of a source therefore has never been assigned it: a new
+deployment (or a new `CHARGER_REDIS_PREFIX`) starts where its consumer group stands. A
+Redis that lost every write since the source was first assigned looks the same: rebuild
+it by resetting the group's offsets to the beginning of the topics.
 
 Kafka must still hold the records: retention longer than the longest gap between a write
 and its loss. What it no longer holds cannot be applied again: that is logged and
@@ -29,6 +32,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from charger.charging.records import source_name
 from charger.metrics import Metrics
+from charger.protocol.ops import NO_WATERMARK
 from charger.store.redis_store import RedisForgot, RedisStore
 
 log = logging.getLogger("charger.recovery")
@@ -96,7 +100,7 @@ class Recovery:
         lagging = {
             tp: marks[source_of(tp)]
             for tp, position in positions.items()
-            if marks[source_of(tp)] >= 0 and marks[source_of(tp)] + 1 < position
+            if marks[source_of(tp)] > NO_WATERMARK and marks[source_of(tp)] + 1 < position
         }
         if not lagging:
             return 0

@@ -48,6 +48,19 @@ class AccountField(StrEnum):
 REQUEST_STATE_PREFIX: Final = "request:"
 
 
+# Recharge request ids are "rq-<account>-<n>", n the account's RECHARGE_SEQUENCE when made.
+REQUEST_ID_PREFIX: Final = "rq-"
+
+
+def request_number(account: str, request_id: str) -> int | None:
+    """n of the account's request id "rq-<account>-<n>"; None for an id it never makes."""
+    head = f"{REQUEST_ID_PREFIX}{account}-"
+    tail = request_id[len(head) :]
+    if not request_id.startswith(head) or not tail.isdigit() or tail.startswith("0"):
+        return None
+    return int(tail)
+
+
 def request_state(request_id: str) -> str:
     """The account hash field holding the state of recharge request `request_id`."""
     return REQUEST_STATE_PREFIX + request_id

@@ -190,6 +190,10 @@ class RechargeResult(NamedTuple):
     seen_key: str
     fingerprint: str
     request_id: str
+    # n of request id "rq-<account>-<n>" when the planner found no such request although
+    # the account made it (n above its sequence: Redis forgot the movement that made it,
+    # not yet applied again); 0 otherwise. apply.lua adopts such a request (recharge.lua).
+    adopt_number: int
     status: str  # succeeded | failed
     amount_micros: int
     ledger_head: bytes
@@ -292,6 +296,10 @@ class ScriptConfig:
 RESERVED_NAMES = frozenset({"opcode", "source", "offset", "trace"})
 
 # The keys of one apply.lua call before the ops' own, in this order (KEYS[1..6]).
+# What a slot's watermark of a source reads as when it has none (never assigned to a
+# worker). -1 is a real watermark: started at assignment, before the source's offset 0.
+NO_WATERMARK = -2
+
 SLOT_KEYS = ("watermark", "outbox", "accounts", "sessions", "recharges", "held", "subscriptions")
 
 

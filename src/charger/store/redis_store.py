@@ -17,7 +17,7 @@ from charger.protocol.fields import (
     SubscriptionField,
 )
 from charger.protocol.keys import Keys
-from charger.protocol.ops import ScriptConfig, SlotPlan, Value
+from charger.protocol.ops import NO_WATERMARK, ScriptConfig, SlotPlan, Value
 from charger.store.client import RedisClient, RedisPipeline
 from charger.store.durability import REPLIES, Durability
 from charger.store.scripts import Scripts
@@ -214,16 +214,43 @@ class RedisStore:
 
     async def watermarks(self, where: Mapping[int, list[str]]) -> dict[str, int]:
         """The last applied offset of each source, read from the slot it is applied in
-        (`where`: slot -> sources); -1 for a source the slot has no watermark of."""
+        (`where`: slot -> sources); NO_WATERMARK for a source the slot has none of."""
         pairs = [(slot, source) for slot, sources in where.items() for source in sources]
         pipe = self.client.pipeline(transaction=False)
         for slot, source in pairs:
             pipe.hget(self.keys.watermark(slot), source)
         values: list[bytes | None] = await pipe.execute()
         return {
-            source: -1 if value is None else int(value)
+            source: NO_WATERMARK if value is None else int(value)
             for (_, source), value in zip(pairs, values, strict=True)
         }
+
+    async def start_watermarks(self, starts: Mapping[int, Mapping[str, int]]) -> int:
+        """At assignment: each source a slot has no watermark of gets the offset before the
+        one the group will read next (`starts`: slot -> source -> that offset). Returns how
+        many were written.
+
+        Without it a slot's first records of a source leave the only watermark of it, and a
+        Redis that forgot them would look never read from that source: nothing would be
+        applied again. Written like a batch, to the durability asked, before any record is
+        fetched; a watermark already there is kept (it is the authority)."""
+        pairs = [
+            (slot, source, offset)
+            for slot, sources in starts.items()
+            for source, offset in sources.items()
+        ]
+        if not pairs:
+            return 0
+        pipe = self.client.pipeline(transaction=False)
+        for slot, source, offset in pairs:
+            pipe.hsetnx(self.keys.watermark(slot), source, offset - 1)
+        durability = self.durability
+        durability.queue(pipe)
+        replies: list[Any] = await pipe.execute()
+        if durability.waits:
+            durability.check("apply", replies)
+            replies = replies[:-REPLIES]
+        return sum(int(reply) for reply in replies)
 
     async def outbox(self, slots: Iterable[int], count: int) -> dict[int, list[OutboxEntry]]:
         """Up to `count` unrelayed outputs of each slot, oldest first."""

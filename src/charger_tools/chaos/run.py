@@ -48,7 +48,6 @@ from charger_tools.chaos.workload import (
     cohort_events,
     cohort_setup,
     fault_plan,
-    warm_up_records,
 )
 from charger_tools.demo.payments import Payments
 from charger_tools.demo.tail import OutputTail
@@ -166,7 +165,6 @@ class ChaosRun:
         billing = billing_setup(profiles, _now_ms())
         self.scheduled_ids = billing.scheduled_ids
         await self.send(billing.records)
-        await self.send(warm_up_records(self.partitions, self.cfg.seed), counted=False)
 
     # ---- progress ----
     async def lag(self) -> int:

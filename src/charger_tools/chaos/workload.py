@@ -17,7 +17,6 @@ from typing import Any
 import orjson
 
 from charger.events.timefmt import format_time_ms
-from charger.protocol.keys import slot_of
 from charger_tools.simulate import SimConfig, SimRecord
 from topics import names
 
@@ -219,33 +218,6 @@ def cohort_events(c: CohortCall, start_ms: int) -> list[tuple[int, SimRecord]]:
     }
     rec = names.TELEPHONY_EVENTS
     return [(answer, _record(rec, started)), (end, _record(rec, ended))]
-
-
-def warm_up_records(partitions: int, seed: int) -> list[SimRecord]:
-    """One record the worker refuses (an unknown type) on every partition of every input
-    topic, keyed by an account of that partition: the worker reads each partition once,
-    and its watermark in Redis then holds every source of every slot.
-
-    A production worker has read every partition long before Redis fails over. A slot
-    with no watermark of a source looks never read from it (docs/operations.md, "A Redis
-    that lost everything"): a fault that made Redis forget the first records a slot ever
-    applied from a source could not be noticed, and the run would measure that documented
-    limit, not recovery. With 24 partitions a source as sparse as a partition's recharge
-    results often has its first record after a fault early in a short run.
-    """
-    accounts: dict[int, str] = {}
-    n = 0
-    while len(accounts) < partitions:
-        account = f"warmup-{seed}-{n}"
-        accounts.setdefault(slot_of(account, partitions), account)
-        n += 1
-    out = []
-    for topic in names.CO_PARTITIONED:
-        for partition, account in sorted(accounts.items()):
-            doc = {"id": f"warmup-{topic}-{partition}", "type": "warm.up", "account": account}
-            # Refused like a malformed record; the run sends it uncounted.
-            out.append(SimRecord(topic, account.encode(), orjson.dumps(doc), "malformed"))
-    return out
 
 
 @dataclass(frozen=True)

@@ -59,7 +59,7 @@ local function check_recharge(account_key, account, st)
   if st.available >= threshold then return end
   if st.recharge_not_before and now_ms < tonumber(st.recharge_not_before) then return end
   local sequence = redis.call('HINCRBY', account_key, ACCOUNT_FIELD.recharge_sequence, 1)
-  local request_id = 'rq-' .. account .. '-' .. int(sequence)
+  local request_id = REQUEST_ID_PREFIX .. account .. '-' .. int(sequence)
   redis.call('HSET', account_key, ACCOUNT_FIELD.recharge_in_flight, request_id,
     REQUEST_STATE_PREFIX .. request_id, REQUEST_STATUS.pending)
   redis.call('ZADD', recharges_key, now_ms + recharge_timeout_ms, account_key)

@@ -9,11 +9,11 @@
 -- Redis forgot records this call follows on from (a failover to a replica that was
 -- behind, a restore from an older state): apply nothing, and say how far each such
 -- source really got, so the worker reads it again from there. A slot with no watermark
--- of a source at all has never applied from it: a new deployment starts where its
--- consumer group stands.
+-- of a source at all was never assigned it (the worker starts one at assignment): a new
+-- deployment starts where its consumer group stands.
 local forgotten = {}
 for index = 1, source_count do
-  if marks[index] >= 0 and marks[index] < expected[index] then
+  if marks[index] > NO_WATERMARK and marks[index] < expected[index] then
     forgotten[#forgotten + 1] = sources[index]
     forgotten[#forgotten + 1] = marks[index]
   end

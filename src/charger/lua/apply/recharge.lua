@@ -1,11 +1,27 @@
 -- recharge.lua: the end of a recharge request: its result, or its timeout.
 
+-- A result for request n of an account whose sequence is below n: Redis forgot the
+-- movement that made the request (and has not applied it again yet), but the payment
+-- system saw the request and took the payment. The request is taken as made, so the
+-- credit lands now and the account's next request is n + 1, never a second request n.
+local function adopt_request(account_key, number)
+  local made = tonumber(redis.call('HGET', account_key, ACCOUNT_FIELD.recharge_sequence) or '0')
+  if number <= made then return nil end
+  redis.call('HSET', account_key, ACCOUNT_FIELD.recharge_sequence, int(number))
+  return REQUEST_STATUS.pending
+end
+
 -- The payment system answered: credit the amount, or back off before asking again.
 HANDLE[OPCODE.recharge_result] = function(op, fresh)
   local account_key, request_id = op.account_key, op.request_id
+  if not (fresh and first_time(op.seen_key, op.fingerprint)) then return 0, 1 end
   local status = redis.call('HGET', account_key, REQUEST_STATE_PREFIX .. request_id)
-  local open = status == REQUEST_STATUS.pending or status == REQUEST_STATUS.timed_out
-  if not (fresh and first_time(op.seen_key, op.fingerprint) and open) then return 0, 1 end
+  if not status and op.adopt_number > 0 then
+    status = adopt_request(account_key, op.adopt_number)
+  end
+  if not (status == REQUEST_STATUS.pending or status == REQUEST_STATUS.timed_out) then
+    return 0, 1
+  end
   if op.status == REQUEST_STATUS.succeeded then
     end_request(account_key, request_id, REQUEST_STATUS.succeeded)
     move(account_key, op.account, op.amount_micros, op.ledger_head, op.kind, op.cause, op.time)
