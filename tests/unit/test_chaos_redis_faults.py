@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from charger_tools.chaos import parse
-from charger_tools.chaos.backends import CLUSTER_PARTITIONS, ClusterRedis
+from charger_tools.chaos.backends import ClusterRedis
 from charger_tools.chaos.run import topic_marks
-from charger_tools.chaos.workload import ChaosConfig, fault_plan
+from charger_tools.chaos.workload import CLUSTER_PARTITIONS, ChaosConfig, fault_plan
 from topics import names
 
 

@@ -1,4 +1,9 @@
-"""The `charger chaos` command: a long stream under faults, then an independent check."""
+"""The `charger chaos` command: a long stream under faults, then an independent check.
+
+This module imports only what parsing the command line needs: the servers, the run and
+their clients are imported once the progress lines have begun, so the first line comes
+while the rest loads (seconds on a loaded machine).
+"""
 
 from __future__ import annotations
 
@@ -11,12 +16,8 @@ from pathlib import Path
 import orjson
 
 from charger.cli import tool
-from charger_tools.apache_kafka import start_kafka
-from charger_tools.chaos.backends import CLUSTER_PARTITIONS, start_backend
 from charger_tools.chaos.progress import Progress
-from charger_tools.chaos.run import run_chaos
-from charger_tools.chaos.workload import ChaosConfig
-from charger_tools.embedded import EmbeddedServer, start_broker, tansu_settings
+from charger_tools.chaos.workload import CLUSTER_PARTITIONS, ChaosConfig
 
 # The four invariants that must be zero for the run to pass, and those of the fees.
 INVARIANTS = ("lost", "duplicated", "mismatched_accounts", "missed_cutoffs")
@@ -42,6 +43,12 @@ def passed(report: dict[str, object]) -> bool:
 def main(cfg: ChaosConfig, json_path: str = "", broker_kind: str = "tansu") -> int:
     # A line at least every few seconds from the first moment to the report (run.py).
     with Progress() as progress, contextlib.ExitStack() as stack:
+        progress.phase("loading")
+        from charger_tools.apache_kafka import start_kafka
+        from charger_tools.chaos.backends import start_backend
+        from charger_tools.chaos.run import run_chaos
+        from charger_tools.embedded import EmbeddedServer, start_broker, tansu_settings
+
         nodes: list[EmbeddedServer] = []
         progress.phase(f"starting the broker ({broker_kind})")
         if broker_kind == "tansu":

@@ -31,7 +31,7 @@ from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from charger.store.client import RedisClient
-from charger_tools.chaos.workload import ChaosConfig
+from charger_tools.chaos.workload import CLUSTER_PARTITIONS, ChaosConfig
 from charger_tools.cluster import Cluster, port_of, start_cluster
 from charger_tools.embedded import HOST, EmbeddedServer, start_redis
 from charger_tools.topology import SentinelTimers, Topology, start_topology
@@ -45,10 +45,6 @@ REDIS_SETTINGS = (
     "CHARGER_REDIS_CLUSTER",
     "CHARGER_REDIS_MIN_REPLICAS",
 )
-# A cluster spreads charger's slots (one per partition) over its three primaries by hash
-# tag: 24 gives each primary several, as the README asks of a deployment (more
-# partitions than primaries), and one failover then strikes a third of the accounts.
-CLUSTER_PARTITIONS = 24
 REDIS_DOWN_S = 2.0  # how long a restarted single server stays down
 # The rollback's scripts copy and restore every key of the run at once, holding the
 # primary for over a second late in a full-size run on a loaded machine: with the

@@ -2,10 +2,11 @@
 
 A run takes minutes and has phases that block in different ways: servers start in plain
 calls, the stream plays in the event loop, reading back and checking are long stretches of
-CPU. So the lines come from a thread of their own: it wakes every second and writes the
-phase and what it last heard of it whenever nothing was written for `every_s` seconds; the
-run tells it the phase, and may write a line itself (which resets the wait). The GIL lets
-the thread in every few milliseconds even while the run computes.
+CPU. So the lines come from a thread of their own: it looks four times a second and writes
+the phase and what it last heard of it whenever `every_s` seconds would otherwise pass
+without a line (half a second early, for a loaded machine's scheduling); the run tells it
+the phase, and may write a line itself (which resets the wait). The GIL lets the thread
+in every few milliseconds even while the run computes.
 """
 
 from __future__ import annotations
@@ -92,7 +93,9 @@ class Progress:
         print(f"chaos: {text}, {now - self.began:.0f} s", file=self.stream, flush=True)
 
     def _run(self) -> None:
-        while not self._stop.wait(min(1.0, self.every_s / 2)):
+        look_s = min(0.25, self.every_s / 4)
+        due_s = self.every_s - min(0.5, self.every_s / 4)
+        while not self._stop.wait(look_s):
             with self._lock:
-                if self.clock() - self._written >= self.every_s:
+                if self.clock() - self._written >= due_s:
                     self._write(self._describe())

@@ -20,6 +20,11 @@ from charger.events.timefmt import format_time_ms
 from charger_tools.simulate import SimConfig, SimRecord
 from topics import names
 
+# A cluster spreads charger's slots (one per partition) over its three primaries by hash
+# tag: 24 gives each primary several, as the README asks of a deployment (more
+# partitions than primaries), and one failover then strikes a third of the accounts.
+CLUSTER_PARTITIONS = 24
+
 # Cohort calls are outbound to the US on std-usd: $0.60 a minute in 1 s increments, so
 # one second of talk costs exactly this many micro-units and no connect fee applies.
 COHORT_PLAN = "std-usd"
