@@ -129,6 +129,8 @@ class ChaosRun:
         self.behind = -1  # input records not committed plus unrelayed outputs (-1: unknown)
         self.open_sessions = 0
         self.payments_pending = False
+        self.faults_planned = 0
+        self.cohort_due = 0
 
     # ---- producing ----
     async def send(self, records: list[SimRecord], counted: bool = True) -> None:
@@ -234,6 +236,7 @@ class ChaosRun:
         start = _now_ms()
         switch = Switch(cfg.switch_config(start), start_ms=start)
         plan = fault_plan(cfg)
+        self.faults_planned = len(plan.faults)
         due: list[tuple[int, SimRecord]] = sorted(
             (ev for c in self.cohort for ev in cohort_events(c, start)), key=lambda x: x[0]
         )
@@ -250,6 +253,7 @@ class ChaosRun:
             elif not general_done:
                 batch += switch.finish()  # the general calls end now; no new traffic
                 general_done = True
+            self.cohort_due = len(due)
             while due and due[0][0] <= now:
                 batch.append(due.pop(0)[1])
             answers = payments.step(tail.tally, now)
@@ -278,7 +282,10 @@ class ChaosRun:
             await asyncio.gather(*self._background)
 
     def played(self) -> str:
-        return f"{self.events}/{self.cfg.events} events sent, {len(self.faults_done)} faults struck"
+        sent = f"{self.events}/{self.cfg.events} events sent"
+        if self.events >= self.cfg.events:  # the stream is out: the cohort's calls go on
+            sent = f"{self.events} events sent, {self.cohort_due} cohort call events to come"
+        return f"{sent}, {len(self.faults_done)} of {self.faults_planned} faults struck"
 
     def settling(self) -> str:
         if self.behind < 0:
