@@ -30,6 +30,7 @@ from tests.kit.records import (
     sms_sent,
 )
 from tests.kit.worker import Worker, running
+from topics import headers as headers_of
 from topics import names
 
 EV = names.TELEPHONY_EVENTS
@@ -135,7 +136,7 @@ async def check_published_once(
         (c["id"], c["account"], c["available_micros"], c["balance_micros"]) for c in commands
     ] == [(f"ev:e3-{run.uid}:account.suspended", a3, balances[a3], balances[a3])]
     dlq = await run.outputs(names.DLQ)
-    assert [(d.value, d.headers[names.DLQ_HEADER_ERROR]) for d in dlq] == [
+    assert [(d.value, d.headers[headers_of.ERROR]) for d in dlq] == [
         (value, b"malformed_json") for _, _, value in bad
     ]
 

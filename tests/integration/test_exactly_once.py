@@ -5,6 +5,7 @@ from __future__ import annotations
 from tests.kit.harness import Run
 from tests.kit.records import UK_NUMBER, call_ended, call_started, sms_sent
 from tests.kit.worker import running
+from topics import headers as headers_of
 from topics import names
 
 EV = names.TELEPHONY_EVENTS
@@ -41,7 +42,7 @@ async def test_same_id_other_payload_is_a_conflict_in_the_dlq(run: Run) -> None:
     async with running(run.settings):
         await run.wait_idle()
     dlq = await run.outputs(names.DLQ)
-    assert [d.headers[names.DLQ_HEADER_ERROR] for d in dlq] == [b"conflict"]
+    assert [d.headers[headers_of.ERROR] for d in dlq] == [b"conflict"]
     assert dlq[0].json()["segments"] == 3  # the original bytes of the second record
     assert await run.balance(a) == 10_000_000 - 7900
 

@@ -19,6 +19,7 @@ from tests.kit.records import (
     sms_sent,
 )
 from tests.kit.worker import Worker, running
+from topics import headers as headers_of
 from topics import names
 
 ACC = names.BILLING_ACCOUNTS
@@ -111,7 +112,7 @@ async def test_adjustments_move_the_balance_both_ways_and_the_floor_follows(
         "account.restored",
     ]
     dlq = [o for o in await run.outputs(names.DLQ) if o.json()["id"] == zero["id"]]
-    assert [o.headers[names.DLQ_HEADER_ERROR] for o in dlq] == [b"invalid_adjustment"]
+    assert [o.headers[headers_of.ERROR] for o in dlq] == [b"invalid_adjustment"]
 
 
 async def test_low_balance_is_sent_once_per_crossing(

@@ -22,6 +22,7 @@ from charger.runtime import Runtime
 from tests.kit.harness import Run
 from tests.kit.records import sms_sent
 from tests.kit.worker import running
+from topics import headers as headers_of
 from topics import names
 
 SMS_OUT = 7_900  # std-usd, one segment
@@ -71,17 +72,17 @@ async def test_records_on_a_crc32_partition_go_to_the_dlq_and_charge_nothing(run
     dlq = {
         d.key.decode(): d
         for d in await run.outputs(names.DLQ)
-        if d.key is not None and d.headers.get(names.DLQ_HEADER_TOPIC) == b"telephony.events"
+        if d.key is not None and d.headers.get(headers_of.DLT_ORIGINAL_TOPIC) == b"telephony.events"
     }
     assert sorted(dlq) == sorted(misplaced)
     for account in misplaced:
         headers = dlq[account].headers
-        assert headers[names.DLQ_HEADER_ERROR] == b"wrong_partition", headers
+        assert headers[headers_of.ERROR] == b"wrong_partition", headers
         partition, offset = sent[account]
-        assert int(headers[names.DLQ_HEADER_PARTITION]) == partition
-        assert int(headers[names.DLQ_HEADER_OFFSET]) == offset
+        assert headers_of.decode_int32(headers[headers_of.DLT_ORIGINAL_PARTITION]) == partition
+        assert headers_of.decode_int64(headers[headers_of.DLT_ORIGINAL_OFFSET]) == offset
         expected = slot_of(account, partitions)
-        assert f"expected {expected}" in headers[names.DLQ_HEADER_DETAIL].decode(), headers
+        assert f"expected {expected}" in headers[headers_of.DLT_EXCEPTION_MESSAGE].decode(), headers
         assert await run.balance(account) == OPENING  # nothing charged, by any worker
     for account in placed:  # CRC32 happened to agree: charged as usual
         assert await run.balance(account) == OPENING - SMS_OUT

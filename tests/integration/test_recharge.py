@@ -14,6 +14,7 @@ from tests.kit.harness import Run
 from tests.kit.outputs import commands, notifications, recharge_requests
 from tests.kit.records import account_upserted, balance_credited, recharge_result, sms_sent
 from tests.kit.worker import running
+from topics import headers as headers_of
 from topics import names
 
 EV = names.TELEPHONY_EVENTS
@@ -193,6 +194,6 @@ async def test_invalid_settings_are_refused_and_the_old_ones_kept(
     await run.send(ACC, a, upsert(run, a, f"bad-{run.uid}", threshold=threshold, amount=amount))
     await run.wait_idle()
     (dlq,) = await run.outputs(names.DLQ)
-    assert dlq.headers[names.DLQ_HEADER_ERROR] == b"invalid_auto_recharge"
+    assert dlq.headers[headers_of.ERROR] == b"invalid_auto_recharge"
     thr = await run.redis.hget(run.keys.account_of(a), AccountField.AUTO_RECHARGE_THRESHOLD)
     assert int(thr) == THRESHOLD

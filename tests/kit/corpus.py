@@ -40,7 +40,7 @@ class Case:
     key: str | None
     value: bytes | None
     reason: str
-    detail: str  # a substring of the charger.error.detail header
+    detail: str  # a substring of the kafka_dlt-exception-message header
     partition: int | None = None  # where the record is put; None: its key's murmur2 partition
 
 
