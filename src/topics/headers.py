@@ -112,9 +112,11 @@ DLQ_REQUIRED: Final = tuple(h for h in DLQ_HEADERS if h not in (HEADERS_DROPPED,
 TRACE_HEADERS: Final[dict[str, str]] = {
     TRACEPARENT: (
         "W3C trace context (version 00): the traceparent of the input that caused this "
-        "record, unchanged; or one charger made, for an input without one (derived from the "
-        "input's topic, partition, offset and timestamp) or for a record no input caused "
-        "(derived from the record's id)."
+        "record, unchanged (same trace id and parent id: charger records no spans, so this "
+        "record is a child of the span that produced the input); or one charger made, for "
+        "an input without one (derived from the input's topic, partition, offset and "
+        "timestamp, so a record re-created after a crash or a Redis failover carries the "
+        "same) or for a record no input caused (derived from the record's id)."
     ),
     TRACESTATE: "The tracestate of the input that caused this record, when it had one.",
 }

@@ -192,9 +192,11 @@ def dlq_headers() -> dict[str, Any]:
     return {
         "type": "object",
         "description": "The refused record's own headers first, untouched and in order (as "
-        "many whole headers as fit in 16 KiB), then these, in this order (Spring for Apache "
-        "Kafka's dead-letter convention, plus charger.error). A name the refused record "
-        "also carried appears twice: the last one is charger's.",
+        "many whole headers as fit in 16 KiB), then these, in this order: Spring for Apache "
+        "Kafka's dead-letter convention (kafka_dlt-*, with Spring's binary integers), then "
+        "charger.error. Spring's rather than Kafka Connect's __connect.errors.* because only "
+        "Spring's names the original record's timestamp and timestamp type. A name the "
+        "refused record also carried appears twice: the last one is charger's.",
         "required": list(headers.DLQ_REQUIRED),
         "properties": properties,
         "additionalProperties": True,
