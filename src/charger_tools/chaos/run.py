@@ -129,7 +129,7 @@ class ChaosRun:
         self.behind = -1  # input records not committed plus unrelayed outputs (-1: unknown)
         self.open_sessions = 0
         self.payments_pending = False
-        self.faults_planned = 0
+        self.faults_planned = len(fault_plan(cfg).faults)
         self.cohort_due = 0
 
     # ---- producing ----
@@ -236,7 +236,6 @@ class ChaosRun:
         start = _now_ms()
         switch = Switch(cfg.switch_config(start), start_ms=start)
         plan = fault_plan(cfg)
-        self.faults_planned = len(plan.faults)
         due: list[tuple[int, SimRecord]] = sorted(
             (ev for c in self.cohort for ev in cohort_events(c, start)), key=lambda x: x[0]
         )
