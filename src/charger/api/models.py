@@ -94,6 +94,27 @@ class AuthorizeResponse(Strict):
     price: Price | None = None
 
 
+class VoiceRate(Strict):
+    direction: str
+    prefix: str = Field(description="Digits a number starts with; empty: every number.")
+    per_minute_micros: Micros
+    connect_fee_micros: Micros
+    increments: str = Field(description="first/next seconds, e.g. 60/6.")
+
+
+class Rates(Strict):
+    """The version of the account's rate plan in force now."""
+
+    rate_plan: str
+    version: int
+    effective_from: str | None
+    currency: str
+    voice: list[VoiceRate]
+    sms_outbound_per_segment_micros: Micros
+    sms_inbound_per_segment_micros: Micros
+    ring_through_attempt_micros: Micros
+
+
 class Entry(Strict):
     id: str
     time: dt.datetime

@@ -17,6 +17,8 @@ from charger.api.models import (
     AutoRecharge,
     LowBalance,
     Price,
+    Rates,
+    VoiceRate,
 )
 from charger.api.problems import ApiProblem, responses
 from charger.charging.authorization import AccountView, Kind, Request, authorize
@@ -95,6 +97,41 @@ def v1_router(services: ApiServices) -> APIRouter:
     )
     async def get_account(account: AccountId) -> Account:
         return account_body(await read_account(services, account))
+
+    @router.get(
+        "/accounts/{account}/rates",
+        response_model=Rates,
+        responses=responses(404, 503),
+        summary="The rates of the account's plan in force now",
+    )
+    async def get_rates(account: AccountId) -> Rates:
+        view = await read_account(services, account)
+        if not services.plans_ready():
+            services.metrics.backend_errors.labels("plans").inc()
+            raise ApiProblem(503, "rate plans are still loading")
+        versions = services.plans().get(view.rate_plan)
+        plan = versions.at(format_time_ms(services.clock.now_ms())) if versions else None
+        if plan is None:
+            raise ApiProblem(404, f"rate plan {view.rate_plan!r} has no version in force")
+        return Rates(
+            rate_plan=plan.id,
+            version=plan.version,
+            effective_from=plan.effective_from,
+            currency=plan.currency,
+            voice=[
+                VoiceRate(
+                    direction=rate.direction,
+                    prefix=rate.prefix,
+                    per_minute_micros=rate.per_minute_micros,
+                    connect_fee_micros=rate.connect_fee_micros,
+                    increments=str(rate.increments),
+                )
+                for rate in sorted(plan.voice, key=lambda r: (r.direction, r.prefix))
+            ],
+            sms_outbound_per_segment_micros=plan.sms_out_micros,
+            sms_inbound_per_segment_micros=plan.sms_in_micros,
+            ring_through_attempt_micros=plan.ring_through_micros,
+        )
 
     @router.post(
         "/authorize",
