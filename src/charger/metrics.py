@@ -371,7 +371,20 @@ def _bound_text(bound: float) -> str:
 # Request latency of `charger api`: 0.5 ms to 10 s (an authorization is a Redis round trip;
 # a CSV export may read a year of entries).
 _REQUEST_BUCKETS = (
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
 )
 # Route label of requests that matched no route: their paths are arbitrary and must not
 # become label values.

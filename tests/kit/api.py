@@ -42,7 +42,7 @@ from charger.statements.reader import StatementReader
 from charger.store.accounts import AccountReader
 from charger.store.client import RedisClient
 from charger.store.redis_store import RedisStore
-from charger_tools.embedded import free_port
+from charger_tools.embedded import free_port, start_redis
 from charger_tools.processes import stop_process
 from tests.kit.http import answers_ok
 from tests.kit.statements import MemoryStatements
@@ -200,3 +200,17 @@ def account_view(account: str, balance_micros: int, **changes: Any) -> AccountVi
         notify_email="",
     )
     return dataclasses.replace(view, **changes)
+
+
+@contextmanager
+def valkey_url() -> Iterator[str]:
+    """`CHARGER_REDIS_URL` when set, else a Valkey of our own (no broker: the API needs none)."""
+    given = os.environ.get("CHARGER_REDIS_URL")
+    if given:
+        yield given
+        return
+    server = start_redis()
+    try:
+        yield server.address
+    finally:
+        server.stop()

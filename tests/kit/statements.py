@@ -25,7 +25,6 @@ from charger.statements.model import DayMovement, InvalidCursor, Show, Statement
 from charger.statements.ranges import day_start
 
 
-
 def entry(
     account: str,
     entry_id: str,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -142,8 +143,12 @@ def test_redis_down_is_a_503_counted_by_backend(
 ) -> None:
     accounts.failing = RedisConnectionError("Connection refused")
     problem(client.get("/v1/accounts/a1", headers=bearer()), 503)
-    problem(client.post("/v1/authorize", json={"account": "a1", "kind": "sms"}, headers=bearer()), 503)
-    errors = metrics.registry.get_sample_value("charger_api_backend_errors_total", {"backend": "redis"})
+    problem(
+        client.post("/v1/authorize", json={"account": "a1", "kind": "sms"}, headers=bearer()), 503
+    )
+    errors = metrics.registry.get_sample_value(
+        "charger_api_backend_errors_total", {"backend": "redis"}
+    )
     assert errors == 2
 
 
@@ -223,7 +228,7 @@ def test_movements_per_local_day_add_up(client: TestClient) -> None:
     days = body["days"]
     assert [d["date"] for d in days] == [f"2026-11-{n}" for n in range(18, 23)]
     assert days[0]["opening_balance_micros"] == days[0]["closing_balance_micros"] == 0
-    for before, after in zip(days, days[1:], strict=False):
+    for before, after in itertools.pairwise(days):
         assert after["opening_balance_micros"] == before["closing_balance_micros"]
     for day in days:
         moved = day["credits_micros"] - day["debits_micros"]
@@ -274,9 +279,7 @@ def test_the_openapi_document_declares_what_the_api_answers(client: TestClient) 
     assert doc["openapi"].startswith("3.1")
     assert doc["components"]["securitySchemes"] == {"bearer": {"type": "http", "scheme": "bearer"}}
     assert "HTTPValidationError" not in doc["components"]["schemas"]
-    operations = [
-        (path, op) for path, item in doc["paths"].items() for op in item.values()
-    ]
+    operations = [(path, op) for path, item in doc["paths"].items() for op in item.values()]
     assert {path for path, _ in operations} == {
         "/v1/accounts/{account}",
         "/v1/accounts/{account}/rates",
@@ -297,7 +300,9 @@ def test_the_billing_page_is_served_with_a_strict_policy(client: TestClient) -> 
     assert page.headers["content-type"].startswith("text/html")
     policy = page.headers["content-security-policy"]
     assert "script-src 'self'" in policy and "connect-src 'self'" in policy
-    assert client.get("/billing/billing.js").headers["content-type"].startswith(
-        ("text/javascript", "application/javascript")
+    assert (
+        client.get("/billing/billing.js")
+        .headers["content-type"]
+        .startswith(("text/javascript", "application/javascript"))
     )
     assert client.get("/", follow_redirects=False).headers["location"] == "/billing/"

@@ -151,7 +151,9 @@ def test_texts_and_fees_are_allowed_down_to_the_floor_exactly() -> None:
     assert not two.allowed and two.reason is Refusal.INSUFFICIENT_FUNDS
     inbound = authorize(view(2_500), Request(Kind.SMS, direction="inbound"), plan, NOW, TTL)
     assert inbound.allowed and inbound.price_micros == 2_500
-    fee = authorize(view(0, credit_limit_micros=5), Request(Kind.FEE, amount_micros=5), None, NOW, TTL)
+    fee = authorize(
+        view(0, credit_limit_micros=5), Request(Kind.FEE, amount_micros=5), None, NOW, TTL
+    )
     assert fee.allowed and fee.price_micros == 5
     over = authorize(view(0), Request(Kind.FEE, amount_micros=1), None, NOW, TTL)
     assert not over.allowed and over.reason is Refusal.INSUFFICIENT_FUNDS

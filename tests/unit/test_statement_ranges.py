@@ -39,7 +39,13 @@ def utc(*parts: int) -> datetime:
         # A day across the autumn change in New York has 25 hours.
         ("2026-11-01", "2026-11-01", NEW_YORK, utc(2026, 11, 1, 4), utc(2026, 11, 2, 5)),
         # Instants: from included, to excluded, offsets honoured.
-        ("2026-11-01T08:00:00Z", "2026-11-01T12:00:00+02:00", KYIV, utc(2026, 11, 1, 8), utc(2026, 11, 1, 10)),
+        (
+            "2026-11-01T08:00:00Z",
+            "2026-11-01T12:00:00+02:00",
+            KYIV,
+            utc(2026, 11, 1, 8),
+            utc(2026, 11, 1, 10),
+        ),
         (
             "2026-11-01T08:00:00.250Z",
             "2026-11-02",
@@ -102,9 +108,19 @@ def test_movements_take_local_days_inclusive() -> None:
 
 def test_the_csv_parses_back_to_the_entries() -> None:
     entries = [
-        entry("a1", "ev:e1:call", "call", -600_000, 400_000, utc(2026, 11, 1, 21, 30), call_id="c1"),
+        entry(
+            "a1", "ev:e1:call", "call", -600_000, 400_000, utc(2026, 11, 1, 21, 30), call_id="c1"
+        ),
         entry("a1", "ac:t1:topup", "topup", 5_000_000, 5_400_000, utc(2026, 11, 1, 23)),
-        entry("a1", "ac:f1:fee", "fee", -1, 5_399_999, utc(2026, 11, 2), description="=cmd|' /C calc'!A0"),
+        entry(
+            "a1",
+            "ac:f1:fee",
+            "fee",
+            -1,
+            5_399_999,
+            utc(2026, 11, 2),
+            description="=cmd|' /C calc'!A0",
+        ),
     ]
     text = "".join(csv_lines(entries, KYIV))
     assert text.endswith("\r\n")

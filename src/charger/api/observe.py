@@ -56,4 +56,3 @@ class Observe:
             seconds = time.perf_counter() - started
             method = scope["method"] if scope["method"] in METHODS else "other"
             self.metrics.observe(route_of(scope), method, status, seconds)
-

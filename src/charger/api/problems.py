@@ -40,9 +40,7 @@ class Problem(BaseModel):
 class ApiProblem(Exception):
     """Raised by a route: answered as a problem with this status and detail."""
 
-    def __init__(
-        self, status: int, detail: str, headers: dict[str, str] | None = None
-    ) -> None:
+    def __init__(self, status: int, detail: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(detail)
         self.status = status
         self.detail = detail

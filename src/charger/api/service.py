@@ -12,13 +12,16 @@ Everything the API reads is wired here and nowhere else:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import logging.config
-from collections.abc import AsyncIterator
+import signal
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import uvicorn
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -114,12 +117,27 @@ async def wired(settings: Settings) -> AsyncIterator[Wiring]:
         await close_redis(redis)
 
 
+def _server(config: uvicorn.Config) -> uvicorn.Server:
+    class Server(uvicorn.Server):
+        """uvicorn's server, ending with status 0 after a graceful stop on SIGTERM or SIGINT
+        (uvicorn's own raises the signal again once it stopped, so the process dies of it)."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            loop = asyncio.get_running_loop()
+            for number in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(number, self.handle_exit, number, None)
+            try:
+                yield
+            finally:
+                for number in (signal.SIGINT, signal.SIGTERM):
+                    loop.remove_signal_handler(number)
+
+    return Server(config)
+
+
 async def serve(settings: Settings, host: str, port: int) -> None:
-    """Run `charger api` until SIGTERM or SIGINT."""
-    import asyncio
-
-    import uvicorn
-
+    """Run `charger api` until SIGTERM or SIGINT: requests in flight are finished first."""
     async with wired(settings) as wiring:
         if wiring.plan_reader is not None:
             try:
@@ -146,7 +164,7 @@ async def serve(settings: Settings, host: str, port: int) -> None:
                 "plans": len(wiring.services.plans()),
             },
         )
-        await uvicorn.Server(config).serve()
+        await _server(config).serve()
 
 
 def configure_logging(settings: Settings) -> None:

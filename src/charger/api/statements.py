@@ -9,7 +9,7 @@ header naming `text/csv` and not JSON, exports the whole range as CSV, every pag
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Annotated, Any, Final, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -22,8 +22,8 @@ from charger.api.problems import ApiProblem, responses
 from charger.api.routes import AccountId, read_account
 from charger.statements.export import entry_line, header_line
 from charger.statements.model import InvalidCursor, Show, StatementEntry
-from charger.statements.reader import StatementReader
 from charger.statements.ranges import RangeError, day_range, statement_range
+from charger.statements.reader import StatementReader
 
 if TYPE_CHECKING:
     from charger.api.app import ApiServices
@@ -187,7 +187,7 @@ async def _csv(
     end: datetime,
     show: Show,
     zone: ZoneInfo,
-    down: Any,
+    down: Callable[[Exception], ApiProblem],
 ) -> Response:
     """Every page of the range as one CSV download. The first page is read before the
     answer starts, so a store that is down is a 503, not a cut download."""
@@ -213,5 +213,7 @@ async def _csv(
     name = f"statement-{account}-{start.date().isoformat()}-{end.date().isoformat()}.csv"
     safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
     return StreamingResponse(
-        body(), media_type=CSV_TYPE, headers={"Content-Disposition": f'attachment; filename="{safe}"'}
+        body(),
+        media_type=CSV_TYPE,
+        headers={"Content-Disposition": f'attachment; filename="{safe}"'},
     )

@@ -162,14 +162,13 @@ def authorize(
     try:
         plan = plan_for(view.info(), plans, view.account, now)
         if request.kind is Kind.SMS:
-            price = sms_charge(plan, request.direction == "outbound", request.segments)
-            return _spend(view, price)
+            return _spend(view, sms_charge(plan, request.direction == "outbound", request.segments))
         answered = call_rate(plan, request.direction, request.to)
     except RatingError as exc:
         return Authorization(False, available, Refusal(exc.reason))
     rate = answered.rate
     seconds = max_call_seconds(view.budget_micros, rate, max_call_s)
-    price = CallPrice(
+    call_price = CallPrice(
         rate_plan=answered.plan_id,
         rate_plan_version=answered.plan_version,
         prefix=rate.prefix,
@@ -178,7 +177,9 @@ def authorize(
         increments=str(rate.increments),
     )
     reason = None if seconds > 0 else Refusal.INSUFFICIENT_FUNDS
-    return Authorization(seconds > 0, available, reason, max_duration_s=seconds, call_price=price)
+    return Authorization(
+        seconds > 0, available, reason, max_duration_s=seconds, call_price=call_price
+    )
 
 
 def _spend(view: AccountView, price: int) -> Authorization:

@@ -94,10 +94,8 @@ def _statement_range(
         end, to_day = to_bound, to_bound.astimezone(zone).date()
     else:
         end, to_day = day_start(_after(to_bound, "to"), zone), to_bound
-    if from_text:
-        from_bound = _bound("from", from_text)
-    else:
-        from_bound = to_day - timedelta(days=DEFAULT_DAYS)
+    default_from = to_day - timedelta(days=DEFAULT_DAYS)
+    from_bound = _bound("from", from_text) if from_text else default_from
     start = from_bound if isinstance(from_bound, datetime) else day_start(from_bound, zone)
     if start >= end:
         raise RangeError("from must come before to")

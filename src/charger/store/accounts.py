@@ -43,7 +43,9 @@ def _int(value: bytes | str | None) -> int:
     return int(text) if text else 0
 
 
-def view_of(account: str, values: list[bytes | str | None], active_calls: int) -> AccountView | None:
+def view_of(
+    account: str, values: list[bytes | str | None], active_calls: int
+) -> AccountView | None:
     """The account from its hash's `VIEW_FIELDS` values; None when it was never upserted."""
     got = dict(zip(VIEW_FIELDS, values, strict=True))
     currency = _text(got[AccountField.CURRENCY])
