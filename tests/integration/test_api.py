@@ -69,7 +69,9 @@ async def authorize(api: httpx.AsyncClient, **body: Any) -> dict[str, Any]:
     return answer
 
 
-async def test_an_account_as_the_worker_leaves_it(accounts: Accounts, api: httpx.AsyncClient) -> None:
+async def test_an_account_as_the_worker_leaves_it(
+    accounts: Accounts, api: httpx.AsyncClient
+) -> None:
     auto = {"enabled": True, "threshold_micros": 10_000_000, "amount_micros": 60_000_000}
     await accounts.apply(
         [

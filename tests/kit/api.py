@@ -214,3 +214,56 @@ def valkey_url() -> Iterator[str]:
         yield server.address
     finally:
         server.stop()
+
+
+@contextmanager
+def api_in_thread(redis_url: str, prefix: str, statements: StatementReader | None) -> Iterator[str]:
+    """The API app served by uvicorn on a free loopback port, in a thread of this process
+    with an event loop and Redis client of its own; yields its base URL.
+
+    For tests that need the API over real HTTP with a statement store of the test's
+    choosing (a browser, schemathesis): `charger api` itself has only what its settings
+    name."""
+    import threading
+
+    import uvicorn
+
+    from charger.api.app import create_api
+    from tests.kit.cluster import redis_for
+
+    port = free_port()
+    servers: list[uvicorn.Server] = []
+    failed: list[BaseException] = []
+
+    async def serve() -> None:
+        redis = redis_for(redis_url)
+        try:
+            app = create_api(api_services(redis, prefix, statements))
+            config = uvicorn.Config(
+                app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="off"
+            )
+            servers.append(uvicorn.Server(config))
+            await servers[0].serve()
+        finally:
+            await redis.aclose()
+
+    def run() -> None:
+        try:
+            asyncio.run(serve())
+        except BaseException as exc:  # told to the waiting test below
+            failed.append(exc)
+
+    thread = threading.Thread(target=run, name="api", daemon=True)
+    thread.start()
+    try:
+        deadline = 30.0
+        while not (servers and servers[0].started):
+            assert not failed, failed
+            assert thread.is_alive() and deadline > 0, "the API thread did not start"
+            deadline -= 0.02
+            threading.Event().wait(0.02)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        if servers:
+            servers[0].should_exit = True
+        thread.join(15)

@@ -166,8 +166,9 @@ def test_authorize_answers_and_refuses_in_problems(client: TestClient) -> None:
     assert "to" in problem(ask(account="a1", kind="call"), 400)["detail"]
     assert "amount_micros" in problem(ask(account="a1", kind="fee"), 400)["detail"]
     problem(ask(account="a1", kind="sms", direction="forwarded"), 400)
-    invalid = problem(ask(account="a1", kind="coffee", segments=0), 400)
-    assert {e["location"] for e in invalid["errors"]} == {"body.kind", "body.segments"}
+    invalid = problem(ask(account="a1", kind="sms", segments=0, direction="sideways"), 400)
+    assert {e["location"] for e in invalid["errors"]} == {"body.sms.segments", "body.sms.direction"}
+    problem(ask(account="a1", kind="coffee"), 400)
     problem(ask(account="a1", kind="sms", extra=1), 400)
     problem(ask(account="nobody", kind="sms"), 404)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from enum import StrEnum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -54,19 +54,37 @@ class Account(Strict):
     time_zone: str = Field(description="IANA name: the account's days on statements.")
 
 
-class AuthorizeRequest(Strict):
+class CallAuthorization(Strict):
+    """May the account place this call, and for how long?"""
+
     account: str = Field(min_length=1, max_length=ACCOUNT_ID_CHARS)
-    kind: Kind
-    direction: Literal["outbound", "inbound", "forwarded"] | None = Field(
-        None, description="Calls: default outbound. Texts: outbound (sent) or inbound."
-    )
-    to: str | None = Field(
-        None, min_length=1, max_length=256, description="Calls: the number called (required)."
-    )
-    segments: int | None = Field(None, ge=1, le=MAX_SEGMENTS, description="Texts: default 1.")
-    amount_micros: Micros | None = Field(
-        None, ge=0, le=MAX_MICROS, description="Fees: the amount (required)."
-    )
+    kind: Literal[Kind.CALL]
+    to: str = Field(min_length=1, max_length=256, description="The number called.")
+    direction: Literal["outbound", "inbound", "forwarded"] = "outbound"
+
+
+class SmsAuthorization(Strict):
+    """May the account send (outbound) or receive (inbound) this text?"""
+
+    account: str = Field(min_length=1, max_length=ACCOUNT_ID_CHARS)
+    kind: Literal[Kind.SMS]
+    direction: Literal["outbound", "inbound"] = "outbound"
+    to: str | None = Field(None, min_length=1, max_length=256)
+    segments: int = Field(1, ge=1, le=MAX_SEGMENTS)
+
+
+class FeeAuthorization(Strict):
+    """May the account pay this fee (a number bought, a licence) without going below its
+    floor?"""
+
+    account: str = Field(min_length=1, max_length=ACCOUNT_ID_CHARS)
+    kind: Literal[Kind.FEE]
+    amount_micros: Micros = Field(ge=0, le=MAX_MICROS)
+
+
+AuthorizeRequest = Annotated[
+    CallAuthorization | SmsAuthorization | FeeAuthorization, Field(discriminator="kind")
+]
 
 
 class Price(Strict):

@@ -34,10 +34,17 @@ MAX_PAGE: Final = 1000
 CSV_TYPE: Final = "text/csv; charset=utf-8"
 NOT_CONFIGURED: Final = "statements are not configured (CHARGER_DATABASE_URL)"
 
+# A date, or an instant with an offset (charger.statements.ranges reads them).
+BOUND_PATTERN: Final = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}"
+    r"([Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?([Zz]|[+-][0-9]{2}:[0-9]{2}))?$"
+)
+DATE_PATTERN: Final = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
 Bound = Annotated[
     str | None,
     Query(
         max_length=40,
+        pattern=BOUND_PATTERN,
         description="A date of the account's time zone (2026-11-01) or an RFC 3339 instant "
         "(2026-11-01T08:00:00Z); see the README's API section.",
     ),
@@ -100,7 +107,7 @@ def statements_router(services: ApiServices) -> APIRouter:
     )
     async def get_statement(
         account: AccountId,
-        from_: Annotated[str | None, Query(alias="from")] = None,
+        from_: Annotated[Bound, Query(alias="from")] = None,
         to: Bound = None,
         show: Show = Show.ALL,
         limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
@@ -143,8 +150,8 @@ def statements_router(services: ApiServices) -> APIRouter:
     )
     async def get_movements(
         account: AccountId,
-        from_: Annotated[str | None, Query(alias="from", max_length=10)] = None,
-        to: Annotated[str | None, Query(max_length=10)] = None,
+        from_: Annotated[str | None, Query(alias="from", pattern=DATE_PATTERN)] = None,
+        to: Annotated[str | None, Query(pattern=DATE_PATTERN)] = None,
     ) -> Movements:
         view = await read_account(services, account)
         store = reader()
