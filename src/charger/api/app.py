@@ -8,7 +8,7 @@ Nothing here builds a client from settings: that is `charger.api.service`.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Protocol
@@ -17,10 +17,12 @@ from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import RedirectResponse
+from fastapi.routing import APIRoute
 from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -57,7 +59,10 @@ PAGE_HEADERS: Final = (
 
 
 class AccountSource(Protocol):
-    async def account(self, account: str) -> AccountView | None: ...
+    async def account(self, account: str, with_calls: bool = True) -> AccountView | None:
+        """The account, or None when it does not exist; `with_calls=False` may leave
+        `active_calls` at 0 (authorizations do not show it)."""
+        ...
 
 
 @dataclass
@@ -93,6 +98,7 @@ class PageHeaders:
 
 
 def create_api(services: ApiServices) -> FastAPI:
+    from charger.api.fastlane import FastLane
     from charger.api.routes import v1_router
     from charger.api.statements import statements_router
 
@@ -112,15 +118,22 @@ def create_api(services: ApiServices) -> FastAPI:
     app.add_exception_handler(ApiProblem, on_problem)
     app.add_exception_handler(RequestValidationError, on_invalid_request)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
-    app.include_router(v1_router(services))
+    v1 = v1_router(services)
+    app.include_router(v1)
     app.include_router(statements_router(services))
     _operations(app, services)
     app.mount(STATIC_PREFIX, PageHeaders(StaticFiles(directory=STATIC_DIR, html=True)))
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     # Added last, runs first: every request is timed, the 401s of the token check too.
+    app.add_middleware(FastLane, services=services, route=_route(v1.routes, "/v1/authorize"))
     app.add_middleware(RequireToken, tokens=services.tokens)
     app.add_middleware(Observe, metrics=services.metrics)
     return app
+
+
+def _route(routes: Sequence[BaseRoute], path: str) -> APIRoute:
+    (route,) = [r for r in routes if isinstance(r, APIRoute) and r.path == path]
+    return route
 
 
 def _operations(app: FastAPI, services: ApiServices) -> None:

@@ -36,10 +36,12 @@ AccountId = Annotated[str, Path(min_length=1, max_length=ACCOUNT_ID_CHARS)]
 BACKEND_DOWN: Final = (RedisError, OSError, TimeoutError)
 
 
-async def read_account(services: ApiServices, account: str) -> AccountView:
+async def read_account(
+    services: ApiServices, account: str, with_calls: bool = True
+) -> AccountView:
     """The account, or 404; 503 when Redis does not answer."""
     try:
-        view = await services.accounts.account(account)
+        view = await services.accounts.account(account, with_calls)
     except BACKEND_DOWN as exc:
         services.metrics.backend_errors.labels("redis").inc()
         log.warning("redis did not answer an account read", extra={"error": repr(exc)})
@@ -79,6 +81,41 @@ def core_request(body: AuthorizeRequest) -> Request:
     if isinstance(body, SmsAuthorization):
         return Request(Kind.SMS, direction=body.direction, segments=body.segments)
     return Request(Kind.FEE, amount_micros=body.amount_micros)
+
+
+async def answer_authorization(services: ApiServices, body: AuthorizeRequest) -> AuthorizeResponse:
+    """`POST /v1/authorize`, also served by `charger.api.fastlane` (the same answer)."""
+    request = core_request(body)
+    view = await read_account(services, body.account, with_calls=False)
+    plans = None
+    if request.kind is not Kind.FEE:
+        if not services.plans_ready():
+            services.metrics.backend_errors.labels("plans").inc()
+            raise ApiProblem(503, "rate plans are still loading")
+        plans = services.plans().get(view.rate_plan)
+    now = format_time_ms(services.clock.now_ms())
+    answer = authorize(view, request, plans, now, services.max_call_s)
+    price = None
+    if answer.call_price is not None:
+        rate = answer.call_price
+        price = Price(
+            currency=view.currency,
+            rate_plan=rate.rate_plan,
+            rate_plan_version=rate.rate_plan_version,
+            prefix=rate.prefix,
+            per_minute_micros=rate.per_minute_micros,
+            connect_fee_micros=rate.connect_fee_micros,
+            increments=rate.increments,
+        )
+    elif answer.price_micros is not None:
+        price = Price(currency=view.currency, amount_micros=answer.price_micros)
+    return AuthorizeResponse(
+        allowed=answer.allowed,
+        reason=answer.reason,
+        available_micros=answer.available_micros,
+        max_duration_s=answer.max_duration_s,
+        price=price,
+    )
 
 
 def v1_router(services: ApiServices) -> APIRouter:
@@ -136,36 +173,6 @@ def v1_router(services: ApiServices) -> APIRouter:
         summary="May the account place this call, send this text, pay this fee? A read.",
     )
     async def post_authorize(body: AuthorizeRequest) -> AuthorizeResponse:
-        request = core_request(body)
-        view = await read_account(services, body.account)
-        plans = None
-        if request.kind is not Kind.FEE:
-            if not services.plans_ready():
-                services.metrics.backend_errors.labels("plans").inc()
-                raise ApiProblem(503, "rate plans are still loading")
-            plans = services.plans().get(view.rate_plan)
-        now = format_time_ms(services.clock.now_ms())
-        answer = authorize(view, request, plans, now, services.max_call_s)
-        price = None
-        if answer.call_price is not None:
-            rate = answer.call_price
-            price = Price(
-                currency=view.currency,
-                rate_plan=rate.rate_plan,
-                rate_plan_version=rate.rate_plan_version,
-                prefix=rate.prefix,
-                per_minute_micros=rate.per_minute_micros,
-                connect_fee_micros=rate.connect_fee_micros,
-                increments=rate.increments,
-            )
-        elif answer.price_micros is not None:
-            price = Price(currency=view.currency, amount_micros=answer.price_micros)
-        return AuthorizeResponse(
-            allowed=answer.allowed,
-            reason=answer.reason,
-            available_micros=answer.available_micros,
-            max_duration_s=answer.max_duration_s,
-            price=price,
-        )
+        return await answer_authorization(services, body)
 
     return router

@@ -43,6 +43,8 @@ from charger.store.client import ping
 
 log = logging.getLogger("charger.api")
 
+# Redis connections of one instance: AccountReader keeps its reads at 64 in flight.
+REDIS_CONNECTIONS = 80
 # How long start-up waits for the rate plan topic to be read to its end.
 PLANS_CATCH_UP_S = 30.0
 
@@ -78,6 +80,8 @@ async def wired(settings: Settings) -> AsyncIterator[Wiring]:
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
         health_check_interval=10,
+        # Above AccountReader's concurrency, with room for the readiness probe.
+        max_connections=REDIS_CONNECTIONS,
         # One quick reconnect for a connection a restart or failover dropped; a real
         # outage is a 503 at once, and the client asks again.
         retry=Retry(ExponentialBackoff(cap=0.1, base=0.02), 1, (RedisConnectionError,)),

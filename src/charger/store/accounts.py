@@ -7,6 +7,7 @@ once an `account.upserted` was applied (its hash has a currency).
 
 from __future__ import annotations
 
+import asyncio
 from typing import Final
 
 from charger.charging.authorization import AccountView
@@ -15,7 +16,7 @@ from charger.protocol.keys import Keys, slot_of
 from charger.store.client import RedisClient
 
 # The account hash fields the API shows, in this order.
-VIEW_FIELDS: Final = (
+VIEW_FIELDS: Final = [
     AccountField.CURRENCY,
     AccountField.RATE_PLAN,
     AccountField.BALANCE,
@@ -29,7 +30,7 @@ VIEW_FIELDS: Final = (
     AccountField.RECHARGE_IN_FLIGHT,
     AccountField.LOW_BALANCE,
     AccountField.NOTIFY_EMAIL,
-)
+]
 
 
 def _text(value: bytes | str | None) -> str:
@@ -71,16 +72,26 @@ def view_of(
 
 
 class AccountReader:
-    """Reads accounts from the worker's Redis (any client of `charger.connections`)."""
+    """Reads accounts from the worker's Redis (any client of `charger.connections`).
 
-    def __init__(self, redis: RedisClient, keys: Keys) -> None:
+    At most `concurrency` reads are in flight: a burst waits for a connection instead of
+    opening more than the client's pool allows (redis-py refuses those at once)."""
+
+    def __init__(self, redis: RedisClient, keys: Keys, concurrency: int = 64) -> None:
         self.redis = redis
         self.keys = keys
+        self._slots = asyncio.Semaphore(concurrency)
 
-    async def account(self, account: str) -> AccountView | None:
+    async def account(self, account: str, with_calls: bool = True) -> AccountView | None:
+        """The account; `with_calls=False` leaves `active_calls` at 0 and saves the second
+        command (an authorization needs the holds, which the hash has, not the count)."""
         slot = slot_of(account, self.keys.slots)
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.hmget(self.keys.account(slot, account), list(VIEW_FIELDS))
-        pipe.scard(self.keys.account_calls(slot, account))
-        values, calls = await pipe.execute()
+        key = self.keys.account(slot, account)
+        async with self._slots:
+            if not with_calls:
+                return view_of(account, await self.redis.hmget(key, VIEW_FIELDS), 0)
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.hmget(key, VIEW_FIELDS)
+            pipe.scard(self.keys.account_calls(slot, account))
+            values, calls = await pipe.execute()
         return view_of(account, values, int(calls))
