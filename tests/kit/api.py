@@ -26,6 +26,7 @@ from typing import Any
 
 import orjson
 
+from charger.api.accounts import AccountReader
 from charger.api.app import ApiServices
 from charger.api.auth import Tokens
 from charger.charging.authorization import AccountView
@@ -39,7 +40,6 @@ from charger.rating import load_plan_versions
 from charger.runtime import default_plans_path, script_config
 from charger.settings import Settings
 from charger.statements.reader import StatementReader
-from charger.store.accounts import AccountReader
 from charger.store.client import RedisClient
 from charger.store.redis_store import RedisStore
 from charger_tools.embedded import free_port, start_redis

@@ -1,7 +1,7 @@
 """The API application: built from its services, so tests and `charger api` wire it alike.
 
 `create_api(services)` is the one factory. Its services are interfaces: accounts from
-Redis (`charger.store.accounts.AccountReader`), rate plans as the worker has them (a
+Redis (`charger.api.accounts.AccountReader`), rate plans as the worker has them (a
 `PlanBook`), statements from a `StatementReader` (None: the statement routes answer 503).
 Nothing here builds a client from settings: that is `charger.api.service`.
 """

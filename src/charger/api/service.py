@@ -26,6 +26,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from charger.api.accounts import AccountReader
 from charger.api.app import ApiServices, create_api
 from charger.api.auth import Tokens
 from charger.connections import close_redis, kafka_security, redis_client, redis_location
@@ -38,7 +39,6 @@ from charger.rating import load_plan_versions
 from charger.runtime import default_plans_path
 from charger.settings import Settings
 from charger.statements.reader import StatementReader
-from charger.store.accounts import AccountReader
 from charger.store.client import ping
 
 log = logging.getLogger("charger.api")

@@ -60,7 +60,7 @@ class Refusal(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class AccountView:
-    """An account as Redis holds it, read in one round trip (`charger.store.accounts`)."""
+    """An account as Redis holds it, read in one round trip (`charger.api.accounts`)."""
 
     account: str
     currency: str

@@ -1,8 +1,10 @@
 """Accounts as the API reads them: one account hash and its active calls, one round trip.
 
-Read-only. The two keys share the account's hash tag, so on a Redis Cluster the pipeline
-goes to one primary. Fields are the worker's (`protocol/fields.py`); an account exists
-once an `account.upserted` was applied (its hash has a currency).
+Read-only, and not the worker's code: the worker's Redis user is granted exactly what
+`charger/store` sends (tests/unit/test_redis_acl.py); the API needs `HMGET`, `SCARD` and
+`PING` on the accounts' keys. The two keys share the account's hash tag, so on a Redis
+Cluster the pipeline goes to one primary. Fields are the worker's (`protocol/fields.py`);
+an account exists once an `account.upserted` was applied (its hash has a currency).
 """
 
 from __future__ import annotations
