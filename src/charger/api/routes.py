@@ -36,9 +36,7 @@ AccountId = Annotated[str, Path(min_length=1, max_length=ACCOUNT_ID_CHARS)]
 BACKEND_DOWN: Final = (RedisError, OSError, TimeoutError)
 
 
-async def read_account(
-    services: ApiServices, account: str, with_calls: bool = True
-) -> AccountView:
+async def read_account(services: ApiServices, account: str, with_calls: bool = True) -> AccountView:
     """The account, or 404; 503 when Redis does not answer."""
     try:
         view = await services.accounts.account(account, with_calls)
