@@ -307,3 +307,17 @@ def test_the_billing_page_is_served_with_a_strict_policy(client: TestClient) -> 
         .startswith(("text/javascript", "application/javascript"))
     )
     assert client.get("/", follow_redirects=False).headers["location"] == "/billing/"
+
+
+def test_a_bug_is_a_500_problem_and_counted(
+    accounts: MemoryAccounts, statements: MemoryStatements, metrics: ApiMetrics
+) -> None:
+    accounts.failing = ZeroDivisionError("a bug")  # not a backend failure
+    app = create_api(services(accounts, statements, metrics))
+    with TestClient(app, raise_server_exceptions=False) as c:
+        problem(c.get("/v1/accounts/a1", headers=bearer()), 500)
+        problem(
+            c.post("/v1/authorize", json={"account": "a1", "kind": "sms"}, headers=bearer()), 500
+        )
+    labels = {"route": "/v1/accounts/{account}", "method": "GET", "status": "500"}
+    assert metrics.registry.get_sample_value("charger_api_request_seconds_count", labels) == 1

@@ -38,6 +38,7 @@ from charger.api.problems import (
     on_http_error,
     on_invalid_request,
     on_problem,
+    on_unexpected,
 )
 from charger.charging.authorization import AccountView
 from charger.clock import Clock, SystemClock
@@ -118,6 +119,7 @@ def create_api(services: ApiServices) -> FastAPI:
     app.add_exception_handler(ApiProblem, on_problem)
     app.add_exception_handler(RequestValidationError, on_invalid_request)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
+    app.add_exception_handler(Exception, on_unexpected)
     v1 = v1_router(services)
     app.include_router(v1)
     app.include_router(statements_router(services))

@@ -3,6 +3,7 @@ answers, and the OpenAPI responses that declare it."""
 
 from __future__ import annotations
 
+import logging
 from http import HTTPStatus
 from typing import Any, Final
 
@@ -14,6 +15,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 PROBLEM_JSON: Final = "application/problem+json"
+
+log = logging.getLogger("charger.api")
 
 
 class FieldError(BaseModel):
@@ -95,6 +98,12 @@ async def on_http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     headers = dict(exc.headers or {})
     return problem_response(exc.status_code, str(exc.detail), request.url.path, headers=headers)
+
+
+async def on_unexpected(request: Request, exc: Exception) -> Response:
+    """A bug: logged with its traceback, answered as a problem like every other error."""
+    log.error("unexpected error answering %s", request.url.path, exc_info=exc)
+    return problem_response(500, "an unexpected error; it is logged", request.url.path)
 
 
 def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
