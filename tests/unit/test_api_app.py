@@ -321,3 +321,11 @@ def test_a_bug_is_a_500_problem_and_counted(
         )
     labels = {"route": "/v1/accounts/{account}", "method": "GET", "status": "500"}
     assert metrics.registry.get_sample_value("charger_api_request_seconds_count", labels) == 1
+
+
+def test_an_oversized_authorization_is_refused_unread(client: TestClient) -> None:
+    body = b'{"account": "a1", "kind": "sms", "to": "' + b"1" * 20_000 + b'"}'
+    answer = client.post("/v1/authorize", content=body, headers=bearer())
+    problem(answer, 413)
+    doc = client.get("/openapi.json").json()
+    assert "413" in doc["paths"]["/v1/authorize"]["post"]["responses"]

@@ -167,7 +167,7 @@ def v1_router(services: ApiServices) -> APIRouter:
         "/authorize",
         response_model=AuthorizeResponse,
         response_model_exclude_none=True,
-        responses=responses(404, 503),
+        responses=responses(404, 413, 503),
         summary="May the account place this call, send this text, pay this fee? A read.",
     )
     async def post_authorize(body: AuthorizeRequest) -> AuthorizeResponse:
