@@ -174,7 +174,7 @@ class MemoryAccounts:
         self.views = {view.account: view for view in views}
         self.failing: Exception | None = None
 
-    async def account(self, account: str, with_calls: bool = True) -> AccountView | None:
+    async def account(self, account: str, full: bool = True) -> AccountView | None:
         if self.failing is not None:
             raise self.failing
         return self.views.get(account)

@@ -60,9 +60,10 @@ PAGE_HEADERS: Final = (
 
 
 class AccountSource(Protocol):
-    async def account(self, account: str, with_calls: bool = True) -> AccountView | None:
-        """The account, or None when it does not exist; `with_calls=False` may leave
-        `active_calls` at 0 (authorizations do not show it)."""
+    async def account(self, account: str, full: bool = True) -> AccountView | None:
+        """The account, or None when it does not exist; `full=False` may leave all but
+        what an authorization needs (currency, plan, balance, held, credit limit,
+        suspended) at their empty values."""
         ...
 
 
@@ -114,6 +115,9 @@ def create_api(services: ApiServices) -> FastAPI:
         ),
         docs_url=None,
         redoc_url=None,
+        # charger's metrics are Prometheus' (charger.api.observe); FastAPI's own
+        # OpenTelemetry hooks (newer releases) would only cost time on every request.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.services = services
     app.add_exception_handler(ApiProblem, on_problem)

@@ -36,10 +36,10 @@ AccountId = Annotated[str, Path(min_length=1, max_length=ACCOUNT_ID_CHARS)]
 BACKEND_DOWN: Final = (RedisError, OSError, TimeoutError)
 
 
-async def read_account(services: ApiServices, account: str, with_calls: bool = True) -> AccountView:
+async def read_account(services: ApiServices, account: str, full: bool = True) -> AccountView:
     """The account, or 404; 503 when Redis does not answer."""
     try:
-        view = await services.accounts.account(account, with_calls)
+        view = await services.accounts.account(account, full)
     except BACKEND_DOWN as exc:
         services.metrics.backend_errors.labels("redis").inc()
         log.warning("redis did not answer an account read", extra={"error": repr(exc)})
@@ -84,7 +84,7 @@ def core_request(body: AuthorizeRequest) -> Request:
 async def answer_authorization(services: ApiServices, body: AuthorizeRequest) -> AuthorizeResponse:
     """`POST /v1/authorize`, also served by `charger.api.fastlane` (the same answer)."""
     request = core_request(body)
-    view = await read_account(services, body.account, with_calls=False)
+    view = await read_account(services, body.account, full=False)
     plans = None
     if request.kind is not Kind.FEE:
         if not services.plans_ready():
