@@ -28,6 +28,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import charger
 from charger.api.auth import RequireToken, Tokens
+from charger.api.fastlane import FastLane
 from charger.api.models import Health
 from charger.api.observe import STATIC_PREFIX, Observe
 from charger.api.problems import (
@@ -40,6 +41,8 @@ from charger.api.problems import (
     on_problem,
     on_unexpected,
 )
+from charger.api.routes import v1_router
+from charger.api.statements import statements_router
 from charger.charging.authorization import AccountView
 from charger.clock import Clock, SystemClock
 from charger.metrics import ApiMetrics
@@ -100,10 +103,6 @@ class PageHeaders:
 
 
 def create_api(services: ApiServices) -> FastAPI:
-    from charger.api.fastlane import FastLane
-    from charger.api.routes import v1_router
-    from charger.api.statements import statements_router
-
     app = FastAPI(
         title="charger API",
         version=charger.__version__,
