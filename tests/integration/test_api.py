@@ -19,7 +19,9 @@ from charger.store.client import RedisClient
 from tests.kit import records as r
 from tests.kit.api import Accounts, api_process, api_services, bearer, valkey_url
 from tests.kit.cluster import redis_for
+from tests.kit.harness import Run
 from tests.kit.statements import MemoryStatements
+from topics import names
 
 T0 = "2026-11-22T10:00:00.000Z"
 NOW_MS = 1_795_341_600_000  # T0
@@ -220,3 +222,42 @@ async def test_redis_gone_is_a_503_and_not_ready(tmp_path: Path) -> None:
             assert 'charger_api_backend_errors_total{backend="redis"} 1.0' in metrics
     finally:
         server.stop()
+
+
+async def test_the_api_rates_with_the_plans_the_worker_reads_from_the_topic(
+    run: Run, tmp_path: Path
+) -> None:
+    """A plan published on billing.rate-plans, not in any file, is what the API rates by."""
+    plan_id = f"topic-{run.uid}"
+    plan = {
+        "id": plan_id,
+        "currency": "USD",
+        "voice": [
+            {"prefix": "", "direction": "outbound", "per_minute": "0.30", "increments": "1/1"}
+        ],
+    }
+    await run.send(names.RATE_PLANS, plan_id, r.rate_plan_upserted(run, f"p-{run.uid}", plan))
+    account = f"acc-{run.uid}"
+    accounts = Accounts(run.redis, run.keys)
+    await accounts.apply(
+        [
+            r.account_upserted(run, account, f"u-{run.uid}", rate_plan=plan_id),
+            r.balance_credited(run, account, f"t-{run.uid}", amount_micros=DOLLAR),
+        ]
+    )
+    async with (
+        api_process(
+            run.redis_url,
+            run.settings.redis_prefix,
+            tmp_path,
+            CHARGER_KAFKA_BOOTSTRAP=run.bootstrap,
+        ) as api,
+        httpx.AsyncClient(base_url=api.url, headers=bearer()) as client,
+    ):
+        call = await client.post(
+            "/v1/authorize", json={"account": account, "kind": "call", "to": r.US_NUMBER}
+        )
+        assert call.status_code == 200, call.text
+        assert call.json()["max_duration_s"] == 200  # $1.00 at $0.30/min
+        rates = (await client.get(f"/v1/accounts/{account}/rates")).json()
+        assert rates["rate_plan"] == plan_id and rates["voice"][0]["per_minute_micros"] == 300_000
