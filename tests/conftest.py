@@ -13,6 +13,9 @@ An external server may be shared: tests there must use unique accounts, key pref
 topics and consumer groups (the `uid` fixture helps). Only Redis that the session
 started itself (`stack.redis_owned`) is flushed between tests.
 
+`postgres` is a PostgreSQL server (CHARGER_DATABASE_URL, else an embedded one started once
+per session) and `database` a new database on it for one test.
+
 `redis_cluster` is a six-node Redis Cluster of embedded Valkey servers (three primaries,
 three replicas), started once per session when a test asks for it; `wide_broker` is a
 broker of the session's own whose topics a run may create with more partitions than the
@@ -32,11 +35,15 @@ import redis.asyncio as aioredis
 
 from charger_tools.cluster import Cluster, start_cluster
 from charger_tools.embedded import embedded_stack, tansu_settings
+from charger_tools.postgres import embedded_postgres
 from tests.kit.brokers import own_broker, session_broker, test_broker
 from tests.kit.harness import Stack
+from tests.kit.ledger_sink import fresh_database
 
 INTEGRATION_DIR = Path(__file__).parent / "integration"
-STACK_FIXTURES = frozenset({"stack", "redis_client", "redis_cluster", "wide_broker"})
+STACK_FIXTURES = frozenset(
+    {"stack", "redis_client", "redis_cluster", "wide_broker", "postgres", "database"}
+)
 
 
 def pytest_report_header(config: pytest.Config) -> str:
@@ -109,6 +116,20 @@ async def redis_client(stack: Stack) -> AsyncIterator[aioredis.Redis]:
         yield client
     finally:
         await client.aclose()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[str]:
+    """A PostgreSQL server's URL: CHARGER_DATABASE_URL's, else an embedded one for the
+    session (tests make databases of their own on it: `database`)."""
+    with embedded_postgres(os.environ.get("CHARGER_DATABASE_URL") or None) as url:
+        yield url
+
+
+@pytest.fixture
+def database(postgres: str) -> str:
+    """The URL of a new, empty database of this test's own."""
+    return fresh_database(postgres)
 
 
 @pytest.fixture

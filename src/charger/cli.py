@@ -122,6 +122,13 @@ def _api(argv: Sequence[str]) -> int:
     return 0
 
 
+@tool("ledger-sink", "store billing.ledger in PostgreSQL (charger ledger-sink --help)")
+def _ledger_sink(argv: Sequence[str]) -> int:
+    from charger.sink.command import main as sink_main
+
+    return sink_main(argv, load_settings("ledger-sink"))
+
+
 def tooling_commands() -> tuple[dict[str, tuple[str, str]], str]:
     """The tooling commands (name: module, help), or none and why not.
 

@@ -37,7 +37,9 @@ _KEY_VALUE = re.compile(
     r"""(?i)(\b[\w.-]*(?:password|passwd|secret|api_?key)[\w.-]*['"]?\s*[:=]\s*)"""
     r"""(?!SecretStr\(|SecretBytes\()('[^']*'|"[^"]*"|[^\s,;&)}'"]+)"""
 )
-_SECRET_NAME = re.compile(r"(?i)(password|passwd|secret|token|api_?key|credential|redis_url|dsn)")
+_SECRET_NAME = re.compile(
+    r"(?i)(password|passwd|secret|token|api_?key|credential|redis_url|database_url|dsn)"
+)
 
 
 def redact(text: str) -> str:

@@ -13,6 +13,10 @@ number ids in labels. Three kinds of recording:
   suspensions, restores and recharges;
 - a `Sampler` (`charger.sampler`) reads gauges every few seconds: consumer lag, outbox
   backlog, active calls and holds.
+
+`SinkMetrics` are those of `charger ledger-sink`, a process of its own with its own
+registry: records stored or skipped by verdict, batch commits and their latency, and how
+far it is behind billing.ledger.
 """
 
 from __future__ import annotations
@@ -319,6 +323,87 @@ class Metrics:
         self.consumer_lag.clear()
         for (topic, partition), lag in lags.items():
             self.consumer_lag.labels(topic, str(partition)).set(max(lag, 0))
+
+
+# What the ledger sink did with a record (charger.statements.entries.Verdict), and the
+# dependencies its loop counts failures of.
+SINK_RESULTS = ("stored", "duplicate", "recreated", "conflict", "malformed")
+SINK_DEPENDENCIES = ("postgres", "kafka", OTHER)
+_COMMIT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class SinkMetrics:
+    """The metrics of `charger ledger-sink`, on a registry of its own."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.records = Counter(
+            "charger_sink_records",
+            "Records of billing.ledger the sink handled, by result: stored (a new entry), "
+            "duplicate (the stored entry again), recreated (same id and amounts, another "
+            "balance after: the first is kept), conflict (another payload under a stored id: "
+            "refused), malformed (no ledger entry: refused).",
+            ["result"],
+            registry=r,
+        )
+        self.batch_commit = Histogram(
+            "charger_sink_batch_commit_seconds",
+            "Time of one batch's database transaction, from its first statement to its commit.",
+            buckets=_COMMIT_BUCKETS,
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "charger_sink_batch_size",
+            "Records per batch the sink stored.",
+            buckets=_SIZE_BUCKETS,
+            registry=r,
+        )
+        self.lag = Gauge(
+            "charger_sink_lag",
+            "Records of billing.ledger behind the partition's end, per partition assigned to "
+            "this sink: entries not in the database yet.",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.assigned_partitions = Gauge(
+            "charger_sink_assigned_partitions",
+            "Partitions of billing.ledger assigned to this sink.",
+            registry=r,
+        )
+        self.last_commit = Gauge(
+            "charger_sink_last_commit_timestamp_seconds",
+            "When the sink last committed a batch (database, then offsets).",
+            registry=r,
+        )
+        self.errors = Counter(
+            "charger_sink_errors",
+            "Batches that failed and were fetched again after a backoff, by the dependency "
+            "that failed (postgres, kafka, other).",
+            ["dependency"],
+            registry=r,
+        )
+        self.build_info = Gauge(
+            "charger_build_info",
+            "Always 1; the labels name the running build.",
+            ["version", "python"],
+            registry=r,
+        )
+        self.build_info.labels(build_version(), platform.python_version()).set(1)
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        GCCollector(registry=r)
+        for result in SINK_RESULTS:
+            self.records.labels(result)
+        for dep in SINK_DEPENDENCIES:
+            self.errors.labels(dep)
+
+    def set_lag(self, lags: Mapping[tuple[str, int], int]) -> None:
+        """Replace the lag series with those of the partitions assigned now."""
+        self.lag.clear()
+        for (topic, partition), lag in lags.items():
+            self.lag.labels(topic, str(partition)).set(max(lag, 0))
+        self.assigned_partitions.set(len(lags))
 
 
 class BatchHistogram(Collector):

@@ -33,8 +33,12 @@ def explain(exc: BaseException) -> str | None:
     """One line saying what went wrong, or None when `exc` is not an operator's error."""
     # Imported here: the worker's command line must not pay for clients it does not use.
     from aiokafka.errors import KafkaConnectionError, KafkaError
+    from psycopg import OperationalError as DatabaseUnavailable
+    from psycopg.errors import InsufficientPrivilege
     from redis.exceptions import AuthenticationError, RedisError
     from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from charger.postgres.migrate import SchemaError
 
     if isinstance(exc, ValidationError):
         return f"invalid settings: {settings_problems(exc)}"
@@ -48,6 +52,14 @@ def explain(exc: BaseException) -> str | None:
         return redact(f"cannot reach Redis: {exc}")
     if isinstance(exc, RedisError):
         return redact(f"Redis refused: {exc}")
+    if isinstance(exc, DatabaseUnavailable):
+        # libpq's message names the host and the user, never the password.
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return redact(f"cannot use PostgreSQL: {first}")
+    if isinstance(exc, InsufficientPrivilege):
+        return redact(f"PostgreSQL refused: {exc}".splitlines()[0])
+    if isinstance(exc, SchemaError):
+        return f"database schema: {exc}"
     if isinstance(exc, ConnectionError | TimeoutError):
         return redact(f"connection failed: {type(exc).__name__}: {exc}".rstrip(": "))
     if isinstance(exc, OSError) and exc.filename is not None:

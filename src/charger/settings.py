@@ -18,6 +18,7 @@ TLS_SCHEMES = ("rediss://", "rediss+cluster://")
 CLUSTER_SCHEMES = ("redis+cluster://", "rediss+cluster://")
 # A bearer token shorter than this is guessable: refused at start.
 MIN_API_TOKEN_CHARS = 16
+DATABASE_SCHEMES = ("postgresql://", "postgres://")
 
 
 def _set_needlessly(given: Mapping[str, object], why_unused: str) -> list[str]:
@@ -158,9 +159,16 @@ class Settings(BaseSettings):
     api_host: str = "0.0.0.0"
     api_port: int = Field(8080, ge=0, le=65535)
     api_tokens: SecretStr = SecretStr("")
-    # The ledger store the statements are read from (PostgreSQL); empty: `charger api`
-    # answers the statement routes with 503.
+    # PostgreSQL, where `charger ledger-sink` stores the ledger and statements are read
+    # from: a libpq URL (postgresql://user:password@host:port/db?sslmode=…), a secret.
     database_url: SecretStr = SecretStr("")
+    # A connect or a statement gives up after this (a stuck lock must not hold a batch).
+    database_timeout_ms: int = Field(5000, ge=100, le=600_000)
+    # The most connections one statement reader (an API process) opens.
+    database_pool_size: int = Field(10, ge=1, le=1000)
+    # The ledger sink's consumer group on billing.ledger, and the port of its /metrics.
+    sink_group_id: str = "charger-ledger-sink"
+    sink_web_port: int = Field(6067, ge=0, le=65535)
 
     @field_validator("kafka_security_protocol", "kafka_sasl_mechanism", mode="before")
     @classmethod
@@ -173,7 +181,7 @@ class Settings(BaseSettings):
         # variables, never their values.
         problems = self._redis_problems() + self._sentinel_problems() + self._cluster_problems()
         problems += self._kafka_problems() + self._durability_problems()
-        problems += self._policy_problems() + self._api_problems()
+        problems += self._policy_problems() + self._database_problems() + self._api_problems()
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -293,6 +301,13 @@ class Settings(BaseSettings):
             ]
         return []
 
+    def _database_problems(self) -> list[str]:
+        url = self.database_dsn()
+        if url and not url.lower().startswith(DATABASE_SCHEMES):
+            # Named without its value: the URL holds the password.
+            return ["CHARGER_DATABASE_URL must be a postgresql:// URL"]
+        return []
+
     def _kafka_problems(self) -> list[str]:
         out: list[str] = []
         proto = self.kafka_security_protocol
@@ -347,6 +362,9 @@ class Settings(BaseSettings):
 
     def redis_dsn(self) -> str:
         return self.redis_url.get_secret_value()
+
+    def database_dsn(self) -> str:
+        return self.database_url.get_secret_value()
 
     def redis_given(self) -> bool:
         """True when the settings say where Redis is: a URL or Sentinels."""

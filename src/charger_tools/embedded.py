@@ -19,6 +19,7 @@ import atexit
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -59,9 +60,11 @@ class EmbeddedServer:
     """A server process this module started: its name, pid, address and log file.
 
     `stop()` signals only this process (by the pid it was started with), waits up to
-    `STOP_TIMEOUT` seconds for it to exit after SIGTERM, then kills it. It is idempotent,
-    is also registered with `atexit` as a last resort, and removes the server's
-    temporary directory (log file and any data) afterwards.
+    `STOP_TIMEOUT` seconds for it to exit after `stop_signal` (SIGTERM unless the server
+    wants another), then kills it. It is idempotent, is also registered with `atexit` as a
+    last resort, and removes the server's temporary directory (log file and any data)
+    afterwards. `popen_options` (another user to run as, an environment) apply to every
+    start, `restart()` included.
     """
 
     def __init__(
@@ -72,12 +75,17 @@ class EmbeddedServer:
         workdir: Path,
         log_path: Path,
         argv: list[str] | None = None,
+        *,
+        stop_signal: int = signal.SIGTERM,
+        popen_options: dict[str, Any] | None = None,
     ) -> None:
         self.name = name
         self.address = address
         self.workdir = workdir
         self.log_path = log_path
         self.argv = argv or []
+        self.stop_signal = stop_signal
+        self.popen_options = popen_options or {}
         self._process = process
         self._ready: Callable[[EmbeddedServer, float], None] | None = None
         self._lock = threading.Lock()
@@ -113,7 +121,7 @@ class EmbeddedServer:
             # been reused by an unrelated process at this point.
             if self._process.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
-                    self._process.terminate()
+                    self._process.send_signal(self.stop_signal)
                 try:
                     self._process.wait(timeout)
                 except subprocess.TimeoutExpired:
@@ -128,7 +136,7 @@ class EmbeddedServer:
         with self._lock:
             if not self._stopped and self._process.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
-                    self._process.terminate()
+                    self._process.send_signal(self.stop_signal)
 
     def kill(self) -> None:
         """SIGKILL the server (a crash, for fault tests); its directory and data stay."""
@@ -144,7 +152,7 @@ class EmbeddedServer:
         if self._stopped:
             raise EmbeddedServerError(f"{self.name} was stopped for good")
         with open(self.log_path, "ab") as log:
-            self._process = _popen(self.argv, self.workdir, log)
+            self._process = _popen(self.argv, self.workdir, log, self.popen_options)
         host, port = _host_port(self.address)
         wait_port_sync(host, port, timeout, self)
         if self._ready is not None:
@@ -242,7 +250,9 @@ def _run_coroutine(coro: Coroutine[Any, Any, T]) -> T:
     return result[0]
 
 
-def _popen(argv: list[str], workdir: Path, log: Any) -> subprocess.Popen[bytes]:
+def _popen(
+    argv: list[str], workdir: Path, log: Any, options: dict[str, Any] | None = None
+) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         argv,
         stdin=subprocess.DEVNULL,
@@ -253,6 +263,7 @@ def _popen(argv: list[str], workdir: Path, log: Any) -> subprocess.Popen[bytes]:
         # Own process group: the terminal's Ctrl+C reaches only the parent, which then
         # stops the servers after its own clean shutdown.
         process_group=0,
+        **(options or {}),
     )
 
 
@@ -262,11 +273,27 @@ def _host_port(address: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def _spawn(name: str, argv: list[str], workdir: Path, address: str) -> EmbeddedServer:
+def _spawn(
+    name: str,
+    argv: list[str],
+    workdir: Path,
+    address: str,
+    stop_signal: int = signal.SIGTERM,
+    popen_options: dict[str, Any] | None = None,
+) -> EmbeddedServer:
     log_path = workdir / f"{name}.log"
     with open(log_path, "ab") as log:
-        process = _popen(argv, workdir, log)
-    return EmbeddedServer(name, process, address, workdir, log_path, argv)
+        process = _popen(argv, workdir, log, popen_options)
+    return EmbeddedServer(
+        name,
+        process,
+        address,
+        workdir,
+        log_path,
+        argv,
+        stop_signal=stop_signal,
+        popen_options=popen_options,
+    )
 
 
 def _bind_port(
@@ -285,14 +312,30 @@ def start_server(
     ready: Callable[[EmbeddedServer, int, float], None],
     timeout: float,
     port: int | None = None,
+    *,
+    prepare: Callable[[Path], None] | None = None,
+    stop_signal: int = signal.SIGTERM,
+    popen_options: dict[str, Any] | None = None,
 ) -> EmbeddedServer:
-    """Start a server on `port` or a free one, retrying when a free port was taken."""
+    """Start a server on `port` or a free one, retrying when a free port was taken.
+
+    `prepare(workdir)` runs first in each new working directory (a database's initdb);
+    `stop_signal` and `popen_options` are the `EmbeddedServer`'s."""
     last: BaseException | None = None
     for _ in range(1 if port else _START_ATTEMPTS):
         chosen = port or free_port()
         workdir = Path(tempfile.mkdtemp(prefix=f"charger-{name}-"))
         try:
-            server = _spawn(name, argv_for(chosen, workdir), workdir, address_for(chosen))
+            if prepare is not None:
+                prepare(workdir)
+            server = _spawn(
+                name,
+                argv_for(chosen, workdir),
+                workdir,
+                address_for(chosen),
+                stop_signal,
+                popen_options,
+            )
         except BaseException:
             shutil.rmtree(workdir, ignore_errors=True)
             raise

@@ -5,8 +5,11 @@ not allowed), and the `charger api` process itself, two of them side by side."""
 from __future__ import annotations
 
 import asyncio
+import csv
+import io
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +20,10 @@ from charger.api.app import create_api
 from charger.clock import ManualClock
 from charger.store.client import RedisClient
 from tests.kit import records as r
-from tests.kit.api import Accounts, api_process, api_services, bearer, valkey_url
+from tests.kit.api import Accounts, api_process, api_services, bearer, store_ledger, valkey_url
 from tests.kit.cluster import redis_for
 from tests.kit.harness import Run
-from tests.kit.statements import MemoryStatements
+from tests.kit.statements import MemoryStatements, ledger
 from topics import names
 
 T0 = "2026-11-22T10:00:00.000Z"
@@ -261,3 +264,49 @@ async def test_the_api_rates_with_the_plans_the_worker_reads_from_the_topic(
         assert call.json()["max_duration_s"] == 200  # $1.00 at $0.30/min
         rates = (await client.get(f"/v1/accounts/{account}/rates")).json()
         assert rates["rate_plan"] == plan_id and rates["voice"][0]["per_minute_micros"] == 300_000
+
+
+async def test_charger_api_reads_statements_from_the_ledger_store(
+    accounts: Accounts, redis_url: str, prefix: str, database: str, tmp_path: Path
+) -> None:
+    """`CHARGER_DATABASE_URL` wired: the statement, its CSV and the movements of funds come
+    from the PostgreSQL the ledger sink fills, days of the account's time zone."""
+    await accounts.apply([r.account_upserted(T0, "a1", "u1", time_zone="Europe/Kyiv")])
+    day = datetime(2026, 11, 20, 12, tzinfo=UTC)  # 14:00 in Kyiv
+    moves = [
+        (day, "topup", 5 * DOLLAR),
+        (day + timedelta(hours=1), "sms_out", -7_900),
+        (day + timedelta(days=1), "call", -600_000),
+        (day + timedelta(days=2), "fee", -DOLLAR),
+    ]
+    entries = ledger("a1", 0, moves)
+    await store_ledger(database, entries)
+    async with (
+        api_process(redis_url, prefix, tmp_path, CHARGER_DATABASE_URL=database) as api,
+        httpx.AsyncClient(base_url=api.url, headers=bearer()) as client,
+    ):
+        params = {"from": "2026-11-20", "to": "2026-11-21", "show": "debits"}
+        page = (await client.get("/v1/accounts/a1/statement", params=params)).json()
+        assert [e["id"] for e in page["entries"]] == [entries[1].entry_id, entries[2].entry_id]
+        assert page["from"] == "2026-11-19T22:00:00Z" and page["next_cursor"] is None
+        whole = await client.get(
+            "/v1/accounts/a1/statement", params={"from": "2026-11-01", "format": "csv"}
+        )
+        rows = list(csv.DictReader(io.StringIO(whole.text, newline="")))
+        assert [row["id"] for row in rows] == [e.entry_id for e in entries]
+        assert [int(row["balance_after_micros"]) for row in rows] == [
+            e.balance_after_micros for e in entries
+        ]
+        days = (
+            await client.get(
+                "/v1/accounts/a1/movements", params={"from": "2026-11-20", "to": "2026-11-22"}
+            )
+        ).json()["days"]
+        assert [d["closing_balance_micros"] for d in days] == [
+            entries[1].balance_after_micros,
+            entries[2].balance_after_micros,
+            entries[3].balance_after_micros,
+        ]
+        assert days[0]["debits_by_kind_micros"] == {"sms_out": 7_900}
+        ready = (await client.get("/ready")).json()
+        assert ready["checks"]["statements"] == "ok"

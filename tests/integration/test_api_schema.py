@@ -2,7 +2,7 @@
 document — status codes, content types, headers and bodies — with the token and without it.
 
 The API runs over real HTTP on a real Valkey holding accounts the worker's own code wrote,
-with statements from the test store (`tests.kit.api.statements_for_tests`). Checks:
+with statements from a real PostgreSQL through the API's own reader. Checks:
 everything but `positive_data_acceptance`: a schema cannot say that a statement range
 must not run backwards or span more than a year, which the API answers with 400.
 """
@@ -26,7 +26,7 @@ from tests.kit.api import (
     TOKEN,
     Accounts,
     api_in_thread,
-    statements_for_tests,
+    store_ledger,
     valkey_url,
 )
 from tests.kit.cluster import redis_for
@@ -55,18 +55,18 @@ async def seed(redis_url: str) -> None:
         await redis.aclose()
 
 
-@pytest.fixture(scope="module")
-def api_url() -> Iterator[str]:
+@pytest.fixture
+def api_url(database: str) -> Iterator[str]:
     with valkey_url() as url:
         asyncio.run(seed(url))
-        statements = statements_for_tests()
         moves = [
             (NOW - timedelta(days=days, hours=hours), "call", -1000)
             for days in range(3)
             for hours in range(2)
         ]
-        statements.add(ledger("a1", 5_000_000, moves))
-        with api_in_thread(url, PREFIX, statements) as base:
+        moves.sort()
+        asyncio.run(store_ledger(database, ledger("a1", 5_000_000, moves)))
+        with api_in_thread(url, PREFIX, database) as base:
             yield base
 
 

@@ -2,8 +2,9 @@
 date range and "debits only", read back the expected rows and the balance; a screenshot is
 kept (test-artifacts/billing-page.png, and the test's tmp dir).
 
-The stack: accounts in a real Valkey, written by the worker's own code; statements from
-the test store. `billing_stack` is the one place that builds it.
+The stack: accounts in a real Valkey, written by the worker's own code; the ledger in a
+real PostgreSQL, stored as `charger ledger-sink` stores it and read by the API's
+PostgreSQL statement reader. `billing_stack` is the one place that builds it.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from tests.kit.api import (
     TOKEN,
     Accounts,
     api_in_thread,
-    statements_for_tests,
+    store_ledger,
     valkey_url,
 )
 from tests.kit.browser import ARTIFACTS, chromium
@@ -77,9 +78,9 @@ async def seed(redis_url: str, now: datetime) -> None:
         await redis.aclose()
 
 
-@pytest.fixture(scope="module")
-def billing_stack() -> Iterator[BillingStack]:
-    """Valkey with the account, the statement store with its entries, the API over HTTP."""
+@pytest.fixture
+def billing_stack(database: str) -> Iterator[BillingStack]:
+    """Valkey with the account, PostgreSQL with its ledger, the API over HTTP."""
     now = datetime.now(UTC)
     today = now.astimezone(ZONE).date()
     day = [today - timedelta(days=n) for n in range(6)]  # day[n]: n days ago, local
@@ -96,9 +97,8 @@ def billing_stack() -> Iterator[BillingStack]:
     entries = ledger(ACCOUNT, 0, moves)
     with valkey_url() as redis_url:
         asyncio.run(seed(redis_url, now))
-        statements = statements_for_tests()
-        statements.add(entries)
-        with api_in_thread(redis_url, PREFIX, statements) as url:
+        asyncio.run(store_ledger(database, entries))
+        with api_in_thread(redis_url, PREFIX, database) as url:
             yield BillingStack(url, entries, today)
 
 

@@ -1,8 +1,9 @@
 """The dashboard and the alert rules work against a real Prometheus scraping a real worker.
 
-A `charger worker` runs on the embedded broker and Redis under simulated switch traffic; a
-Prometheus (Debian's `prometheus` package: `make test` installs it) scrapes its /metrics
-every second and loads deploy/prometheus/alerts.yml. Then every PromQL expression of the
+A `charger worker` runs on the embedded broker and Redis under simulated switch traffic, and
+a `charger ledger-sink` stores its ledger in PostgreSQL; a Prometheus (Debian's
+`prometheus` package: `make test` installs it) scrapes both /metrics every second and
+loads deploy/prometheus/alerts.yml. Then every PromQL expression of the
 Grafana dashboard and of the alert rules is evaluated through the HTTP API: none may fail,
 and each must return series for the metrics it names. Alert expressions are evaluated
 whole (they may be empty: nothing is wrong) and then each of their `query > threshold`
@@ -28,7 +29,7 @@ import orjson
 import pytest
 import yaml
 
-from charger.metrics import Metrics
+from charger.metrics import Metrics, SinkMetrics
 from charger_tools.embedded import free_port
 from charger_tools.processes import stop_process
 from charger_tools.simulate import SimConfig
@@ -36,6 +37,7 @@ from charger_tools.simulate.produce import run_switch
 from tests.kit.api import api_process, bearer
 from tests.kit.harness import Run
 from tests.kit.http import answers_ok, get, get_async
+from tests.kit.ledger_sink import LedgerTopic, SinkProcess, sink_env
 from tests.kit.waits import until
 from tests.kit.worker import spawn_worker, stop_worker
 
@@ -244,12 +246,28 @@ def prometheus(workdir: Path) -> Iterator[Prometheus]:
         prom.stop()
 
 
+@pytest.fixture
+async def ledger_sink(run: Run, database: str) -> AsyncIterator[str]:
+    """A ledger sink storing the run's ledger; its base URL."""
+    topic = await LedgerTopic.at_end(run.bootstrap)
+    sink = SinkProcess(sink_env(run.bootstrap, database, topic.group_id))
+    try:
+        await sink.wait_ready()
+        yield f"http://127.0.0.1:{sink.web_port}"
+    finally:
+        code = await asyncio.to_thread(sink.stop)
+        assert code == 0, sink.tail()
+
+
 async def test_dashboard_and_alert_queries_return_series_from_a_live_worker(
-    prometheus: Prometheus, run: Run, worker: tuple[str, Path], api: str
+    prometheus: Prometheus, run: Run, worker: tuple[str, Path], ledger_sink: str, api: str
 ) -> None:
     base, log_path = worker
     prom = prometheus
-    prom.start([base.removeprefix("http://")], [api.removeprefix("http://")])
+    prom.start(
+        [base.removeprefix("http://"), ledger_sink.removeprefix("http://")],
+        [api.removeprefix("http://")],
+    )
     assert prom.proc is not None
     await wait_ready(f"{prom.base}/-/ready", 60, "prometheus", prom.proc)
 
@@ -291,6 +309,15 @@ async def test_dashboard_and_alert_queries_return_series_from_a_live_worker(
             assert re.search(pattern, text, re.MULTILINE), family.name
     for path in ("/health", "/ready", "/owns"):
         status, body = await get_async(base + path)
+        assert status == 200, (path, body)
+    status, body = await get_async(f"{ledger_sink}/metrics")
+    assert status == 200
+    for family in SinkMetrics().registry.collect():
+        if family.name.startswith("charger_"):
+            pattern = rf"^# TYPE {family.name}(_total)? {family.type}$"
+            assert re.search(pattern, body.decode(), re.MULTILINE), family.name
+    for path in ("/health", "/ready"):
+        status, body = await get_async(ledger_sink + path)
         assert status == 200, (path, body)
 
     problems: list[str] = []

@@ -15,7 +15,7 @@ import pytest
 
 from charger_tools.redis_state import forget_since, remember
 from tests.kit.harness import Run
-from tests.kit.outputs import recharge_requests
+from tests.kit.outputs import commands, recharge_requests
 from tests.kit.records import (
     account_upserted,
     balance_credited,
@@ -204,3 +204,40 @@ async def test_a_recharge_result_before_the_forgotten_request_is_made_again_cred
         assert kinds.count("recharge") == 1 and kinds.count("sms_out") == 15
         assert sum(copies[0]["amount_micros"] for copies in ids.values()) == await run.balance(a)
         assert [r["request_id"] for r in await recharge_requests(run)] == [request["request_id"]]
+
+
+async def test_a_tick_finds_what_redis_forgot_before_it_acts_on_it(run: Run) -> None:
+    """No batch and no idle check comes between the loss and the next tick: the tick,
+    which acts as of the event time of what was fetched, must not cut or expire calls on
+    a state Redis went back from. It finds the loss itself and has it applied again."""
+    a = run.acct("tick")
+    async with running(run.settings_with(tick_ms=0, watermark_check_s=3600)) as rt:
+        await run.account(a, credit=CREDIT)
+        await run.wait_idle(60)
+        await run.send(EV, a, call_started(run, a, f"s-{a}", call_id="c1"))
+        await texts(run, [a], "before", 10)
+        await run.wait_idle(60)
+        state = await remember(run.redis, run.settings.redis_prefix)
+        await texts(run, [a], "lost", 40)
+        await run.wait_idle(60)
+        balance = await run.balance(a)
+        await forget_since(run.redis, state)
+
+        def forgotten() -> float:
+            value = rt.metrics.registry.get_sample_value("charger_redis_forgotten_records_total")
+            return value or 0.0
+
+        assert forgotten() == 0
+        await rt.worker.tick()
+        assert forgotten() >= 40  # found by the tick, before any batch
+
+        async def applied_again() -> bool:
+            return await run.balance(a) == balance
+
+        await until(applied_again, "the forgotten texts charged again after the tick")
+        await run.send(EV, a, call_ended(run, a, f"e-{a}", call_id="c1", duration_ms=30_000))
+        await run.wait_idle(60)
+    assert not [c for c in await commands(run) if c["type"] == "call.cutoff"]
+    entries = by_id(await run.ledger())
+    assert len(entries) == 1 + 50 + 1  # the credit, the texts, the call
+    assert sum(copies[0]["amount_micros"] for copies in entries.values()) == await run.balance(a)

@@ -5,10 +5,11 @@ built in-process around them, and a `charger api` process.
   planner and `apply.lua` — the charging path without the broker — so the API reads
   accounts exactly as the worker leaves them.
 - `api_services` builds the API's services over that Redis, the sample plans and a
-  `StatementReader` (`tests.kit.statements.MemoryStatements` until the stack has the
-  PostgreSQL store).
-- `statements_for_tests` is the one place that chooses the statement store of the tests
-  that run the API whole (the browser test): swap it for the PostgreSQL store there.
+  `StatementReader` of the test's choosing.
+- `store_ledger` puts ledger entries into a PostgreSQL database exactly as
+  `charger ledger-sink` stores them (the schema migrated, `store_batch`), and
+  `api_in_thread` serves the API over HTTP with the PostgreSQL statement reader on it:
+  the whole-API tests (browser, schemathesis) read statements as `charger api` does.
 """
 
 from __future__ import annotations
@@ -34,18 +35,23 @@ from charger.charging.planner import Planner
 from charger.charging.records import Inbound
 from charger.clock import Clock, SystemClock
 from charger.kafka.plans_reader import PlanBook
+from charger.postgres.connect import connect
+from charger.postgres.ledger_store import LedgerRecord, store_batch
+from charger.postgres.migrate import migrate
+from charger.postgres.statements import PostgresStatementReader
 from charger.protocol.keys import Keys, slot_of
 from charger.protocol.ops import Refuse
 from charger.rating import load_plan_versions
 from charger.runtime import default_plans_path, script_config
 from charger.settings import Settings
+from charger.statements.entries import Verdict
+from charger.statements.model import StatementEntry
 from charger.statements.reader import StatementReader
 from charger.store.client import RedisClient
 from charger.store.redis_store import RedisStore
 from charger_tools.embedded import free_port, start_redis
 from charger_tools.processes import stop_process
 from tests.kit.http import answers_ok
-from tests.kit.statements import MemoryStatements
 from tests.kit.waits import until
 from topics.records import RECORDS
 
@@ -104,10 +110,22 @@ def api_services(
     )
 
 
-def statements_for_tests() -> MemoryStatements:
-    """The statement store behind the API in whole-API tests: the one place to change when
-    they run on the PostgreSQL ledger store."""
-    return MemoryStatements()
+async def store_ledger(database_url: str, entries: Iterable[StatementEntry]) -> None:
+    """`entries` in the database at `database_url` as `charger ledger-sink` stores them:
+    its schema migrated, the documents stored by `store_batch` in offset order."""
+    settings = Settings(database_url=database_url)  # type: ignore[arg-type]
+    conn = await connect(settings, "tests", autocommit=True)
+    try:
+        await migrate(conn)
+        records = [
+            LedgerRecord(0, offset, orjson.dumps(dict(entry.document)))
+            for offset, entry in enumerate(entries)
+        ]
+        async with conn.transaction():
+            report = await store_batch(conn, records)
+        assert report.results[Verdict.STORED] == len(records), report
+    finally:
+        await conn.close()
 
 
 def bearer(token: str = TOKEN) -> dict[str, str]:
@@ -217,13 +235,11 @@ def valkey_url() -> Iterator[str]:
 
 
 @contextmanager
-def api_in_thread(redis_url: str, prefix: str, statements: StatementReader | None) -> Iterator[str]:
-    """The API app served by uvicorn on a free loopback port, in a thread of this process
-    with an event loop and Redis client of its own; yields its base URL.
-
-    For tests that need the API over real HTTP with a statement store of the test's
-    choosing (a browser, schemathesis): `charger api` itself has only what its settings
-    name."""
+def api_in_thread(redis_url: str, prefix: str, database_url: str) -> Iterator[str]:
+    """The API served by uvicorn on a free loopback port, in a thread of this process with
+    an event loop, a Redis client and the PostgreSQL statement reader of its own; yields
+    its base URL. As `charger api` would be, but built in-process, so that a test can see
+    the API's state."""
     import threading
 
     import uvicorn
@@ -237,6 +253,8 @@ def api_in_thread(redis_url: str, prefix: str, statements: StatementReader | Non
 
     async def serve() -> None:
         redis = redis_for(redis_url)
+        settings = Settings(database_url=database_url)  # type: ignore[arg-type]
+        statements = await PostgresStatementReader.connect(settings)
         try:
             app = create_api(api_services(redis, prefix, statements))
             config = uvicorn.Config(
@@ -245,6 +263,7 @@ def api_in_thread(redis_url: str, prefix: str, statements: StatementReader | Non
             servers.append(uvicorn.Server(config))
             await servers[0].serve()
         finally:
+            await statements.close()
             await redis.aclose()
 
     def run() -> None:

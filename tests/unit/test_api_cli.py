@@ -1,5 +1,5 @@
-"""`charger api` refuses to start, in one line, without what it needs: a token, Redis,
-and (until this build has the PostgreSQL reader) no ledger store it cannot read."""
+"""`charger api` refuses to start, in one line, without what it needs: a token, Redis, and
+a ledger store it can read when one is named."""
 
 from __future__ import annotations
 
@@ -35,7 +35,16 @@ def charger_api(**env: str) -> subprocess.CompletedProcess[str]:
         ({"CHARGER_REDIS_URL": REDIS, "CHARGER_API_TOKENS": "short"}, "at least 16 characters"),
         (
             {"CHARGER_REDIS_URL": REDIS, "CHARGER_API_TOKENS": TOKEN, "CHARGER_DATABASE_URL": "x"},
-            "no PostgreSQL statement reader",
+            "CHARGER_DATABASE_URL must be a postgresql:// URL",
+        ),
+        (
+            {
+                "CHARGER_REDIS_URL": REDIS,
+                "CHARGER_API_TOKENS": TOKEN,
+                "CHARGER_DATABASE_URL": "postgresql://api:secret-password@127.0.0.1:1/ledger",
+                "CHARGER_DATABASE_TIMEOUT_MS": "500",
+            },
+            "cannot use PostgreSQL",
         ),
     ],
 )
@@ -44,7 +53,7 @@ def test_what_charger_api_needs_is_one_line(env: dict[str, str], line: str) -> N
     assert done.returncode == 1
     (said,) = done.stderr.strip().splitlines()
     assert said.startswith("charger api: ") and line in said
-    assert "short" not in said  # a token is never echoed
+    assert "short" not in said and "secret-password" not in said  # secrets never echoed
 
 
 def test_tokens_are_a_secret_list() -> None:

@@ -39,6 +39,7 @@ OFFICIAL_IMAGES = {
     "redis": "redis",
     "prometheus": "prom/prometheus",
     "grafana": "grafana/grafana",
+    "postgres": "postgres",
 }
 PROJECT_IMAGE = "charger"
 DATASOURCE_UID = "charger-prometheus"

@@ -49,15 +49,16 @@ REDIS_CONNECTIONS = 80
 PLANS_CATCH_UP_S = 30.0
 
 
-def statement_reader(settings: Settings) -> StatementReader | None:
-    """The ledger store statements are read from; None when none is configured (the
-    statement routes then answer 503 "statements are not configured")."""
-    if not settings.database_url.get_secret_value():
+async def statement_reader(settings: Settings) -> StatementReader | None:
+    """The ledger store statements are read from: the PostgreSQL `charger ledger-sink`
+    writes (`CHARGER_DATABASE_URL`); None when none is configured (the statement routes
+    then answer 503 "statements are not configured"). A database that cannot be reached,
+    or whose schema is older than this build, stops the start with one line."""
+    if not settings.database_dsn():
         return None
-    raise CommandError(
-        "CHARGER_DATABASE_URL is set, but this build of charger api has no PostgreSQL "
-        "statement reader yet: unset it to serve balances and authorizations alone"
-    )
+    from charger.postgres.statements import PostgresStatementReader
+
+    return await PostgresStatementReader.connect(settings)
 
 
 @dataclass
@@ -90,8 +91,9 @@ async def wired(settings: Settings) -> AsyncIterator[Wiring]:
     path = Path(settings.rate_plans_path) if settings.rate_plans_path else default_plans_path()
     book = PlanBook(load_plan_versions(path))
     plan_reader = None
-    statements = statement_reader(settings)
+    statements = None
     try:
+        statements = await statement_reader(settings)
         if settings.kafka_bootstrap:
             plan_reader = RatePlanReader(
                 settings.kafka_bootstrap, book, security=kafka_security(settings)

@@ -103,6 +103,8 @@ class BatchWorker:
         self.needs_drain = True
         # Assigned partitions whose watermark may not exist yet (written before a fetch).
         self.unstarted: set[TopicPartition] = set()
+        # First offset per partition of the batch fetched and not yet applied.
+        self.in_hand: dict[TopicPartition, int] = {}
         self.consumer: AIOKafkaConsumer | None = None
         self._stopping = asyncio.Event()
         self.batches = 0
@@ -176,10 +178,14 @@ class BatchWorker:
                 timeout_ms=self.settings.batch_timeout_ms,
                 max_records=self.settings.batch_max_records,
             )
+            # Synchronously after the fetch: a tick waiting for the lock must not take the
+            # positions of records fetched but not yet applied for records Redis forgot.
+            self.in_hand = {tp: msgs[0].offset for tp, msgs in data.items() if msgs}
             self.metrics.polled(data)
             self.horizon.fetched(data)
             n = await self._handle(data) if data else await self._verify_when_due()
         except Exception as exc:
+            self.in_hand = {}
             if self._stopping.is_set():
                 return 0  # the consumer was stopped under the fetch: not a fault
             self._rewind(data)
@@ -211,6 +217,7 @@ class BatchWorker:
             await self._commit(offsets)
             self.horizon.advance(data)
             self.metrics.batch_seconds.observe(time.perf_counter() - started)
+            self.in_hand = {}
             self.metrics.batch_size.observe(len(batch))
             self.metrics.last_processed.set(self.clock.now_ms() / 1000)
             self.batches += 1
@@ -342,10 +349,32 @@ class BatchWorker:
             for slot in slots:
                 if slot in slot_now:
                     plan.slot(slot).add_tick(self.settings.tick_max_sessions)
+            # A tick acts as of the event time of what was fetched: in a slot Redis forgot
+            # records of, it would cut calls on a state that is not the fetched one. So it
+            # follows on from the positions like a batch: every record before them applied.
+            applied_to: dict[str, int] = {}
+            positions_of: dict[TopicPartition, int] = {}
+            for tp, fetched_to in positions.items():
+                # Records fetched and waiting for this lock are not applied yet.
+                position = self.in_hand.get(tp, fetched_to)
+                slot = tp.partition % self.store.keys.slots
+                # A source whose forgotten records Kafka no longer has waits for its batch.
+                accepted = source_of(tp) in self.recovery.accepted
+                if position is not None and slot in plan.slots and not accepted:
+                    plan.touch(slot, source_of(tp))
+                    applied_to[source_of(tp)] = position - 1
+                    positions_of[tp] = position
             # No wait for replicas here, under the batch lock: a tick commits nothing, the
             # relay waits before it publishes what the tick wrote, and a tick a failover
             # lost is ticked again.
-            looked, _cuts = await self.store.apply(plan, {}, now_ms, slot_now, wait=False)
+            try:
+                looked, _cuts = await self.store.apply(
+                    plan, applied_to, now_ms, slot_now, expected=applied_to, wait=False
+                )
+            except RedisForgot as forgot:
+                self.planner.accounts.clear()
+                await self.recovery.rewind(consumer, forgot, positions_of)
+                return slots
             self.metrics.ticked.inc(looked)
             if slot_now and now_ms - self.scheduled_at_ms >= SCHEDULE_EVERY_MS:
                 self.scheduled_at_ms = now_ms

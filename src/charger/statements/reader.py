@@ -20,14 +20,21 @@ class StatementReader(Protocol):
         cursor: str | None,
     ) -> StatementPage:
         """Entries with start <= occurred_at < end (aware datetimes), in the order the balance
-        moved, at most `limit` per page. Raises InvalidCursor for a cursor it did not issue."""
+        moved, at most `limit` per page. Raises InvalidCursor for a cursor it did not issue.
+
+        The PostgreSQL store orders by occurred_at, then by where the entry was published
+        on billing.ledger: the order the balance moved whenever an account's events arrive
+        in time order; an entry dated earlier than one already charged (a fee for a day a
+        stopped worker missed) is listed at its date, its balance_after_micros the one it
+        left when it was charged. Debits: amount < 0; credits: amount > 0."""
         ...
 
     async def movements(
         self, account: str, first_day: date, last_day: date, time_zone: ZoneInfo
     ) -> list[DayMovement]:
         """One DayMovement per local day of `time_zone` from first_day to last_day inclusive,
-        days without entries included (opening = closing)."""
+        days without entries included (opening = closing). A day's opening balance is the
+        sum of every amount dated before it (charger.statements.movements)."""
         ...
 
     async def close(self) -> None: ...

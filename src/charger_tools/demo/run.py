@@ -1,8 +1,10 @@
-"""`charger demo`: embedded broker and Redis, the real worker process, a simulated switch.
+"""`charger demo`: embedded broker, Redis and PostgreSQL, the real worker and ledger sink
+processes, a simulated switch.
 
-The worker runs as its own `charger worker` process, exactly as in production; the demo
-plays the switch, follows the output topics, and at the end reconciles the ledger read
-back from Kafka against the balances in Redis.
+The worker and `charger ledger-sink` run as their own processes, exactly as in production;
+the demo plays the switch, follows the output topics, and at the end reconciles the ledger
+read back from Kafka against the balances in Redis and against the entries the sink stored
+in PostgreSQL.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import psycopg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 
@@ -31,11 +34,13 @@ from charger.settings import Settings
 from charger.store.client import RedisClient
 from charger_tools.bench.report import percentile
 from charger_tools.catchup import wait_caught_up
+from charger_tools.demo.api import DemoApi
 from charger_tools.demo.fees import fee_records
 from charger_tools.demo.payments import Payments
 from charger_tools.demo.tail import OutputTail
 from charger_tools.demo.view import CLEAR, AccountRow, Frame, render
 from charger_tools.embedded import embedded_stack
+from charger_tools.postgres import embedded_postgres
 from charger_tools.processes import stop_process
 from charger_tools.simulate import (
     SimConfig,
@@ -62,7 +67,9 @@ class DemoOptions:
 class Demo:
     """One demo run against a broker and Redis (embedded or given)."""
 
-    def __init__(self, opts: DemoOptions, bootstrap: str, redis_url: str) -> None:
+    def __init__(
+        self, opts: DemoOptions, bootstrap: str, redis_url: str, database_url: str = ""
+    ) -> None:
         self.opts = opts
         uid = uuid.uuid4().hex[:6]
         self.settings = Settings(
@@ -70,6 +77,8 @@ class Demo:
             redis_url=redis_url,
             redis_prefix=f"demo{uid}",
             group_id=f"charger-demo-{uid}",
+            database_url=database_url,
+            sink_group_id=f"charger-demo-{uid}-ledger-sink",
         )
         self.keys = Keys(self.settings.redis_prefix, self.settings.partitions)
         # Given servers may be secured: the demo's own clients use the CHARGER_* security
@@ -102,7 +111,9 @@ class Demo:
         self.sent: dict[str, int] = {}
         self.logdir = Path(tempfile.mkdtemp(prefix="charger-demo-"))
         self.worker: subprocess.Popen[bytes] | None = None
+        self.sink: subprocess.Popen[bytes] | None = None
         self.marks: dict[TopicPartition, int] = {}
+        self.billing_page = ""  # charger api's page of the first account, once it answers
 
     # ---- setup ----
     async def prepare(self) -> None:
@@ -132,9 +143,32 @@ class Demo:
             await c.commit(inputs)
         finally:
             await c.stop()
+        if s.database_dsn():
+            await self._start_sink_group_at_marks()
         await self._publish_plans()
         await self._send(account_records(self.cfg))
         await self._send(fee_records(account_profiles(self.cfg), time.time_ns() // 1_000_000))
+
+    async def _start_sink_group_at_marks(self) -> None:
+        """The sink stores this run's entries: its group starts where the ledger stands."""
+        s = self.settings
+        c = AIOKafkaConsumer(
+            bootstrap_servers=s.kafka_bootstrap,
+            group_id=s.sink_group_id,
+            enable_auto_commit=False,
+            **self.security,
+        )
+        await c.start()
+        try:
+            ledger = {
+                tp: OffsetAndMetadata(o, "")
+                for tp, o in self.marks.items()
+                if tp.topic == names.LEDGER
+            }
+            c.assign(list(ledger))
+            await c.commit(ledger)
+        finally:
+            await c.stop()
 
     async def _publish_plans(self) -> None:
         for r in plan_records():
@@ -164,6 +198,60 @@ class Demo:
             stdout=log,
             stderr=subprocess.STDOUT,
         )
+
+    def start_sink(self) -> None:
+        """`charger ledger-sink` beside the worker, into the demo's PostgreSQL."""
+        if not self.settings.database_dsn():
+            return
+        env = dict(os.environ)
+        env.update(
+            CHARGER_KAFKA_BOOTSTRAP=self.settings.kafka_bootstrap,
+            CHARGER_DATABASE_URL=self.settings.database_dsn(),
+            CHARGER_SINK_GROUP_ID=self.settings.sink_group_id,
+        )
+        log = open(self.logdir / "ledger-sink.log", "wb")  # noqa: SIM115 - owned by the process
+        self.sink = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "charger",
+                "ledger-sink",
+                "--web-port",
+                str(self.opts.web_port + 1),
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+    async def database_entries(self, ids: set[str], timeout: float = 60.0) -> int | None:
+        """How many of `ids` the sink has stored, once it has them all or `timeout` passed;
+        None without a database."""
+        if not self.settings.database_dsn():
+            return None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        async with await psycopg.AsyncConnection.connect(
+            self.settings.database_dsn(), autocommit=True
+        ) as conn:
+            while True:
+                try:
+                    cur = await conn.execute(
+                        "SELECT count(*) FROM ledger_entries WHERE entry_id = ANY(%s)",
+                        (sorted(ids),),
+                    )
+                    row = await cur.fetchone()
+                    stored = int(row[0]) if row else 0
+                except psycopg.errors.UndefinedTable:
+                    stored = 0  # the sink has not created its tables yet
+                if stored == len(ids) or loop.time() >= deadline:
+                    return stored
+                if self.sink is not None and self.sink.poll() is not None:
+                    return stored
+                await asyncio.sleep(0.2)
+
+    def stop_sink(self, timeout: float = 30.0) -> int | None:
+        return None if self.sink is None else stop_process(self.sink, timeout)
 
     async def _send(self, records: list[SimRecord]) -> None:
         futs = [await self.producer.send(r.topic, r.value, key=r.key) for r in records]
@@ -199,7 +287,8 @@ class Demo:
                     tail.tally,
                 )
                 if live:
-                    print(CLEAR + render(frame), flush=True)
+                    page = f"\nbilling page: {self.billing_page}" if self.billing_page else ""
+                    print(CLEAR + render(frame) + page, flush=True)
                 else:
                     print(
                         f"t={elapsed:5.1f}s events={events} ledger={ledger} "
@@ -210,6 +299,11 @@ class Demo:
             if self.worker is not None and self.worker.poll() is not None:
                 raise RuntimeError(
                     f"worker exited with {self.worker.returncode}; see {self.logdir / 'worker.log'}"
+                )
+            if self.sink is not None and self.sink.poll() is not None:
+                raise RuntimeError(
+                    f"ledger sink exited with {self.sink.returncode}; "
+                    f"see {self.logdir / 'ledger-sink.log'}"
                 )
             await asyncio.sleep(0.05)
         return time.monotonic() - began
@@ -250,6 +344,8 @@ class Demo:
             if t.ledger_sum.get(r.account, 0) != r.balance_micros - opening:
                 mismatched.append(r.account)
         events = sum(self.sent.values())
+        stored = await self.database_entries(t.ledger_ids)
+        database_agrees = stored is None or stored == len(t.ledger_ids)
         return {
             "seconds": round(seconds, 2),
             "events": events,
@@ -275,8 +371,13 @@ class Demo:
             "fees_by_item": dict(t.fee_items),
             "subscription_days_charged": t.subscription_days,
             "charge_results": dict(t.charge_results),
+            "database_entries": stored,
+            "database_agrees": database_agrees,
             "caught_up": caught_up,
-            "reconciled": caught_up and not mismatched and len(rows) == len(self.accounts),
+            "reconciled": caught_up
+            and not mismatched
+            and len(rows) == len(self.accounts)
+            and database_agrees,
             "unreconciled_accounts": mismatched,
         }
 
@@ -285,18 +386,29 @@ class Demo:
         await close_redis(self.redis)
 
 
-async def run_demo(opts: DemoOptions, bootstrap: str, redis_url: str) -> dict[str, Any]:
-    demo = Demo(opts, bootstrap, redis_url)
+async def run_demo(
+    opts: DemoOptions, bootstrap: str, redis_url: str, database_url: str = ""
+) -> dict[str, Any]:
+    demo = Demo(opts, bootstrap, redis_url, database_url)
+    api = DemoApi(demo.settings, demo.logdir)
     live = sys.stdout.isatty() and not opts.summary_json
     try:
         await demo.prepare()
         demo.start_worker()
+        demo.start_sink()
         tail = OutputTail(bootstrap, demo.marks, demo.security)
         await tail.start()
         # The switch starts once the worker has taken the accounts on: from then on every
         # call is held and cut in real time.
         if not await demo.wait_caught_up(timeout=120):
             raise RuntimeError(f"worker did not start; see {demo.logdir / 'worker.log'}")
+        if demo.settings.database_dsn():
+            api.start()
+            if await api.ready():
+                demo.billing_page = api.page(demo.accounts[0])
+                print(f"billing page: {demo.billing_page}", flush=True)
+            else:
+                print(f"charger api did not start; see {api.log}", flush=True)
         print("worker ready, switch starting", flush=True)
         seconds = 0.0
         with contextlib.suppress(asyncio.CancelledError, KeyboardInterrupt):
@@ -305,18 +417,26 @@ async def run_demo(opts: DemoOptions, bootstrap: str, redis_url: str) -> dict[st
         await tail.settle()
         result = await demo.summary(tail, seconds, caught_up)
         result["worker_exit_code"] = demo.stop_worker()
+        result["ledger_sink_exit_code"] = demo.stop_sink()
+        result["api_exit_code"] = api.stop()
+        result["billing_page"] = demo.billing_page
         await tail.stop()
         return result
     finally:
         demo.stop_worker()
+        demo.stop_sink()
+        api.stop()
         await demo.close()
 
 
 def main(opts: DemoOptions) -> int:
     s = Settings()
-    with embedded_stack(s.kafka_bootstrap or None, s.redis_dsn() or None) as (bootstrap, url):
+    with (
+        embedded_stack(s.kafka_bootstrap or None, s.redis_dsn() or None) as (bootstrap, url),
+        embedded_postgres(s.database_dsn() or None) as database_url,
+    ):
         try:
-            result = asyncio.run(run_demo(opts, bootstrap, url))
+            result = asyncio.run(run_demo(opts, bootstrap, url, database_url))
         except KeyboardInterrupt:
             return 130
     text = orjson.dumps(result, option=orjson.OPT_INDENT_2).decode()

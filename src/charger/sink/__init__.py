@@ -1,0 +1,1 @@
+"""`charger ledger-sink`: billing.ledger into PostgreSQL, for statements."""
