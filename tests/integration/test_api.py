@@ -290,7 +290,8 @@ async def test_charger_api_reads_statements_from_the_ledger_store(
         assert [e["id"] for e in page["entries"]] == [entries[1].entry_id, entries[2].entry_id]
         assert page["from"] == "2026-11-19T22:00:00Z" and page["next_cursor"] is None
         whole = await client.get(
-            "/v1/accounts/a1/statement", params={"from": "2026-11-01", "format": "csv"}
+            "/v1/accounts/a1/statement",
+            params={"from": "2026-11-01", "to": "2026-11-30", "format": "csv"},
         )
         rows = list(csv.DictReader(io.StringIO(whole.text, newline="")))
         assert [row["id"] for row in rows] == [e.entry_id for e in entries]
