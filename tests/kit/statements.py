@@ -165,5 +165,9 @@ class MemoryStatements:
             day += timedelta(days=1)
         return days
 
+    async def ping(self) -> None:
+        if self.failing is not None:
+            raise self.failing
+
     async def close(self) -> None:
         self.closed = True

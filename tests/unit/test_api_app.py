@@ -5,7 +5,9 @@ tests' (tests/integration/test_api.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
+import dataclasses
 import io
 import itertools
 from collections.abc import Iterator
@@ -252,6 +254,39 @@ def test_statements_without_a_store_or_with_a_failing_one_are_503(
     with TestClient(create_api(services(accounts, statements, metrics))) as c:
         problem(c.get("/v1/accounts/a1/statement", headers=bearer()), 503)
         problem(c.get("/v1/accounts/a1/statement?format=csv", headers=bearer()), 503)
+
+
+def test_ready_says_whether_the_statement_store_answers(
+    accounts: MemoryAccounts, statements: MemoryStatements, metrics: ApiMetrics
+) -> None:
+    """No store: ready, statements "not configured". A store that fails or hangs: 503, and
+    a hung one is given up after `ready_timeout_s`, so the probe gets its answer."""
+    with TestClient(create_api(services(accounts, None, metrics))) as c:
+        answer = c.get("/ready")
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["checks"]["statements"] == "not configured"
+    with TestClient(create_api(services(accounts, statements, metrics))) as c:
+        answer = c.get("/ready")
+        assert answer.status_code == 200 and answer.json()["checks"]["statements"] == "ok"
+        statements.failing = OSError("connection refused to 10.0.0.7")
+        answer = c.get("/ready")
+        assert answer.status_code == 503 and answer.json()["status"] == "unavailable"
+        assert answer.json()["checks"]["statements"] == "error: OSError"  # the type alone
+        assert "10.0.0.7" not in answer.text
+    statements.failing = None
+
+    async def hangs() -> None:
+        await asyncio.Event().wait()
+
+    statements.ping = hangs  # type: ignore[method-assign]
+    hung = dataclasses.replace(services(accounts, statements, metrics), ready_timeout_s=0.2)
+    with TestClient(create_api(hung)) as c:
+        answer = c.get("/ready")
+        assert answer.status_code == 503
+        assert answer.json()["checks"] == {
+            "statements": "error: no answer within 0.2s",
+            "rate_plans": "ok",
+        }
 
 
 def test_latency_is_labelled_by_route_template_never_by_account(

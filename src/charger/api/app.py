@@ -8,6 +8,7 @@ Nothing here builds a client from settings: that is `charger.api.service`.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,6 +86,10 @@ class ApiServices:
     max_call_s: int = 4 * 3600
     # Readiness: name -> an awaitable that raises when that backend does not answer.
     checks: Mapping[str, Callable[[], Awaitable[Any]]] = field(default_factory=dict)
+    # How long /ready waits for each backend (these checks and the statement store's
+    # ping): a database or Redis that hangs makes the pod not ready, never a probe that
+    # times out. Below the readinessProbe's timeoutSeconds (deploy/k8s/statements).
+    ready_timeout_s: float = 2.0
 
 
 class PageHeaders:
@@ -154,16 +159,19 @@ def _operations(app: FastAPI, services: ApiServices) -> None:
 
     @app.get("/ready", include_in_schema=False)
     async def ready() -> Response:
-        checks: dict[str, str] = {}
-        for name, check in services.checks.items():
-            try:
-                await check()
-                checks[name] = "ok"
-            except Exception as exc:
-                checks[name] = f"error: {type(exc).__name__}"
+        waits = dict(services.checks)
+        # Statements are optional: without a store /ready says so and stays ready; with
+        # one, a store that does not answer makes the instance not ready.
+        if services.statements is not None:
+            waits["statements"] = services.statements.ping
+        names = list(waits)
+        answers = await asyncio.gather(
+            *(_answer(waits[name], services.ready_timeout_s) for name in names)
+        )
+        checks = dict(zip(names, answers, strict=True))
         checks["rate_plans"] = "ok" if services.plans_ready() else "loading"
-        checks["statements"] = "ok" if services.statements is not None else "not configured"
-        ok = all(checks[name] == "ok" for name in (*services.checks, "rate_plans"))
+        checks.setdefault("statements", "not configured")
+        ok = all(checks[name] == "ok" for name in (*names, "rate_plans"))
         body = Health(status="ok" if ok else "unavailable", checks=checks)
         return JSONResponse(body.model_dump(), 200 if ok else 503)
 
@@ -172,6 +180,17 @@ def _operations(app: FastAPI, services: ApiServices) -> None:
         services.metrics.rate_plans.set(len(services.plans()))
         body = generate_latest(services.metrics.registry)
         return Response(body, headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4})
+
+
+async def _answer(check: Callable[[], Awaitable[Any]], timeout_s: float) -> str:
+    """ "ok", or the error's type (never its text: it may hold an address or a secret)."""
+    try:
+        await asyncio.wait_for(check(), timeout_s)
+    except TimeoutError:
+        return f"error: no answer within {timeout_s:g}s"
+    except Exception as exc:
+        return f"error: {type(exc).__name__}"
+    return "ok"
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:
