@@ -102,6 +102,26 @@ def _topics(argv: Sequence[str]) -> int:
     return 0
 
 
+@tool("api", "serve balances, authorization, statements and the billing page over HTTP")
+def _api(argv: Sequence[str]) -> int:
+    p = argparse.ArgumentParser(
+        prog="charger api",
+        description="The HTTP API (/v1, /openapi.json, /metrics, /ready) and the billing page "
+        "(/billing/); see the README's API section.",
+    )
+    p.add_argument("--host", default=None, help="address to listen on (CHARGER_API_HOST)")
+    p.add_argument("--port", type=int, default=None, help="port (CHARGER_API_PORT)")
+    args = p.parse_args(argv)
+    settings = load_settings("api")
+    from charger.api.service import configure_logging, serve
+
+    configure_logging(settings)
+    host = args.host or settings.api_host
+    port = settings.api_port if args.port is None else args.port
+    asyncio.run(serve(settings, host, port))
+    return 0
+
+
 @tool("ledger-sink", "store billing.ledger in PostgreSQL (charger ledger-sink --help)")
 def _ledger_sink(argv: Sequence[str]) -> int:
     from charger.sink.command import main as sink_main

@@ -16,6 +16,8 @@ SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 # URL schemes that turn on Redis TLS, and those that say the URL names a Redis Cluster.
 TLS_SCHEMES = ("rediss://", "rediss+cluster://")
 CLUSTER_SCHEMES = ("redis+cluster://", "rediss+cluster://")
+# A bearer token shorter than this is guessable: refused at start.
+MIN_API_TOKEN_CHARS = 16
 DATABASE_SCHEMES = ("postgresql://", "postgres://")
 
 
@@ -152,6 +154,11 @@ class Settings(BaseSettings):
     kafka_ssl_cert_file: str = ""
     kafka_ssl_key_file: str = ""
     kafka_ssl_verify: bool = True
+    # `charger api`: where it listens, and the bearer tokens /v1 accepts, comma-separated
+    # (several, so a new one can be rolled out before the old one is withdrawn).
+    api_host: str = "0.0.0.0"
+    api_port: int = Field(8080, ge=0, le=65535)
+    api_tokens: SecretStr = SecretStr("")
     # PostgreSQL, where `charger ledger-sink` stores the ledger and statements are read
     # from: a libpq URL (postgresql://user:password@host:port/db?sslmode=…), a secret.
     database_url: SecretStr = SecretStr("")
@@ -174,7 +181,7 @@ class Settings(BaseSettings):
         # variables, never their values.
         problems = self._redis_problems() + self._sentinel_problems() + self._cluster_problems()
         problems += self._kafka_problems() + self._durability_problems()
-        problems += self._policy_problems() + self._database_problems()
+        problems += self._policy_problems() + self._database_problems() + self._api_problems()
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -286,6 +293,14 @@ class Settings(BaseSettings):
                 )
         return out
 
+    def _api_problems(self) -> list[str]:
+        if any(len(token) < MIN_API_TOKEN_CHARS for token in self.api_token_list()):
+            return [
+                f"CHARGER_API_TOKENS: every token must be at least {MIN_API_TOKEN_CHARS} "
+                "characters (a random string, e.g. `openssl rand -hex 32`)"
+            ]
+        return []
+
     def _database_problems(self) -> list[str]:
         url = self.database_dsn()
         if url and not url.lower().startswith(DATABASE_SCHEMES):
@@ -339,6 +354,11 @@ class Settings(BaseSettings):
                 for currency, rule in self.recharge_policies.items()
             },
         )
+
+    def api_token_list(self) -> list[str]:
+        """The bearer tokens `charger api` accepts (spaces around commas ignored)."""
+        text = self.api_tokens.get_secret_value()
+        return [token.strip() for token in text.split(",") if token.strip()]
 
     def redis_dsn(self) -> str:
         return self.redis_url.get_secret_value()

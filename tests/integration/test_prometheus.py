@@ -24,6 +24,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 import yaml
@@ -33,6 +34,7 @@ from charger_tools.embedded import free_port
 from charger_tools.processes import stop_process
 from charger_tools.simulate import SimConfig
 from charger_tools.simulate.produce import run_switch
+from tests.kit.api import api_process, bearer
 from tests.kit.harness import Run
 from tests.kit.http import answers_ok, get, get_async
 from tests.kit.ledger_sink import LedgerTopic, SinkProcess, sink_env
@@ -152,16 +154,18 @@ class Prometheus:
         self.base = ""
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, targets: list[str]) -> None:
+    def start(self, targets: list[str], api_targets: list[str] | None = None) -> None:
         port = free_port()
         cfg = self.workdir / "prometheus.yml"
-        scrape = {"job_name": "charger", "static_configs": [{"targets": targets}]}
+        scrape = [{"job_name": "charger", "static_configs": [{"targets": targets}]}]
+        if api_targets:
+            scrape.append({"job_name": "charger-api", "static_configs": [{"targets": api_targets}]})
         cfg.write_text(
             yaml.safe_dump(
                 {
                     "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
                     "rule_files": [str(ALERTS)],
-                    "scrape_configs": [scrape],
+                    "scrape_configs": scrape,
                 }
             )
         )
@@ -226,6 +230,14 @@ async def worker(run: Run, workdir: Path) -> AsyncIterator[tuple[str, Path]]:
 
 
 @pytest.fixture
+async def api(run: Run, workdir: Path) -> AsyncIterator[str]:
+    """`charger api` on the run's Redis (no ledger store: statements answer 503)."""
+    (workdir / "api").mkdir()
+    async with api_process(run.redis_url, run.settings.redis_prefix, workdir / "api") as proc:
+        yield proc.url
+
+
+@pytest.fixture
 def prometheus(workdir: Path) -> Iterator[Prometheus]:
     prom = Prometheus(_need_prometheus(), workdir)
     try:
@@ -248,11 +260,14 @@ async def ledger_sink(run: Run, database: str) -> AsyncIterator[str]:
 
 
 async def test_dashboard_and_alert_queries_return_series_from_a_live_worker(
-    prometheus: Prometheus, run: Run, worker: tuple[str, Path], ledger_sink: str
+    prometheus: Prometheus, run: Run, worker: tuple[str, Path], ledger_sink: str, api: str
 ) -> None:
     base, log_path = worker
     prom = prometheus
-    prom.start([base.removeprefix("http://"), ledger_sink.removeprefix("http://")])
+    prom.start(
+        [base.removeprefix("http://"), ledger_sink.removeprefix("http://")],
+        [api.removeprefix("http://")],
+    )
     assert prom.proc is not None
     await wait_ready(f"{prom.base}/-/ready", 60, "prometheus", prom.proc)
 
@@ -268,6 +283,11 @@ async def test_dashboard_and_alert_queries_return_series_from_a_live_worker(
     )
     totals = await run_switch(run.bootstrap, cfg, seconds=15.0, with_accounts=True)
     assert totals
+    # Requests of the API, so that its series exist.
+    async with httpx.AsyncClient(base_url=api, headers=bearer()) as client:
+        for path in ("/v1/accounts/nobody", "/v1/accounts/nobody/statement"):
+            await client.get(path)
+        await client.post("/v1/authorize", json={"account": "nobody", "kind": "sms"})
 
     # Enough scrapes for rate() and deriv() windows, and the rules evaluated a few times.
     deadline = time.monotonic() + 60

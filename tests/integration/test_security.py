@@ -6,19 +6,26 @@ CHARGER_REDIS_PREFIX). The real `charger worker` process then charges as the res
 user `charger`: accounts, credits, SMS, a call, an auto-recharge and its result, a bad
 record, ticks and the metrics sampler. Valkey's own books must show that nothing was
 refused (`ACL LOG` empty, no rejected call), and the same user must get NOPERM for
-everything outside its grant.
+everything outside its grant. A real `charger api` process reads balances and authorizes
+as its read-only user `charger-api` on the same file, and every write of that user is
+refused.
 """
 
 from __future__ import annotations
 
+import uuid
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import redis.exceptions
 from redis.asyncio import Redis
 
 from charger_tools.embedded import HOST
-from tests.kit.acl import WORKER_USER
+from tests.kit import records as r
+from tests.kit.acl import API_USER, WORKER_USER, render, users
+from tests.kit.api import PARTITIONS, TOKEN, Accounts, api_process, bearer
 from tests.kit.harness import Run
 from tests.kit.outputs import entries, recharge_requests
 from tests.kit.records import (
@@ -30,7 +37,13 @@ from tests.kit.records import (
     routed,
     sms_sent,
 )
-from tests.kit.servers import Locked
+from tests.kit.servers import (
+    OPS_PASSWORD,
+    Locked,
+    api_password,
+    valkey_with_acl,
+    worker_password,
+)
 from tests.kit.waits import until
 from tests.kit.worker import Worker
 from topics import names
@@ -195,3 +208,88 @@ async def test_a_worker_refused_by_kafka_says_nothing_secret(run: Run) -> None:
     assert code != 0
     assert "sasl" in output.lower(), output[-3000:]  # it says why
     assert secret not in output
+
+
+API_T0 = "2026-11-22T10:00:00.000Z"
+
+
+async def test_charger_api_reads_as_its_read_only_user_and_cannot_write(tmp_path: Path) -> None:
+    """`charger api` logged in as `charger-api` on a Valkey loading the deploy ACL file (for
+    this test's prefix): balances, authorization and /ready work with nothing refused;
+    then the same user is refused every write, inside a script too."""
+    from charger.protocol.keys import Keys, slot_of
+    from charger.store.client import ping
+
+    prefix = f"acl{uuid.uuid4().hex[:8]}"
+    password = api_password()
+    assert users()[API_USER].accepts(password)
+    with valkey_with_acl(render(prefix)) as port:
+        ops = Redis(host=HOST, port=port, username="ops", password=OPS_PASSWORD)
+        # Accounts written as the worker writes them (its own user, apply.lua).
+        worker = Redis(host=HOST, port=port, username=WORKER_USER, password=worker_password())
+        api_user = Redis(host=HOST, port=port, username=API_USER, password=password)
+        try:
+            accounts = Accounts(worker, Keys(prefix, PARTITIONS))
+            await accounts.apply(
+                [
+                    r.account_upserted(API_T0, "a1", "u1"),
+                    r.balance_credited(API_T0, "a1", "t1", amount_micros=1_000_000),
+                ]
+            )
+            await ops.acl_log_reset()
+            url = f"redis://{HOST}:{port}/0"
+            async with (
+                api_process(
+                    url,
+                    prefix,
+                    tmp_path,
+                    CHARGER_REDIS_USERNAME=API_USER,
+                    CHARGER_REDIS_PASSWORD=password,
+                ) as api,
+                httpx.AsyncClient() as client,
+            ):
+                account = await client.get(f"{api.url}/v1/accounts/a1", headers=bearer(TOKEN))
+                assert account.status_code == 200, account.text
+                assert account.json()["balance_micros"] == 1_000_000
+                assert account.json()["active_calls"] == 0  # SCARD ran
+                call = await client.post(
+                    f"{api.url}/v1/authorize",
+                    json={"account": "a1", "kind": "call", "to": r.US_NUMBER},
+                    headers=bearer(),
+                )
+                assert call.status_code == 200 and call.json()["allowed"] is True, call.text
+                assert (await client.get(f"{api.url}/ready")).status_code == 200
+            assert api.proc.returncode == 0
+            log = api.log.read_text()
+            assert "NOPERM" not in log and "no permissions" not in log, log[-3000:]
+            assert password not in log
+            assert await ops.acl_log(count=200) == []
+            stats = await command_stats(ops)
+            assert int(stats["hmget"]["calls"]) >= 2 and int(stats["scard"]["calls"]) >= 1
+
+            # The API's user writes nothing: not its own keys, not through a script.
+            own = Keys(prefix, PARTITIONS).account(slot_of("a1", PARTITIONS), "a1")
+            await ping(api_user)
+            assert await api_user.hmget(own, ["currency"]) == [b"USD"]
+            writes: list[tuple[str, ...]] = [
+                ("HSET", own, "balance", "999999999"),
+                ("HINCRBY", own, "balance", "1"),
+                ("DEL", own),
+                ("SET", f"{prefix}:{{t0}}:x", "1"),
+                ("SCRIPT", "LOAD", "return 1"),
+                ("EVAL", "return 1", "0"),
+                ("FLUSHALL",),
+                ("HGETALL", own),
+            ]
+            for command in writes:
+                with pytest.raises(redis.exceptions.NoPermissionError):
+                    await api_user.execute_command(*command)
+            # Reads outside its prefix are refused as well.
+            with pytest.raises(redis.exceptions.NoPermissionError):
+                await api_user.hmget("ch:{t0}:a:acct-1", ["currency"])
+            assert await worker.hget(own, "balance") == b"1000000"  # unchanged
+            refused = {e["username"] for e in await ops.acl_log(count=200)}
+            assert refused == {API_USER}
+        finally:
+            for client_ in (ops, worker, api_user):
+                await client_.aclose()

@@ -11,6 +11,11 @@
 - servers, proxy: a locked-down Valkey, TLS fronts, a broker behind one, an outage proxy.
 - cluster: a client for a test's Redis URL (cluster-aware for ``redis+cluster://``), and
   which primary serves each of a run's slots.
+- api: accounts written to Redis by the worker's planner and apply.lua (no broker), a
+  ledger stored in PostgreSQL as the sink stores it, the API's services, `charger api` as
+  a process or in a thread.
+- statements: `MemoryStatements`, a `StatementReader` in memory, and ledger builders.
+- browser: headless Chromium through WebDriver, and where screenshots are kept.
 - corpus, acl, certs, spending, strategies: bad-input cases, the deploy ACL file, a
   throwaway PKI, the reference of how calls spend money, Hypothesis strategies for records.
 """

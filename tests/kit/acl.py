@@ -1,7 +1,8 @@
 """Reads deploy/redis/users.acl for the tests, and renders it for another key prefix.
 
-The file's key pattern for the worker's user is ``~<CHARGER_REDIS_PREFIX>:*``; a test run
-with its own prefix loads the same file with only that pattern changed.
+The file's key patterns for the worker's user (``~<CHARGER_REDIS_PREFIX>:*``) and the API's
+(``%R~<CHARGER_REDIS_PREFIX>:*``, read only) follow the prefix; a test run with its own
+prefix loads the same file with only those patterns changed.
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]  # the repository: tests/kit/acl.py
 ACL_FILE = ROOT / "deploy" / "redis" / "users.acl"
 WORKER_USER = "charger"
+API_USER = "charger-api"
+# Each user whose keys are the deployment's, and its key pattern for a prefix.
+PREFIXED_PATTERNS = {WORKER_USER: "~{prefix}:*", API_USER: "%R~{prefix}:*"}
 DEFAULT_PREFIX = "ch"
 
 
@@ -61,14 +65,16 @@ def users() -> dict[str, AclUser]:
 
 
 def render(prefix: str) -> str:
-    """The deploy ACL file with the worker's key pattern for `prefix` instead of the default."""
+    """The deploy ACL file with the key patterns of the worker's and the API's users for
+    `prefix` instead of the default."""
     out = []
     for line in ACL_FILE.read_text().splitlines():
         words = line.split()
-        if words[:2] == ["user", WORKER_USER]:
-            pattern = f"~{DEFAULT_PREFIX}:*"
+        if words[:1] == ["user"] and words[1] in PREFIXED_PATTERNS:
+            shape = PREFIXED_PATTERNS[words[1]]
+            pattern = shape.format(prefix=DEFAULT_PREFIX)
             assert words.count(pattern) == 1, line
-            words[words.index(pattern)] = f"~{prefix}:*"
+            words[words.index(pattern)] = shape.format(prefix=prefix)
             line = " ".join(words)
         out.append(line)
     return "\n".join(out) + "\n"

@@ -168,6 +168,13 @@ def worker_password() -> str:
     return password
 
 
+def api_password() -> str:
+    """The API's Redis password (user `charger-api`), as docker-compose.yml gives it."""
+    doc = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    password: str = doc["services"]["api"]["environment"]["CHARGER_REDIS_PASSWORD"]
+    return password
+
+
 @dataclass
 class Locked:
     """A run whose Redis is a Valkey running the deploy ACL file for the run's prefix."""

@@ -1,6 +1,6 @@
 """The documents say what the code does: the README's settings table names every setting
 (and no other), deploy/redis/README.md names exactly the commands users.acl grants the
-worker, and the contract's examples use the request ids the worker makes."""
+worker and the API, and the contract's examples use the request ids the worker makes."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import orjson
 
 from charger.protocol import fields
 from charger.settings import Settings
-from tests.kit.acl import WORKER_USER
+from tests.kit.acl import API_USER, WORKER_USER
 from tests.kit.acl import users as acl_users
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -57,10 +57,11 @@ def test_the_suffix_rule_reads_the_shorthand() -> None:
     assert "CHARGER_REDIS_SENTINEL_PASSWORD" in documented_settings()
 
 
-def redis_readme_commands() -> set[str]:
+def redis_readme_commands(header: str = "| commands |") -> set[str]:
+    """The commands of the README's table under `header` (the worker's by default)."""
     text = (ROOT / "deploy" / "redis" / "README.md").read_text()
     commands = set()
-    for first, *_ in table_rows(text, "| commands |"):
+    for first, *_ in table_rows(text, header):
         words = " ".join(re.findall(r"`([^`]+)`", first)).split()
         i = 0
         while i < len(words):
@@ -79,6 +80,14 @@ def test_the_redis_readme_lists_exactly_the_grants_of_the_worker_user() -> None:
     listed = redis_readme_commands()
     assert listed - granted == set(), "documented but not granted"
     assert granted - listed == set(), "granted but not documented"
+
+
+def test_the_redis_readme_lists_exactly_the_grants_of_the_api_user() -> None:
+    granted = acl_users()[API_USER].allowed
+    listed = redis_readme_commands("| API commands |")
+    assert listed - granted == set(), "documented but not granted"
+    assert granted - listed == set(), "granted but not documented"
+    assert listed != redis_readme_commands(), "the API's table, not the worker's"
 
 
 def test_the_contract_examples_use_the_request_ids_the_worker_makes() -> None:

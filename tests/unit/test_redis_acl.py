@@ -1,7 +1,9 @@
-"""deploy/redis/users.acl grants the worker exactly the Redis commands its code sends.
+"""deploy/redis/users.acl grants the worker and `charger api` exactly the Redis commands
+their code sends.
 
 The commands are read from the code itself: every redis-py call in the worker-side
-modules and every ``redis.call`` in the Lua scripts. A new command in the code without a
+modules and every ``redis.call`` in the Lua scripts; for the API, every redis-py call in
+`charger/api` and its readiness PING. A new command in the code without a
 line in the ACL file fails here (and would fail in production with NOPERM); a command in
 the file that no code sends fails too, so the grant stays the least one.
 """
@@ -13,7 +15,7 @@ from pathlib import Path
 
 from charger.settings import Settings
 from charger.store.scripts import apply_source, read_source
-from tests.kit.acl import ACL_FILE, DEFAULT_PREFIX, WORKER_USER, users
+from tests.kit.acl import ACL_FILE, API_USER, DEFAULT_PREFIX, WORKER_USER, users
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "charger"
 # Modules whose Redis calls run inside the worker process (tools like demo and bench
@@ -27,6 +29,10 @@ WORKER_MODULES = [
     SRC / "runtime.py",
     SRC / "app.py",
 ]
+# `charger api` reads Redis only here (accounts.py), and pings it for /ready through
+# `charger.store.client.ping` (service.py); it runs no Lua.
+API_MODULES = sorted((SRC / "api").glob("*.py"))
+_PINGS = re.compile(r"\bawait ping\(redis\)")
 _PY_CALL = re.compile(r"(?<!producer\.)\b(?:pipe|redis|client)\.(\w+)\(")
 # A command sent by its name (scripts.py queues EVALSHA so: see there why).
 _BY_NAME = re.compile(r"\.execute_command\(\s*['\"](\w+)['\"]")
@@ -83,6 +89,19 @@ def commands_in_code() -> set[str]:
     return found - _NOT_COMMANDS
 
 
+def api_commands_in_code() -> set[str]:
+    found = set()
+    for path in API_MODULES:
+        text = path.read_text()
+        found |= {m.lower() for m in _PY_CALL.findall(text)}
+        found |= {"|".join(filter(None, m)).lower() for m in _RAW_CALL.findall(text)}
+        found |= {m.lower() for m in _BY_NAME.findall(text)}
+        if _PINGS.search(text):
+            found.add("ping")
+        assert "register_script" not in text and "evalsha" not in text.lower(), path
+    return found - _NOT_COMMANDS
+
+
 def test_the_scan_finds_the_calls_it_must() -> None:
     found = commands_in_code()
     # One from each place: the batch read, the relay, the sampler, start-up, apply.lua,
@@ -97,6 +116,37 @@ def test_the_worker_user_may_run_exactly_what_the_worker_sends() -> None:
     assert not missing, f"add +{' +'.join(sorted(missing))} to the {WORKER_USER} user"
     extra = user.allowed - used
     assert not extra, f"no worker code sends {sorted(extra)}: remove them from {ACL_FILE.name}"
+
+
+def test_the_api_user_may_run_exactly_what_charger_api_sends() -> None:
+    used = api_commands_in_code()
+    assert {"hmget", "scard", "ping"} <= used  # the scan sees the account read and /ready
+    user = users()[API_USER]
+    used |= _BY_THE_CLIENT
+    missing = used - user.allowed
+    assert not missing, f"add +{' +'.join(sorted(missing))} to the {API_USER} user"
+    extra = user.allowed - used
+    assert not extra, f"charger api never sends {sorted(extra)}: remove them from {ACL_FILE.name}"
+
+
+def test_the_api_user_reads_only_its_prefix_and_can_write_nothing() -> None:
+    user = users()[API_USER]
+    rules = list(user.rules)
+    assert user.enabled and "-@all" in rules
+    first_grant = min(i for i, r in enumerate(rules) if r.startswith("+"))
+    assert rules.index("-@all") < first_grant
+    assert not [r for r in rules if r.startswith("+@") or r in ("allcommands", "nocommands")]
+    assert "resetkeys" in rules and "resetchannels" in rules
+    # Read-only key permission (Redis 7+ / Valkey): even a granted command cannot write.
+    assert user.key_patterns == [f"%R~{DEFAULT_PREFIX}:*"]
+    assert not user.allowed & NEVER
+    assert not user.allowed & users()[WORKER_USER].allowed - {
+        "ping",
+        "hmget",
+        *_BY_THE_CLIENT,
+    }, "the API needs none of the worker's other commands"
+    assert "nopass" not in rules and len(user.password_hashes) == 1
+    assert user.password_hashes != users()[WORKER_USER].password_hashes
 
 
 def test_the_worker_user_starts_from_nothing_and_sees_only_its_prefix() -> None:
@@ -118,7 +168,7 @@ def test_the_worker_user_starts_from_nothing_and_sees_only_its_prefix() -> None:
 
 def test_nobody_gets_in_without_a_password_except_to_ping() -> None:
     acl = users()
-    assert set(acl) == {"default", "probe", "ops", WORKER_USER}
+    assert set(acl) == {"default", "probe", "ops", WORKER_USER, API_USER}
     assert not acl["default"].enabled and "-@all" in acl["default"].rules
     probe = acl["probe"]
     assert probe.allowed == {"ping"} and probe.key_patterns == []

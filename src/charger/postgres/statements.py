@@ -119,6 +119,13 @@ class PostgresStatementReader:
     async def close(self) -> None:
         await self.pool.close()
 
+    async def ping(self) -> None:
+        """`SELECT 1` on a pooled connection: raises when PostgreSQL does not answer (a
+        dead pooled connection fails at once; with none left the pool waits for a new one,
+        which the caller's timeout cuts short)."""
+        async with self.pool.connection() as conn:
+            await conn.execute("SELECT 1")
+
     async def statement(
         self,
         account: str,

@@ -24,9 +24,9 @@ from charger.postgres.connect import connect, database_location
 from charger.postgres.migrate import migrate, migrations
 from charger.settings import Settings
 from charger.sink.loop import LedgerSink
-from charger.sink.web import WebServer
+from charger.sink.web import StatusPage, WebServer
 
-__all__ = ["main", "run"]
+__all__ = ["main", "run", "status_pages"]
 
 log = logging.getLogger("charger.sink")
 
@@ -53,6 +53,11 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def status_pages(sink: LedgerSink) -> dict[str, StatusPage]:
+    """The sink's status pages beside /metrics: what its probes ask (deploy/k8s/statements)."""
+    return {"/health": sink.health, "/ready": sink.ready}
+
+
 async def run(settings: Settings, web_port: int, *, migrate_schema: bool = True) -> int:
     """Run the sink until SIGTERM or SIGINT; the exit status."""
     metrics = SinkMetrics()
@@ -69,9 +74,7 @@ async def run(settings: Settings, web_port: int, *, migrate_schema: bool = True)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, sink.request_stop)
-    web = WebServer(
-        metrics.registry, {"/health": sink.health, "/ready": sink.ready}, "0.0.0.0", web_port
-    )
+    web = WebServer(metrics.registry, status_pages(sink), "0.0.0.0", web_port)
     try:
         await sink.start()
         port = await web.start()

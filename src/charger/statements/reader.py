@@ -37,4 +37,9 @@ class StatementReader(Protocol):
         sum of every amount dated before it (charger.statements.movements)."""
         ...
 
+    async def ping(self) -> None:
+        """Returns once the store answers a trivial query; raises when it does not (the
+        API's /ready bounds the wait)."""
+        ...
+
     async def close(self) -> None: ...

@@ -5,7 +5,8 @@ servers), one realistic switch mix is produced once; then the real charging path
 Faust agent and a bare fetch-decode-debit loop each consume it on a fresh consumer group
 and Redis key prefix. Latency is measured at a fixed open-loop rate against the real
 `charger worker` process, and the ticker under 100,000 active calls. `--only planner`
-alone measures the CPU of the charging core on the same mix, without servers. See
+alone measures the CPU of the charging core on the same mix, without servers; `--only api`
+alone measures `POST /v1/authorize` of a real `charger api` at a fixed rate. See
 docs/performance.md.
 """
 
@@ -30,7 +31,8 @@ def bench_command(argv: Sequence[str]) -> int:
     p.add_argument(
         "--only",
         default=",".join(ALL),
-        help=f"comma-separated subset of {ALL}, plus {OPTIONAL} on request; or planner alone",
+        help=f"comma-separated subset of {ALL}, plus {OPTIONAL} on request; or planner or "
+        "api alone",
     )
     p.add_argument("--json", default="", help="also write the report to this file")
     p.add_argument("--batch-max-records", type=int, default=Options.batch_max_records)
@@ -49,6 +51,9 @@ def bench_command(argv: Sequence[str]) -> int:
     p.add_argument("--latency-seconds", type=float, default=Options.latency_seconds)
     p.add_argument("--tick-calls", type=int, default=Options.tick_calls)
     p.add_argument("--tick-seconds", type=float, default=Options.tick_seconds)
+    p.add_argument("--api-rate", type=int, default=1000, help="--only api: requests per second")
+    p.add_argument("--api-seconds", type=float, default=10.0, help="--only api: how long")
+    p.add_argument("--api-accounts", type=int, default=1000, help="--only api: accounts asked")
     p.add_argument("--profile", default="", help="cProfile the charger run into this file")
     p.add_argument("--seed", type=int, default=Options.seed)
     p.add_argument(
@@ -65,6 +70,17 @@ def bench_command(argv: Sequence[str]) -> int:
         return planner_main(
             ["--events", str(a.events), "--batch", str(a.batch_max_records), "--seed", str(a.seed)]
         )
+    if a.only == "api":  # `charger api` alone: its own report
+        from charger_tools.bench.api import main as api_main
+
+        if a.api_rate < 1 or a.api_seconds <= 0 or a.api_accounts < 1:
+            p.error("--api-rate, --api-seconds and --api-accounts must be positive")
+        report = api_main(a.api_rate, a.api_seconds, a.api_accounts)
+        text = orjson.dumps(report, option=orjson.OPT_INDENT_2).decode()
+        if a.json:
+            Path(a.json).write_text(text + "\n")
+        print(text)
+        return 0 if report["requests"] and not report["errors"] else 1
     only = tuple(x.strip() for x in a.only.split(",") if x.strip())
     unknown = sorted(set(only) - set(KNOWN))
     if unknown or not only:

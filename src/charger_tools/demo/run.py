@@ -34,6 +34,7 @@ from charger.settings import Settings
 from charger.store.client import RedisClient
 from charger_tools.bench.report import percentile
 from charger_tools.catchup import wait_caught_up
+from charger_tools.demo.api import DemoApi
 from charger_tools.demo.fees import fee_records
 from charger_tools.demo.payments import Payments
 from charger_tools.demo.tail import OutputTail
@@ -112,6 +113,7 @@ class Demo:
         self.worker: subprocess.Popen[bytes] | None = None
         self.sink: subprocess.Popen[bytes] | None = None
         self.marks: dict[TopicPartition, int] = {}
+        self.billing_page = ""  # charger api's page of the first account, once it answers
 
     # ---- setup ----
     async def prepare(self) -> None:
@@ -285,7 +287,8 @@ class Demo:
                     tail.tally,
                 )
                 if live:
-                    print(CLEAR + render(frame), flush=True)
+                    page = f"\nbilling page: {self.billing_page}" if self.billing_page else ""
+                    print(CLEAR + render(frame) + page, flush=True)
                 else:
                     print(
                         f"t={elapsed:5.1f}s events={events} ledger={ledger} "
@@ -387,6 +390,7 @@ async def run_demo(
     opts: DemoOptions, bootstrap: str, redis_url: str, database_url: str = ""
 ) -> dict[str, Any]:
     demo = Demo(opts, bootstrap, redis_url, database_url)
+    api = DemoApi(demo.settings, demo.logdir)
     live = sys.stdout.isatty() and not opts.summary_json
     try:
         await demo.prepare()
@@ -398,6 +402,13 @@ async def run_demo(
         # call is held and cut in real time.
         if not await demo.wait_caught_up(timeout=120):
             raise RuntimeError(f"worker did not start; see {demo.logdir / 'worker.log'}")
+        if demo.settings.database_dsn():
+            api.start()
+            if await api.ready():
+                demo.billing_page = api.page(demo.accounts[0])
+                print(f"billing page: {demo.billing_page}", flush=True)
+            else:
+                print(f"charger api did not start; see {api.log}", flush=True)
         print("worker ready, switch starting", flush=True)
         seconds = 0.0
         with contextlib.suppress(asyncio.CancelledError, KeyboardInterrupt):
@@ -407,11 +418,14 @@ async def run_demo(
         result = await demo.summary(tail, seconds, caught_up)
         result["worker_exit_code"] = demo.stop_worker()
         result["ledger_sink_exit_code"] = demo.stop_sink()
+        result["api_exit_code"] = api.stop()
+        result["billing_page"] = demo.billing_page
         await tail.stop()
         return result
     finally:
         demo.stop_worker()
         demo.stop_sink()
+        api.stop()
         await demo.close()
 
 
