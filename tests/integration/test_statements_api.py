@@ -112,28 +112,27 @@ async def test_statements_over_http_equal_the_published_ledger(
         ),
     ]
     sink = SinkProcess(sink_env(stack.bootstrap, database, topic.group_id))
-    worker = Worker(run, CHARGER_MAX_CALL_S=str(7 * 24 * 3600))
     try:
-        await run.send_all([records.routed(r) for r in opening + traffic[:4]])
-        await run.wait_idle(60)
-        (request,) = await recharge_requests(run)  # the first call crossed the threshold
-        paid = records.recharge_result(
-            local(days[1], 10),
-            account,
-            f"ok-{account}",
-            request_id=request["request_id"],
-            amount_micros=60_000_000,
-        )
-        await run.send_all([records.routed(r) for r in [paid, *traffic[4:], *later]])
-        await run.wait_idle(60)
-        docs = [d for d in await run.ledger() if d["account"] == account]
-        balance = await run.balance(account)
-    finally:
-        assert await asyncio.to_thread(stop_worker, worker.proc) == 0, worker.tail()
-    kinds = {d["kind"] for d in docs}
-    assert {"call", "sms_out", "sms_in", "topup", "recharge", "fee", "adjustment"} <= kinds
-
-    try:
+        worker = Worker(run, CHARGER_MAX_CALL_S=str(7 * 24 * 3600))
+        try:
+            await run.send_all([records.routed(r) for r in opening + traffic[:4]])
+            await run.wait_idle(60)
+            (request,) = await recharge_requests(run)  # the first call crossed the threshold
+            paid = records.recharge_result(
+                local(days[1], 10),
+                account,
+                f"ok-{account}",
+                request_id=request["request_id"],
+                amount_micros=60_000_000,
+            )
+            await run.send_all([records.routed(r) for r in [paid, *traffic[4:], *later]])
+            await run.wait_idle(60)
+            docs = [d for d in await run.ledger() if d["account"] == account]
+            balance = await run.balance(account)
+        finally:
+            assert await asyncio.to_thread(stop_worker, worker.proc) == 0, worker.tail()
+        kinds = {d["kind"] for d in docs}
+        assert {"call", "sms_out", "sms_in", "topup", "recharge", "fee", "adjustment"} <= kinds
 
         async def stored() -> bool:
             try:
@@ -173,7 +172,7 @@ async def test_statements_over_http_equal_the_published_ledger(
             movements = moved.json()["days"]
             whole = await statement(client, account, days[0], days[-1], "all")
     finally:
-        sink.stop()
+        sink.stop()  # also when the worker's part fails: no sink outlives the test
     assert [m["date"] for m in movements] == [d.isoformat() for d in days]
     for day, previous in zip(movements[1:], movements, strict=False):
         assert day["opening_balance_micros"] == previous["closing_balance_micros"]
