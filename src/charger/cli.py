@@ -118,7 +118,11 @@ def _api(argv: Sequence[str]) -> int:
     configure_logging(settings)
     host = args.host or settings.api_host
     port = settings.api_port if args.port is None else args.port
-    asyncio.run(serve(settings, host, port))
+    # uvloop, which `charger api` depends on: its transports cost a fraction of asyncio's
+    # per request (docs/performance.md).
+    import uvloop
+
+    uvloop.run(serve(settings, host, port))
     return 0
 
 

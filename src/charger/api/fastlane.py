@@ -5,12 +5,14 @@ The switch asks before every call, so this route carries the API's load (docs/pe
 middleware cost about twice what answering does; this ASGI app answers the one route
 itself: the same body model (`AuthorizeRequest`, validated from the raw JSON by pydantic),
 the same `answer_authorization`, the same problems, the same JSON. It sits inside the
-token check and the latency metrics, which see the route's template as usual; every
-other request goes on to FastAPI, where the route is also declared (and documented).
+token check and the latency metrics, which see the route's template as usual, and outside
+FastAPI's own middleware (`charger.api.app.ChargerApi`); every other request goes on to
+FastAPI, where the route is also declared (and documented).
 """
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Final
 
 import orjson
@@ -19,11 +21,13 @@ from pydantic import TypeAdapter, ValidationError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from charger.api.models import AuthorizeRequest
-from charger.api.problems import ApiProblem, FieldError, problem_response
+from charger.api.problems import UNEXPECTED, ApiProblem, FieldError, problem_response
 from charger.api.routes import answer_authorization
 
 if TYPE_CHECKING:
     from charger.api.app import ApiServices
+
+log = logging.getLogger("charger.api")
 
 PATH: Final = "/v1/authorize"
 # A body bigger than this is no authorization request.
@@ -63,6 +67,11 @@ class FastLane:
         except ApiProblem as problem:
             response = problem_response(problem.status, problem.detail, PATH)
             await response(scope, receive, send)
+            return
+        except Exception:
+            # Outside FastAPI's error middleware: a bug is answered here, as there.
+            log.exception("unexpected error answering %s", PATH)
+            await problem_response(500, UNEXPECTED, PATH)(scope, receive, send)
             return
         payload = orjson.dumps(answer.model_dump(mode="json", exclude_none=True))
         headers = [*_JSON_HEADERS, (b"content-length", str(len(payload)).encode())]

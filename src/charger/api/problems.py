@@ -100,10 +100,14 @@ async def on_http_error(request: Request, exc: Exception) -> Response:
     return problem_response(exc.status_code, str(exc.detail), request.url.path, headers=headers)
 
 
+# The detail of a 500: what went wrong is in the log, never in the answer.
+UNEXPECTED: Final = "an unexpected error; it is logged"
+
+
 async def on_unexpected(request: Request, exc: Exception) -> Response:
     """A bug: logged with its traceback, answered as a problem like every other error."""
     log.error("unexpected error answering %s", request.url.path, exc_info=exc)
-    return problem_response(500, "an unexpected error; it is logged", request.url.path)
+    return problem_response(500, UNEXPECTED, request.url.path)
 
 
 def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
