@@ -36,6 +36,7 @@ from charger.settings import Settings
 from charger.store.redis_store import RedisStore
 from charger_tools.bench.proc import cpu_seconds
 from charger_tools.bench.report import percentile
+from charger_tools.bench.steal import StealWatch, split
 from charger_tools.embedded import free_port, start_redis
 from charger_tools.processes import stop_process
 from topics import names
@@ -186,6 +187,7 @@ class Record:
     def __init__(self, host: str, accounts: int, counted_from: float) -> None:
         self.counted_from = counted_from
         self.latencies: list[float] = []
+        self.dues: list[float] = []
         self.service: list[float] = []
         self.statuses: dict[int, int] = {}
         self.finished_at = counted_from
@@ -208,6 +210,7 @@ class Record:
         if due >= self.counted_from:
             self.statuses[status] = self.statuses.get(status, 0) + 1
             self.latencies.append((finished - due) * 1000)
+            self.dues.append(due)
             self.service.append((finished - sent) * 1000)
 
 
@@ -224,6 +227,8 @@ async def drive(
     workers = [
         asyncio.create_task(_connection(host, int(port), jobs, record)) for _ in range(connections)
     ]
+    watch = StealWatch()
+    watching = asyncio.create_task(watch.run())
     total = int(rate * (seconds + WARMUP_S))
     for n in range(total):
         due = start + n / rate
@@ -234,6 +239,7 @@ async def drive(
     for _ in workers:
         jobs.put_nowait(None)
     results = await asyncio.gather(*workers, return_exceptions=True)
+    watching.cancel()
     errors = sum(1 for result in results if isinstance(result, BaseException))
     measured = len(record.latencies)
     elapsed = max(record.finished_at - record.counted_from, 1e-9)
@@ -245,6 +251,20 @@ async def drive(
         "errors": errors,
         "latency_ms": summary(record.latencies),
         "service_ms": summary(record.service),
+        "stolen_cpu": stolen_report(watch, record),
+    }
+
+
+def stolen_report(watch: StealWatch, record: Record) -> dict[str, Any]:
+    """How much CPU the hypervisor took while requests were measured, and the latency of
+    the requests due away from it (see charger_tools/bench/steal.py)."""
+    share = watch.share(record.counted_from, record.finished_at)
+    spans = watch.stolen_spans()
+    near, away = split(record.dues, record.latencies, spans)
+    return {
+        "share": None if share is None else round(share, 3),
+        "requests_due_near_it": len(near),
+        "latency_ms_away_from_it": summary(away),
     }
 
 

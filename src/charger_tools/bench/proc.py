@@ -29,6 +29,19 @@ def cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / _TICKS
 
 
+def machine_ticks() -> tuple[int, int] | None:
+    """(stolen, total) clock ticks of all CPUs since boot, from /proc/stat; None elsewhere.
+
+    Stolen time is time the hypervisor ran something else while this machine had work:
+    on a virtual machine it stalls every process at once, whatever they do."""
+    try:
+        line = Path("/proc/stat").read_text().split("\n", 1)[0]
+    except OSError:
+        return None
+    ticks = [int(field) for field in line.split()[1:]]
+    return ticks[7], sum(ticks[:8])  # user … steal; guest time is inside user already
+
+
 def peak_rss_mb(pid: int | str = "self") -> float | None:
     """VmHWM (peak resident set size) of a process in MiB, or None when unreadable."""
     try:
