@@ -24,6 +24,7 @@ from charger.clock import Clock
 from charger.connections import kafka_security
 from charger.deps import Retrier, backoff_for
 from charger.kafka.horizon import Horizon
+from charger.kafka.inbound import inbound_of
 from charger.kafka.publisher import Publisher
 from charger.kafka.recovery import Recovery, source_of
 from charger.kafka.relay import Relay
@@ -205,20 +206,7 @@ class BatchWorker:
             ordered = sorted(
                 data.items(), key=lambda kv: (_TOPIC_ORDER.get(kv[0].topic, 9), kv[0].partition)
             )
-            batch = [
-                Inbound(
-                    tp.topic,
-                    tp.partition,
-                    m.offset,
-                    m.key,
-                    m.value,
-                    m.timestamp,
-                    m.timestamp_type,
-                    m.headers,
-                )
-                for tp, msgs in ordered
-                for m in msgs
-            ]
+            batch = [inbound_of(tp, m) for tp, msgs in ordered for m in msgs]
             started = time.perf_counter()
             first = {tp: msgs[0].offset for tp, msgs in data.items()}
             held_back = await self.process(batch, first)

@@ -27,6 +27,7 @@ from charger.charging.records import Inbound
 from charger.charging.refusals import refuse
 from charger.events.validate import Invalid, decode
 from charger.kafka.admin import partition_counts
+from charger.kafka.inbound import inbound_of
 from charger.metrics import Metrics
 from charger.protocol.ops import SlotPlan
 from charger.rating import PlanError, RatePlan, plan_from_dict
@@ -179,17 +180,7 @@ class RatePlanReader:
                 for m in msgs:
                     bad = self.book.apply(m.key, m.value)
                     if bad is not None:
-                        rec = Inbound(
-                            tp.topic,
-                            tp.partition,
-                            m.offset,
-                            m.key,
-                            m.value,
-                            m.timestamp,
-                            m.timestamp_type,
-                            m.headers,
-                        )
-                        await self._refuse(rec, bad)
+                        await self._refuse(inbound_of(tp, m), bad)
 
     async def _refuse(self, rec: Inbound, bad: Invalid) -> None:
         """Send `rec` to the DLQ unless another worker (or this one before) already did."""
