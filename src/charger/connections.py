@@ -16,7 +16,8 @@ Every worker-side client is built from here, so a secured cluster needs its sett
 - `faust_credentials` — the same for Faust's own consumer and producer.
 
 `describe_connections` is what the worker may say about its connections in a log line: locations,
-protocols and user names, never a password.
+protocols and user names, never a password; `safe_location` is the one way a URL reaches a log
+(the Redis and the PostgreSQL locations alike).
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ __all__ = [
     "redis_location",
     "redis_options",
     "redis_url",
+    "safe_location",
 ]
 
 
@@ -108,19 +110,26 @@ async def close_redis(client: RedisClient) -> None:
         await close_sentinel(client)
 
 
-def redis_location(s: Settings) -> str:
-    """The Redis URL without user or password, fit for logs and status pages."""
-    if s.sentinels():
-        return sentinel_location(s)
-    url = redis_url(s)
+def safe_location(url: str, *, keep_user: bool) -> str:
+    """`url` fit for logs and status pages: scheme, host, port and path, and the user name
+    when `keep_user`; never the password, nor the query or fragment (libpq options such as
+    ``password=`` may sit there). An empty URL stays empty."""
     if not url:
         return ""
     parts = urlsplit(url)
     host = parts.hostname or ""
     if ":" in host:  # an IPv6 address keeps its brackets
         host = f"[{host}]"
-    netloc = f"{host}:{parts.port}" if parts.port else host
+    user = f"{parts.username}@" if keep_user and parts.username else ""
+    netloc = f"{user}{host}:{parts.port}" if parts.port else f"{user}{host}"
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def redis_location(s: Settings) -> str:
+    """The Redis URL without user or password, fit for logs and status pages."""
+    if s.sentinels():
+        return sentinel_location(s)
+    return safe_location(redis_url(s), keep_user=False)
 
 
 def kafka_ssl_context(s: Settings) -> ssl.SSLContext | None:

@@ -26,6 +26,7 @@ from charger.connections import (
     redis_location,
     redis_options,
     redis_url,
+    safe_location,
 )
 from charger.runtime import Runtime
 from charger.settings import Settings
@@ -145,6 +146,40 @@ def test_redis_auth_from_settings_or_from_the_url() -> None:
         2,
     )
     assert redis_location(s) == "redis://10.0.0.5:6380/2"
+
+
+@pytest.mark.parametrize(
+    ("url", "without_user", "with_user"),
+    [
+        (
+            f"redis://charger:{REDIS_SECRET}@10.0.0.5:6380/2",
+            "redis://10.0.0.5:6380/2",
+            "redis://charger@10.0.0.5:6380/2",
+        ),
+        (f"redis://:{REDIS_SECRET}@cache:6379/0", "redis://cache:6379/0", "redis://cache:6379/0"),
+        (
+            f"postgresql://ledger:{REDIS_SECRET}@[fd00::5]:6432/charger",
+            "postgresql://[fd00::5]:6432/charger",
+            "postgresql://ledger@[fd00::5]:6432/charger",
+        ),
+        (f"redis://:{REDIS_SECRET}@[::1]/0", "redis://[::1]/0", "redis://[::1]/0"),
+        ("rediss://cache.internal:7000/0", "rediss://cache.internal:7000/0", None),
+        (
+            f"postgresql://ledger@db.internal/charger?password={REDIS_SECRET}&sslmode=require",
+            "postgresql://db.internal/charger",
+            "postgresql://ledger@db.internal/charger",
+        ),
+        (f"redis://cache/0#{REDIS_SECRET}", "redis://cache/0", None),
+        ("", "", None),
+    ],
+)
+def test_a_location_keeps_host_port_and_path_and_never_a_password(
+    url: str, without_user: str, with_user: str | None
+) -> None:
+    with_user = without_user if with_user is None else with_user
+    assert safe_location(url, keep_user=False) == without_user
+    assert safe_location(url, keep_user=True) == with_user
+    assert REDIS_SECRET not in without_user + with_user
 
 
 def test_redis_tls_by_flag_or_scheme_verifies_by_default(pki: Pki) -> None:

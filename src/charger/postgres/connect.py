@@ -9,10 +9,10 @@ are libpq's own, as operators know them from psql. It is a secret: only
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 
+from charger.connections import safe_location
 from charger.settings import Settings
 
 __all__ = ["connect", "connection_options", "database_location"]
@@ -44,13 +44,4 @@ async def connect(
 
 def database_location(s: Settings) -> str:
     """The database URL without password or options, fit for logs and status pages."""
-    url = s.database_dsn()
-    if not url:
-        return ""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if ":" in host:  # an IPv6 address keeps its brackets
-        host = f"[{host}]"
-    user = f"{parts.username}@" if parts.username else ""
-    netloc = f"{user}{host}:{parts.port}" if parts.port else f"{user}{host}"
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+    return safe_location(s.database_dsn(), keep_user=True)
