@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import dataclasses
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -20,6 +20,7 @@ from charger.charging.authorization import (
 from charger.rating import Increments, VoiceRate, load_plan_versions
 from charger.rating.versions import by_id
 from charger.runtime import default_plans_path
+from tests.kit.api import account_view
 
 NOW = "2026-11-22T10:00:00.000Z"
 TTL = 4 * 3600
@@ -32,25 +33,9 @@ def rate(per_minute: int, first: int = 1, next_: int = 1, fee: int = 0) -> Voice
     return VoiceRate("", "outbound", per_minute, fee, Increments(first, next_))
 
 
-def view(balance: int, **changes: object) -> AccountView:
-    base = AccountView(
-        account="a1",
-        currency="USD",
-        rate_plan="std-usd",
-        balance_micros=balance,
-        held_micros=0,
-        credit_limit_micros=0,
-        suspended=False,
-        active_calls=0,
-        time_zone="UTC",
-        auto_recharge_enabled=False,
-        auto_recharge_threshold_micros=0,
-        auto_recharge_amount_micros=0,
-        recharge_in_flight=False,
-        low_balance_micros=0,
-        notify_email="",
-    )
-    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+def view(balance: int, **changes: Any) -> AccountView:
+    """The kit's account after an upsert (USD, std-usd), `balance` micro-units, `changes`."""
+    return account_view("a1", balance, **changes)
 
 
 PLANS = by_id(load_plan_versions(default_plans_path()))
