@@ -2,8 +2,9 @@
 built in-process around them, and a `charger api` process.
 
 - `Accounts` applies contract records (`tests.kit.records`) to Redis through the worker's
-  planner and `apply.lua` — the charging path without the broker — so the API reads
-  accounts exactly as the worker leaves them.
+  planner and `apply.lua` — the charging path without the broker, the same code that
+  seeds `charger bench --only api` (`charger_tools.seeding`) — so the API reads accounts
+  exactly as the worker leaves them.
 - `api_services` builds the API's services over that Redis, the sample plans and a
   `StatementReader` of the test's choosing.
 - `store_ledger` puts ledger entries into a PostgreSQL database exactly as
@@ -31,66 +32,43 @@ from charger.api.accounts import AccountReader
 from charger.api.app import ApiServices
 from charger.api.auth import Tokens
 from charger.charging.authorization import AccountView
-from charger.charging.planner import Planner
-from charger.charging.records import Inbound
 from charger.clock import Clock, SystemClock
-from charger.kafka.plans_reader import PlanBook
 from charger.postgres.connect import connect
 from charger.postgres.ledger_store import LedgerRecord, store_batch
 from charger.postgres.migrate import migrate
 from charger.postgres.statements import PostgresStatementReader
-from charger.protocol.keys import Keys, slot_of
+from charger.protocol.keys import Keys
 from charger.protocol.ops import Refuse
-from charger.rating import load_plan_versions
-from charger.runtime import default_plans_path, script_config
 from charger.settings import Settings
 from charger.statements.entries import Verdict
 from charger.statements.model import StatementEntry
 from charger.statements.reader import StatementReader
 from charger.store.client import RedisClient
-from charger.store.redis_store import RedisStore
-from charger_tools.embedded import free_port, start_redis
+from charger_tools.embedded import free_port
 from charger_tools.processes import stop_process
+from charger_tools.seeding import RecordWriter, redis_url_or_embedded, sample_plans
 from tests.kit.http import answers_ok
 from tests.kit.waits import until
-from topics.records import RECORDS
 
 TOKEN = "test-token-0123456789abcdef"
 OTHER_TOKEN = "rotated-token-fedcba9876543210"
 PARTITIONS = 8
 
 
-def sample_plans() -> PlanBook:
-    return PlanBook(load_plan_versions(default_plans_path()))
-
-
 class Accounts:
-    """Applies records to Redis the way the worker does (planner + apply.lua), no broker."""
+    """Applies records to Redis the way the worker does (the tooling's `RecordWriter`:
+    planner + apply.lua, no broker), at the time of `clock`."""
 
     def __init__(self, redis: RedisClient, keys: Keys, clock: Clock | None = None) -> None:
-        settings = Settings()
         self.keys = keys
         self.clock = clock or SystemClock()
-        self.store = RedisStore(redis, keys, script_config(settings))
-        self.planner = Planner(keys, sample_plans().current, policy=settings.recharge_policy())
-        self._offsets: dict[tuple[str, int], int] = {}
+        self.writer = RecordWriter(redis, keys)
 
     async def apply(self, records: Iterable[dict[str, Any]]) -> None:
         """One batch, in order; refused records fail the test (they would be a typo)."""
-        batch = []
-        for record in records:
-            topic = RECORDS[record["type"]].topic
-            partition = slot_of(record["account"], self.keys.slots)
-            offset = self._offsets.get((topic, partition), 0)
-            self._offsets[(topic, partition)] = offset + 1
-            value = orjson.dumps(record)
-            batch.append(Inbound(topic, partition, offset, record["account"].encode(), value))
-        prepared = self.planner.prepare(batch)
-        outcome = self.planner.plan(prepared, await self.store.read(prepared))
+        outcome = await self.writer.apply(records, self.clock.now_ms())
         refused = [op for op in outcome.plan.all_ops() if isinstance(op, Refuse)]
         assert not refused, f"records refused: {refused}"
-        highest = {rec.source: rec.offset for rec in batch}
-        await self.store.apply(outcome.plan, highest, self.clock.now_ms())
 
 
 def api_services(
@@ -220,18 +198,8 @@ def account_view(account: str, balance_micros: int, **changes: Any) -> AccountVi
     return dataclasses.replace(view, **changes)
 
 
-@contextmanager
-def valkey_url() -> Iterator[str]:
-    """`CHARGER_REDIS_URL` when set, else a Valkey of our own (no broker: the API needs none)."""
-    given = os.environ.get("CHARGER_REDIS_URL")
-    if given:
-        yield given
-        return
-    server = start_redis()
-    try:
-        yield server.address
-    finally:
-        server.stop()
+# `CHARGER_REDIS_URL` when set, else a Valkey of our own (no broker: the API needs none).
+valkey_url = redis_url_or_embedded
 
 
 @contextmanager

@@ -19,27 +19,20 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Coroutine, Iterator
+from collections.abc import AsyncIterator, Coroutine
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import orjson
 
-from charger.charging.planner import Planner
-from charger.charging.records import Inbound
-from charger.kafka.plans_reader import PlanBook
-from charger.protocol.keys import Keys, slot_of
-from charger.rating import load_plan_versions
-from charger.runtime import default_plans_path, script_config
-from charger.settings import Settings
-from charger.store.redis_store import RedisStore
+from charger.protocol.keys import Keys
 from charger_tools.bench.proc import cpu_seconds
 from charger_tools.bench.report import percentile
 from charger_tools.bench.steal import StealWatch, split
-from charger_tools.embedded import free_port, start_redis
+from charger_tools.embedded import free_port
 from charger_tools.processes import stop_process
-from topics import names
+from charger_tools.seeding import RecordWriter, redis_url_or_embedded
 
 TOKEN = "bench-token-0123456789abcdef"
 PREFIX = "benchapi"
@@ -65,18 +58,10 @@ async def seed(redis_url: str, accounts: int) -> None:
     """`accounts` accounts with $5 each, written as the worker writes them."""
     from redis.asyncio import Redis
 
-    settings = Settings()
     redis = Redis.from_url(redis_url)
-    keys = Keys(PREFIX, PARTITIONS)
     try:
-        planner = Planner(
-            keys,
-            PlanBook(load_plan_versions(default_plans_path())).current,
-            policy=settings.recharge_policy(),
-        )
-        store = RedisStore(redis, keys, script_config(settings))
-        batch: list[Inbound] = []
-        offsets: dict[tuple[str, int], int] = {}
+        writer = RecordWriter(redis, Keys(PREFIX, PARTITIONS))
+        records: list[dict[str, Any]] = []
         now = "2026-01-01T00:00:00.000Z"
         for n in range(accounts):
             account = f"bench-{n}"
@@ -89,31 +74,12 @@ async def seed(redis_url: str, accounts: int) -> None:
                 },
                 {"type": "balance.credited", "amount_micros": 5_000_000, "reference": f"r{n}"},
             ):
-                doc = {**body, "id": f"{body['type']}-{n}", "account": account, "time": now}
-                topic = names.BILLING_ACCOUNTS
-                partition = slot_of(account, PARTITIONS)
-                offset = offsets.get((topic, partition), 0)
-                offsets[(topic, partition)] = offset + 1
-                batch.append(Inbound(topic, partition, offset, account.encode(), orjson.dumps(doc)))
-        prepared = planner.prepare(batch)
-        outcome = planner.plan(prepared, await store.read(prepared))
-        highest = {rec.source: rec.offset for rec in batch}
-        await store.apply(outcome.plan, highest, int(time.time() * 1000))
+                records.append(
+                    {**body, "id": f"{body['type']}-{n}", "account": account, "time": now}
+                )
+        await writer.apply(records, int(time.time() * 1000))
     finally:
         await redis.aclose()
-
-
-@contextlib.contextmanager
-def redis_for_bench() -> Iterator[str]:
-    given = os.environ.get("CHARGER_REDIS_URL")
-    if given:
-        yield given
-        return
-    server = start_redis()
-    try:
-        yield server.address
-    finally:
-        server.stop()
 
 
 @contextlib.asynccontextmanager
@@ -281,7 +247,7 @@ def _run(coroutine: Coroutine[Any, Any, dict[str, Any]]) -> dict[str, Any]:
 
 def main(rate: int, seconds: float, accounts: int) -> dict[str, Any]:
     load_before = os.getloadavg()
-    with redis_for_bench() as redis_url, tempfile.TemporaryDirectory() as tmp:
+    with redis_url_or_embedded() as redis_url, tempfile.TemporaryDirectory() as tmp:
         asyncio.run(seed(redis_url, accounts))
 
         async def run() -> dict[str, Any]:
