@@ -36,7 +36,7 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
-from charger.faults import DEPENDENCIES, OTHER, REDIS, dependency_of
+from charger.faults import DEPENDENCIES, KAFKA, OTHER, POSTGRES, REDIS, dependency_of
 from charger.store.durability import STAGES, Stage, WaitOutcome
 from topics import names
 from topics.reasons import ALL as DLQ_REASONS
@@ -307,7 +307,7 @@ class Metrics:
         self.dependency_errors.labels(dep, stage).inc()
 
     def backing_off(self, stage: str, dependency: str, delay: float) -> None:
-        """A loop waits `delay` seconds after a failure of `dependency`."""
+        """A loop waits `delay` seconds after a failure of `dependency` (0: the wait is over)."""
         self.retry_delay.labels(stage).set(delay)
         self.backoff_seconds.labels(dependency).inc(delay)
 
@@ -328,7 +328,7 @@ class Metrics:
 # What the ledger sink did with a record (charger.statements.entries.Verdict), and the
 # dependencies its loop counts failures of.
 SINK_RESULTS = ("stored", "duplicate", "recreated", "conflict", "malformed")
-SINK_DEPENDENCIES = ("postgres", "kafka", OTHER)
+SINK_DEPENDENCIES = (POSTGRES, KAFKA, OTHER)
 _COMMIT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -397,6 +397,14 @@ class SinkMetrics:
             self.records.labels(result)
         for dep in SINK_DEPENDENCIES:
             self.errors.labels(dep)
+
+    # What the sink's `charger.deps.Retrier` records.
+    def error(self, stage: str, exc: BaseException) -> None:
+        """A batch failed with `exc` and will be fetched again."""
+        self.errors.labels(dependency_of(exc)).inc()
+
+    def backing_off(self, stage: str, dependency: str, delay: float) -> None:
+        """Nothing: the sink counts its failures by dependency, its log lines say each wait."""
 
     def set_lag(self, lags: Mapping[tuple[str, int], int]) -> None:
         """Replace the lag series with those of the partitions assigned now."""
