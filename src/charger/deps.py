@@ -5,6 +5,7 @@ offsets). When one of them fails, a loop (the batch loop, the ticker) neither ex
 spins: it counts the failure by dependency, waits a capped exponential backoff and tries
 again; the first success resets the wait. A `Probe` asks both dependencies every second
 whether they answer, so `charger_dependency_up` is right also while no traffic flows.
+`charger ledger-sink` retries its batches with the same `Retrier`, on its own metrics.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from charger.faults import dependency_of, summarize_error
 
@@ -59,6 +60,14 @@ def backoff_for(s: Settings) -> Backoff:
     return Backoff(s.retry_backoff_min_ms / 1000, s.retry_backoff_max_ms / 1000)
 
 
+class RetryMetrics(Protocol):
+    """What a `Retrier` records: the worker's `Metrics`, the ledger sink's `SinkMetrics`."""
+
+    def error(self, stage: str, exc: BaseException) -> None: ...
+
+    def backing_off(self, stage: str, dependency: str, delay: float) -> None: ...
+
+
 class Retrier:
     """The failure handling of one loop: count, log and back off; reset on success.
 
@@ -67,7 +76,7 @@ class Retrier:
     """
 
     def __init__(
-        self, stage: str, metrics: Metrics, backoff: Backoff, logger: logging.Logger
+        self, stage: str, metrics: RetryMetrics, backoff: Backoff, logger: logging.Logger
     ) -> None:
         self.stage = stage
         self.metrics = metrics
@@ -102,7 +111,7 @@ class Retrier:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), delay)
         finally:
-            self.metrics.retry_delay.labels(self.stage).set(0)
+            self.metrics.backing_off(self.stage, dep, 0.0)  # the wait is over
         return delay
 
     def succeeded(self) -> None:

@@ -6,17 +6,23 @@ Its own module because both the metrics (errors by dependency) and the loops tha
 
 from __future__ import annotations
 
+import sys
+
 from aiokafka.errors import KafkaError
 from redis.exceptions import RedisClusterException, RedisError
 
 REDIS = "redis"
 KAFKA = "kafka"
-OTHER = "other"  # a bug, bad data: neither dependency
-DEPENDENCIES = (REDIS, KAFKA)
+POSTGRES = "postgres"  # the ledger store of `charger ledger-sink`
+OTHER = "other"  # a bug, bad data: none of the dependencies
+DEPENDENCIES = (REDIS, KAFKA)  # the worker's
 
 
 def dependency_of(error: BaseException) -> str:
-    """The dependency an error came from: `redis`, `kafka` or `other`."""
+    """The dependency an error came from: `redis`, `kafka`, `postgres` or `other`."""
+    # Only the processes that use PostgreSQL load its driver, and no other process can hold
+    # an error of it: the worker need not load psycopg to tell.
+    postgres_driver = sys.modules.get("psycopg")
     seen: set[int] = set()
     cause: BaseException | None = error
     while cause is not None and id(cause) not in seen:  # also when wrapped by another error
@@ -27,6 +33,8 @@ def dependency_of(error: BaseException) -> str:
             return REDIS
         if isinstance(cause, KafkaError):
             return KAFKA
+        if postgres_driver is not None and isinstance(cause, postgres_driver.Error):
+            return POSTGRES
         cause = cause.__cause__ or cause.__context__
     return OTHER
 

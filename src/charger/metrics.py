@@ -16,11 +16,13 @@ number ids in labels. Three kinds of recording:
 
 `SinkMetrics` are those of `charger ledger-sink`, a process of its own with its own
 registry: records stored or skipped by verdict, batch commits and their latency, and how
-far it is behind billing.ledger.
+far it is behind billing.ledger; `ApiMetrics` those of `charger api`. All three build on
+`ProcessMetrics`: the build and the process metrics every charger process exports.
 """
 
 from __future__ import annotations
 
+import itertools
 import platform
 import threading
 import time
@@ -32,11 +34,12 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import HistogramMetricFamily
 from prometheus_client.gc_collector import GCCollector
+from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
-from charger.faults import DEPENDENCIES, OTHER, REDIS, dependency_of
+from charger.faults import DEPENDENCIES, KAFKA, OTHER, POSTGRES, REDIS, dependency_of
 from charger.store.durability import STAGES, Stage, WaitOutcome
 from topics import names
 from topics.reasons import ALL as DLQ_REASONS
@@ -63,11 +66,45 @@ def build_version() -> str:
         return "unknown"
 
 
-class Metrics:
-    """Every metric charger exports; names follow the Prometheus conventions."""
+class ProcessMetrics:
+    """What every charger process exports on its registry (one of its own unless given):
+    the build it runs, and the process, platform and garbage collector metrics."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.build_info = Gauge(
+            "charger_build_info",
+            "Always 1; the labels name the running build.",
+            ["version", "python"],
+            registry=r,
+        )
+        self.build_info.labels(build_version(), platform.python_version()).set(1)
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        GCCollector(registry=r)
+
+
+def from_zero(metric: MetricWrapperBase, *label_values: Iterable[str]) -> None:
+    """Start the series of every combination of known label values at 0, so that rates and
+    alerts have series before the first occurrence."""
+    for values in itertools.product(*label_values):
+        metric.labels(*values)
+
+
+def replace_lags(gauge: Gauge, lags: Mapping[tuple[str, int], int]) -> None:
+    """Replace the (topic, partition) series of `gauge` with those of the partitions
+    assigned now; a lag is never below 0."""
+    gauge.clear()
+    for (topic, partition), lag in lags.items():
+        gauge.labels(topic, str(partition)).set(max(lag, 0))
+
+
+class Metrics(ProcessMetrics):
+    """Every metric of the worker; names follow the Prometheus conventions."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        super().__init__(registry)
         r = self.registry
         # ---- the batch loop ----
         self.consumed = Counter(
@@ -251,38 +288,17 @@ class Metrics:
             ["currency"],
             registry=r,
         )
-        self.build_info = Gauge(
-            "charger_build_info",
-            "Always 1; the labels name the running build.",
-            ["version", "python"],
-            registry=r,
-        )
-        self.build_info.labels(build_version(), platform.python_version()).set(1)
-        ProcessCollector(registry=r)
-        PlatformCollector(registry=r)
-        GCCollector(registry=r)
-        # Known label values start at 0, so rates and alerts have series before the
-        # first occurrence.
-        for reason in DLQ_REASONS:
-            self.dlq.labels(reason)
-        for status in RECHARGE_STATUSES:
-            self.recharge_results.labels(status)
-        for stage in LOOP_STAGES:
-            self.errors.labels(stage)
-            self.retry_delay.labels(stage)
-        for stage in ERROR_STAGES:
-            self.redis_errors.labels(stage)
-            for dep in (*DEPENDENCIES, OTHER):
-                self.dependency_errors.labels(dep, stage)
-        for dep in DEPENDENCIES:
-            self.dependency_up.labels(dep)
-        for wait_stage in STAGES:
-            self.redis_wait_seconds.labels(wait_stage)
-            self.redis_wait_timeouts.labels(wait_stage)
-        for dep in (*DEPENDENCIES, OTHER):
-            self.backoff_seconds.labels(dep)
-        for topic in names.CO_PARTITIONED:
-            self.consumed.labels(topic)
+        from_zero(self.dlq, DLQ_REASONS)
+        from_zero(self.recharge_results, RECHARGE_STATUSES)
+        from_zero(self.errors, LOOP_STAGES)
+        from_zero(self.retry_delay, LOOP_STAGES)
+        from_zero(self.redis_errors, ERROR_STAGES)
+        from_zero(self.dependency_errors, (*DEPENDENCIES, OTHER), ERROR_STAGES)
+        from_zero(self.dependency_up, DEPENDENCIES)
+        from_zero(self.redis_wait_seconds, STAGES)
+        from_zero(self.redis_wait_timeouts, STAGES)
+        from_zero(self.backoff_seconds, (*DEPENDENCIES, OTHER))
+        from_zero(self.consumed, names.CO_PARTITIONED)
         self.polled_at = 0.0  # time.monotonic() of the last fetch; 0 before the first
 
     # ---- the batch loop ----
@@ -307,7 +323,7 @@ class Metrics:
         self.dependency_errors.labels(dep, stage).inc()
 
     def backing_off(self, stage: str, dependency: str, delay: float) -> None:
-        """A loop waits `delay` seconds after a failure of `dependency`."""
+        """A loop waits `delay` seconds after a failure of `dependency` (0: the wait is over)."""
         self.retry_delay.labels(stage).set(delay)
         self.backoff_seconds.labels(dependency).inc(delay)
 
@@ -320,23 +336,21 @@ class Metrics:
     # ---- sampled ----
     def set_lag(self, lags: Mapping[tuple[str, int], int]) -> None:
         """Replace the lag series with those of the partitions assigned now."""
-        self.consumer_lag.clear()
-        for (topic, partition), lag in lags.items():
-            self.consumer_lag.labels(topic, str(partition)).set(max(lag, 0))
+        replace_lags(self.consumer_lag, lags)
 
 
 # What the ledger sink did with a record (charger.statements.entries.Verdict), and the
 # dependencies its loop counts failures of.
 SINK_RESULTS = ("stored", "duplicate", "recreated", "conflict", "malformed")
-SINK_DEPENDENCIES = ("postgres", "kafka", OTHER)
+SINK_DEPENDENCIES = (POSTGRES, KAFKA, OTHER)
 _COMMIT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
-class SinkMetrics:
+class SinkMetrics(ProcessMetrics):
     """The metrics of `charger ledger-sink`, on a registry of its own."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        self.registry = registry or CollectorRegistry()
+        super().__init__(registry)
         r = self.registry
         self.records = Counter(
             "charger_sink_records",
@@ -383,26 +397,20 @@ class SinkMetrics:
             ["dependency"],
             registry=r,
         )
-        self.build_info = Gauge(
-            "charger_build_info",
-            "Always 1; the labels name the running build.",
-            ["version", "python"],
-            registry=r,
-        )
-        self.build_info.labels(build_version(), platform.python_version()).set(1)
-        ProcessCollector(registry=r)
-        PlatformCollector(registry=r)
-        GCCollector(registry=r)
-        for result in SINK_RESULTS:
-            self.records.labels(result)
-        for dep in SINK_DEPENDENCIES:
-            self.errors.labels(dep)
+        from_zero(self.records, SINK_RESULTS)
+        from_zero(self.errors, SINK_DEPENDENCIES)
+
+    # What the sink's `charger.deps.Retrier` records.
+    def error(self, stage: str, exc: BaseException) -> None:
+        """A batch failed with `exc` and will be fetched again."""
+        self.errors.labels(dependency_of(exc)).inc()
+
+    def backing_off(self, stage: str, dependency: str, delay: float) -> None:
+        """Nothing: the sink counts its failures by dependency, its log lines say each wait."""
 
     def set_lag(self, lags: Mapping[tuple[str, int], int]) -> None:
         """Replace the lag series with those of the partitions assigned now."""
-        self.lag.clear()
-        for (topic, partition), lag in lags.items():
-            self.lag.labels(topic, str(partition)).set(max(lag, 0))
+        replace_lags(self.lag, lags)
         self.assigned_partitions.set(len(lags))
 
 
@@ -477,11 +485,11 @@ UNMATCHED_ROUTE = "unmatched"
 API_BACKENDS = ("redis", "statements", "plans")
 
 
-class ApiMetrics:
+class ApiMetrics(ProcessMetrics):
     """The metrics of `charger api`, on a registry of its own (its own /metrics)."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        self.registry = registry or CollectorRegistry()
+        super().__init__(registry)
         r = self.registry
         self.request_seconds = Histogram(
             "charger_api_request_seconds",
@@ -500,18 +508,7 @@ class ApiMetrics:
         self.rate_plans = Gauge(
             "charger_api_rate_plans", "Rate plan ids the API rates with.", registry=r
         )
-        self.build_info = Gauge(
-            "charger_build_info",
-            "Always 1; the labels name the running build.",
-            ["version", "python"],
-            registry=r,
-        )
-        self.build_info.labels(build_version(), platform.python_version()).set(1)
-        ProcessCollector(registry=r)
-        PlatformCollector(registry=r)
-        GCCollector(registry=r)
-        for backend in API_BACKENDS:
-            self.backend_errors.labels(backend)
+        from_zero(self.backend_errors, API_BACKENDS)
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
         self.request_seconds.labels(route, method, str(status)).observe(seconds)

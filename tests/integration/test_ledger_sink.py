@@ -1,6 +1,7 @@
 """`charger ledger-sink` on the real broker and a real PostgreSQL: every entry stored once,
-across republishing and a SIGKILL mid-stream; another payload under a known id refused and
-reported; settings and outages told in one line; SIGTERM exits clean."""
+across republishing, a SIGKILL mid-stream and the database away for a while; another payload
+under a known id refused and reported; settings and outages told in one line; SIGTERM exits
+clean."""
 
 from __future__ import annotations
 
@@ -14,9 +15,12 @@ from typing import Any
 
 import orjson
 import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
 
 from charger.events.timefmt import parse_time_ms
 from tests.kit.harness import Stack, run_start_ms
+from tests.kit.http import get_async
 from tests.kit.ledger_docs import LedgerBook, decoded
 from tests.kit.ledger_sink import (
     LedgerTopic,
@@ -188,6 +192,76 @@ async def _publish_slowly(topic: LedgerTopic, entries: list[tuple[str, bytes]], 
 
 async def _count_above(url: str, accounts: list[str], n: int) -> bool:
     return await stored_count(url, accounts) > n
+
+
+async def test_a_database_outage_is_retried_and_every_entry_stored_once(
+    stack: Stack, postgres: str, database: str
+) -> None:
+    topic = await LedgerTopic.at_end(stack.bootstrap)
+    book = LedgerBook()
+    accounts = [f"db-{uuid.uuid4().hex[:8]}-{n}" for n in range(4)]
+    published = stream(book, accounts, 200, seed=4)
+    sink = SinkProcess(sink_env(stack.bootstrap, database, topic.group_id))
+    # On the server's own database: the sink's lets no one in during the outage.
+    admin = await psycopg.AsyncConnection.connect(postgres, autocommit=True)
+    dbname = conninfo_to_dict(database)["dbname"]
+    allow = sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS {}")
+    name = sql.Identifier(str(dbname))
+    try:
+        await sink.wait_ready()
+        await topic.publish(published[:100])
+
+        async def first_half_committed() -> bool:
+            text = await sink.metrics()
+            return metric(text, "charger_sink_records_total", result="stored") == 100
+
+        await until(first_half_committed, "100 entries stored", 60, process=sink.proc)
+        # The database goes away for the sink: its connection dropped, new ones refused.
+        await admin.execute(allow.format(name, sql.SQL("false")))
+        await admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+            (dbname,),
+        )
+        await topic.publish(published[100:])
+
+        async def failing_again() -> bool:
+            text = await sink.metrics()
+            return metric(text, "charger_sink_errors_total", dependency="postgres") >= 2
+
+        await until(failing_again, "batches failing on PostgreSQL", 30, process=sink.proc)
+        status, _ = await get_async(f"http://127.0.0.1:{sink.web_port}/ready")
+        assert status == 503
+
+        await admin.execute(allow.format(name, sql.SQL("true")))
+        await until(
+            lambda: _count_is(database, accounts, 200),
+            "the rest stored once the database is back",
+            60,
+            process=sink.proc,
+            detail=sink.tail,
+        )
+        await sink.wait_ready()
+        check_rows(await rows(database, accounts), published)
+        text = await sink.metrics()
+        assert metric(text, "charger_sink_records_total", result="duplicate") == 0
+        assert metric(text, "charger_sink_errors_total", dependency="kafka") == 0
+        assert metric(text, "charger_sink_errors_total", dependency="other") == 0
+        # The log lines the runbook names: the first failure with its traceback, one line
+        # per further attempt, the recovery once.
+        await until(lambda: "ledger batch recovered" in sink.output, "the recovery logged", 10)
+        lines = [orjson.loads(ln) for ln in sink.output.splitlines() if "ledger batch" in ln]
+        first, *again, recovered = lines
+        assert first["message"].startswith("ledger batch failed;") and first["level"] == "error"
+        assert (first["dependency"], "exc" in first) == ("postgres", True)
+        assert again and all(ln["message"].startswith("ledger batch failed again") for ln in again)
+        assert {ln["level"] for ln in again} == {"warning"} and not any("exc" in ln for ln in again)
+        assert recovered["message"] == "ledger batch recovered"
+        assert recovered["attempts"] == len(again) + 1
+    finally:
+        code = sink.stop()
+        await admin.execute(allow.format(name, sql.SQL("true")))
+        await admin.close()
+    assert code == 0, sink.tail()
 
 
 async def test_another_payload_under_a_known_id_is_reported_and_not_stored(

@@ -1,5 +1,6 @@
 """The database settings: CHARGER_DATABASE_URL is a secret on every surface, the location a
-log may name, connection options, one-line errors, and the sink's dependency names."""
+log may name, connection options, one-line errors, and the sink's failures: the dependency
+they came from, their count and their log lines."""
 
 from __future__ import annotations
 
@@ -9,14 +10,17 @@ import orjson
 import psycopg
 import pytest
 from aiokafka.errors import KafkaConnectionError
+from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
+from charger.faults import dependency_of
 from charger.logs import JsonFormatter
+from charger.metrics import SinkMetrics
 from charger.operator_errors import explain
 from charger.postgres.connect import connection_options, database_location
 from charger.postgres.migrate import SchemaError, migrations
 from charger.settings import Settings
-from charger.sink.loop import dependency_of
+from charger.sink.loop import LedgerSink
 
 PASSWORD = "pg-Secret-7c1e"
 URL = f"postgresql://ledger:{PASSWORD}@db.internal:6432/charger?sslmode=verify-full"
@@ -85,6 +89,33 @@ def test_the_sink_names_the_dependency_that_failed() -> None:
     wrapped.__cause__ = psycopg.errors.QueryCanceled("statement timeout")
     assert dependency_of(wrapped) == "postgres"
     assert dependency_of(ValueError("bug")) == "other"
+
+
+async def test_the_sink_counts_its_failures_by_dependency_and_logs_each_streak_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    backoff = {"retry_backoff_min_ms": 1, "retry_backoff_max_ms": 1}
+    metrics = SinkMetrics(CollectorRegistry())
+    sink = LedgerSink(settings(**backoff), metrics)
+    caplog.set_level(logging.INFO, logger="charger.sink")
+    await sink.retry.failed(psycopg.OperationalError("down"))
+    await sink.retry.failed(KafkaConnectionError())
+    assert sink.retry.backoff.attempts == 2
+    sink.retry.succeeded()
+    assert sink.retry.failing_since is None and sink.retry.backoff.attempts == 0
+    errors = {
+        dep: metrics.registry.get_sample_value("charger_sink_errors_total", {"dependency": dep})
+        for dep in ("postgres", "kafka", "other")
+    }
+    assert errors == {"postgres": 1, "kafka": 1, "other": 0}
+    # The lines the runbook names: the first with its traceback, then one line per attempt.
+    first, again, recovered = caplog.records
+    assert first.getMessage().startswith("ledger batch failed") and first.exc_info is not None
+    assert first.dependency == "postgres"  # type: ignore[attr-defined]
+    assert again.getMessage().startswith("ledger batch failed again") and not again.exc_info
+    assert again.dependency == "kafka"  # type: ignore[attr-defined]
+    assert recovered.getMessage() == "ledger batch recovered"
+    assert recovered.attempts == 2  # type: ignore[attr-defined]
 
 
 def test_the_migrations_run_from_one_without_gaps() -> None:

@@ -11,7 +11,16 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Histogram
 
 from charger.events.timefmt import parse_time_ms
-from charger.metrics import BatchHistogram, Metrics
+from charger.metrics import (
+    API_BACKENDS,
+    SINK_DEPENDENCIES,
+    SINK_RESULTS,
+    ApiMetrics,
+    BatchHistogram,
+    Metrics,
+    ProcessMetrics,
+    SinkMetrics,
+)
 from charger.protocol import outputs as out
 from charger.protocol.keys import Keys
 from charger.protocol.outputs import decode_entry, encode_entry
@@ -45,6 +54,58 @@ def test_names_follow_the_conventions_and_labels_carry_no_ids() -> None:
     assert m.registry.get_sample_value("charger_recharge_results_total", {"status": "failed"}) == 0
     info = next(f for f in families if f.name == "charger_build_info")
     assert info.samples[0].value == 1 and info.samples[0].labels["version"]
+
+
+# The metrics of the ledger sink and the API, by the names docs, dashboards and alerts use,
+# and the label whose known values start at 0.
+OTHER_PROCESSES = [
+    (
+        SinkMetrics,
+        {
+            "charger_sink_records": "counter",
+            "charger_sink_batch_commit_seconds": "histogram",
+            "charger_sink_batch_size": "histogram",
+            "charger_sink_lag": "gauge",
+            "charger_sink_assigned_partitions": "gauge",
+            "charger_sink_last_commit_timestamp_seconds": "gauge",
+            "charger_sink_errors": "counter",
+        },
+        {
+            "charger_sink_records_total": ("result", SINK_RESULTS),
+            "charger_sink_errors_total": ("dependency", SINK_DEPENDENCIES),
+        },
+    ),
+    (
+        ApiMetrics,
+        {
+            "charger_api_request_seconds": "histogram",
+            "charger_api_backend_errors": "counter",
+            "charger_api_rate_plans": "gauge",
+        },
+        {"charger_api_backend_errors_total": ("backend", API_BACKENDS)},
+    ),
+]
+
+
+@pytest.mark.parametrize(("kind", "own", "from_zero"), OTHER_PROCESSES)
+def test_the_sink_and_the_api_export_their_metrics_and_their_build(
+    kind: type[ProcessMetrics],
+    own: dict[str, str],
+    from_zero: dict[str, tuple[str, tuple[str, ...]]],
+) -> None:
+    m = kind(CollectorRegistry())
+    families = {f.name: f for f in m.registry.collect()}
+    charger = {name: f.type for name, f in families.items() if name.startswith("charger_")}
+    assert charger == {**own, "charger_build_info": "gauge"}
+    info = families["charger_build_info"].samples
+    assert len(info) == 1 and info[0].value == 1 and info[0].labels["version"]
+    assert {"python_info", "python_gc_objects_collected"} <= set(families)
+    for sample, (label, values) in from_zero.items():
+        for v in values:
+            assert m.registry.get_sample_value(sample, {label: v}) == 0, (sample, v)
+    for f in families.values():
+        for s in f.samples:
+            assert not (set(s.labels) & ID_LABELS), s
 
 
 def ledger_entry(kind: str, amount: int, currency: str = "USD") -> out.LedgerEntry:

@@ -5,14 +5,14 @@ offsets are committed only once that transaction has committed. A crash in betwe
 the batch again, and the store finds every entry already there (`duplicate`): entries are
 keyed by their id, so the database holds each once whatever is replayed or republished.
 Any failure — PostgreSQL or the broker away, a commit refused after a rebalance — rewinds
-the batch to its first offsets, counts the error by dependency, and backs off
-(`CHARGER_RETRY_BACKOFF_*`) before fetching it again; the loop itself never ends on one.
+the batch to its first offsets; then the loop's `charger.deps.Retrier` (the worker's loops
+use the same) counts the error by dependency, logs it and backs off
+(`CHARGER_RETRY_BACKOFF_*`) before the batch is fetched again. The loop never ends on one.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -20,11 +20,10 @@ from typing import Any
 
 import psycopg
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
-from aiokafka.errors import IllegalStateError, KafkaError, KafkaTimeoutError
+from aiokafka.errors import IllegalStateError, KafkaTimeoutError
 
 from charger.connections import kafka_security
-from charger.deps import backoff_for
-from charger.faults import KAFKA, OTHER, summarize_error
+from charger.deps import Retrier, backoff_for
 from charger.metrics import SinkMetrics
 from charger.postgres.connect import connect
 from charger.postgres.ledger_store import BatchReport, LedgerRecord, store_batch
@@ -37,7 +36,8 @@ __all__ = ["LedgerSink"]
 
 log = logging.getLogger("charger.sink")
 
-POSTGRES = "postgres"
+# The Retrier's stage: its log lines read `ledger batch failed …`, `… recovered`.
+STAGE = "ledger batch"
 # How long an offset commit may wait for the broker before the batch is rewound.
 COMMIT_TIMEOUT_S = 10.0
 # How often lag is sampled, and the database asked whether it answers while idle.
@@ -46,20 +46,6 @@ PING_EVERY_S = 5.0
 # Liveness: how long the loop may go without fetching.
 STALL_S = 60.0
 _LOGGED_IDS = 10  # ids named in one log line of a batch
-
-
-def dependency_of(exc: BaseException) -> str:
-    """`postgres`, `kafka` or `other`: what a failure of the sink came from."""
-    seen: set[int] = set()
-    cause: BaseException | None = exc
-    while cause is not None and id(cause) not in seen:
-        seen.add(id(cause))
-        if isinstance(cause, psycopg.Error):
-            return POSTGRES
-        if isinstance(cause, KafkaError):
-            return KAFKA
-        cause = cause.__cause__ or cause.__context__
-    return OTHER
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -85,8 +71,7 @@ class LedgerSink:
         self.lock = asyncio.Lock()
         self.consumer: AIOKafkaConsumer | None = None
         self.conn: psycopg.AsyncConnection[Any] | None = None
-        self.backoff = backoff_for(settings)
-        self.failing_since: float | None = None
+        self.retry = Retrier(STAGE, metrics, backoff_for(settings), log)
         self.started = False
         self.polled_at = time.monotonic()
         self.sampled_at = 0.0
@@ -175,9 +160,10 @@ class LedgerSink:
         except Exception as exc:
             if self._stopping.is_set() and self.consumer is None:
                 return 0  # stopped under the fetch: not a fault
-            await self._failed(exc, data)
+            self._rewind(data)
+            await self.retry.failed(exc, self._stopping)
             return 0
-        self._succeeded()
+        self.retry.succeeded()
         return n
 
     async def _handle(self, data: Mapping[TopicPartition, Sequence[ConsumerRecord]]) -> int:
@@ -243,40 +229,6 @@ class LedgerSink:
             )
 
     # ---- failures ----
-    async def _failed(
-        self, exc: Exception, data: Mapping[TopicPartition, Sequence[ConsumerRecord]]
-    ) -> None:
-        self._rewind(data)
-        dep = dependency_of(exc)
-        self.metrics.errors.labels(dep).inc()
-        delay = self.backoff.next()
-        info = {
-            "dependency": dep,
-            "attempt": self.backoff.attempts,
-            "retry_in_s": round(delay, 3),
-            "error": summarize_error(exc),
-        }
-        if self.failing_since is None:
-            self.failing_since = time.monotonic()
-            log.error("ledger batch failed; backing off", extra=info, exc_info=exc)
-        else:
-            log.warning("ledger batch failed again; backing off", extra=info)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stopping.wait(), delay)
-
-    def _succeeded(self) -> None:
-        if self.failing_since is None:
-            return
-        log.info(
-            "ledger sink recovered",
-            extra={
-                "attempts": self.backoff.attempts,
-                "failing_s": round(time.monotonic() - self.failing_since, 3),
-            },
-        )
-        self.failing_since = None
-        self.backoff.reset()
-
     def _rewind(self, data: Mapping[TopicPartition, Sequence[ConsumerRecord]]) -> None:
         """Fetch the failed batch again: nothing of it was committed."""
         consumer = self.consumer
@@ -320,14 +272,14 @@ class LedgerSink:
     async def health(self) -> tuple[bool, dict[str, Any]]:
         """Liveness: the loop fetches (idle counts), or backs off and so comes back."""
         age = time.monotonic() - self.polled_at
-        ok = age < STALL_S + self.backoff.max_s
+        ok = age < STALL_S + self.retry.backoff.max_s
         return ok, {"status": "ok" if ok else "stalled", "last_poll_age_s": round(age, 3)}
 
     async def ready(self) -> tuple[bool, dict[str, Any]]:
         """Readiness: joined, and the last batch or ping went through."""
         consumer = self.consumer
         assigned = len(consumer.assignment()) if consumer is not None else 0
-        ok = self.started and self.failing_since is None
+        ok = self.started and self.retry.failing_since is None
         return ok, {
             "ready": ok,
             "assigned_partitions": assigned,
