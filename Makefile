@@ -29,7 +29,7 @@ ALERT_TESTS := deploy/prometheus/tests/alerts_test.yml
 test: setup
 	$(BIN)/ruff check src tests
 	$(BIN)/mypy src
-	$(BIN)/python -m topics.schema --check
+	$(BIN)/python -m charger_topics.schema --check
 	@if ! command -v promtool >/dev/null 2>&1; then \
 	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
 	    echo "installing Prometheus and promtool (Debian package: prometheus)"; \

@@ -55,7 +55,7 @@ def tool(
 def _topics(argv: Sequence[str]) -> int:
     from charger.connections import kafka_security
     from charger.kafka.admin import create_topics
-    from topics.names import TOPICS
+    from charger_topics.names import TOPICS
 
     p = argparse.ArgumentParser(prog="charger topics")
     p.add_argument("action", choices=["create"])

@@ -41,8 +41,8 @@ from prometheus_client.registry import Collector
 
 from charger.faults import DEPENDENCIES, KAFKA, OTHER, POSTGRES, REDIS, dependency_of
 from charger.store.durability import STAGES, Stage, WaitOutcome
-from topics import names
-from topics.reasons import ALL as DLQ_REASONS
+from charger_topics import names
+from charger_topics.reasons import ALL as DLQ_REASONS
 
 _BATCH_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 _SIZE_BUCKETS = (1, 10, 50, 100, 250, 500, 1000, 2000, 5000, 10000)

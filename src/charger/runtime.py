@@ -32,7 +32,7 @@ from charger.store.client import RedisClient, not_there_yet, ping
 from charger.store.durability import Durability, check_server
 from charger.store.redis_store import RedisStore
 from charger.tasks import cancel_and_wait
-from topics import names
+from charger_topics import names
 
 log = logging.getLogger("charger.runtime")
 

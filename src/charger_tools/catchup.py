@@ -16,7 +16,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from charger.protocol.keys import Keys
 from charger.store.client import RedisClient
-from topics import names
+from charger_topics import names
 
 
 async def behind(

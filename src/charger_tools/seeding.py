@@ -29,7 +29,7 @@ from charger.settings import Settings
 from charger.store.client import RedisClient
 from charger.store.redis_store import RedisStore
 from charger_tools.embedded import start_redis
-from topics.records import RECORDS
+from charger_topics.records import RECORDS
 
 __all__ = ["RecordWriter", "redis_url_or_embedded", "sample_plans"]
 

@@ -19,12 +19,12 @@ import pytest
 from charger.api.app import create_api
 from charger.clock import ManualClock
 from charger.store.client import RedisClient
+from charger_topics import names
 from tests.kit import records as r
 from tests.kit.api import Accounts, api_process, api_services, bearer, store_ledger, valkey_url
 from tests.kit.cluster import redis_for
 from tests.kit.harness import Run
 from tests.kit.statements import MemoryStatements, ledger
-from topics import names
 
 T0 = "2026-11-22T10:00:00.000Z"
 NOW_MS = 1_795_341_600_000  # T0

@@ -13,9 +13,9 @@ from typing import Any
 from redis.exceptions import BusyLoadingError
 
 from charger.runtime import Runtime
+from charger_topics import names
 from tests.kit.harness import Run
 from tests.kit.records import sms_sent
-from topics import names
 
 
 async def test_batch_loop_survives_a_failing_outbox_drain(run: Run) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from charger.protocol.fields import AccountField, CallField
 from charger.protocol.keys import slot_of
+from charger_topics import names
 from tests.kit.harness import Run
 from tests.kit.outputs import commands_for, entries
 from tests.kit.records import (
@@ -25,7 +26,6 @@ from tests.kit.records import (
     sms_sent,
 )
 from tests.kit.worker import running
-from topics import names
 
 EV = names.TELEPHONY_EVENTS
 

@@ -16,6 +16,8 @@ from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.structs import OffsetAndMetadata
 
 from charger.protocol.outputs import Refused, decode_entry
+from charger_topics import headers as headers_of
+from charger_topics import names
 from tests.kit.harness import Item, Run
 from tests.kit.records import (
     FR_NUMBER,
@@ -30,8 +32,6 @@ from tests.kit.records import (
     sms_sent,
 )
 from tests.kit.worker import Worker, running
-from topics import headers as headers_of
-from topics import names
 
 EV = names.TELEPHONY_EVENTS
 

@@ -13,11 +13,11 @@ from charger.events.timefmt import format_time_ms, parse_time_ms
 from charger.protocol.fields import AccountField
 from charger.runtime import Runtime
 from charger.sampler import Sampler
+from charger_topics import names
 from tests.kit.harness import Run
 from tests.kit.outputs import commands, cutoffs, notifications
 from tests.kit.records import UK_NUMBER, balance_credited, call_ended, call_started
 from tests.kit.worker import Worker, running
-from topics import names
 
 EV = names.TELEPHONY_EVENTS
 

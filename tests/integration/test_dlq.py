@@ -3,7 +3,7 @@
 The whole bad-input corpus (``tests/kit/corpus.py``) is sent between good records. Every bad
 record must reach ``billing.dlq`` exactly once, with its original key and bytes, its own
 reason, a detail naming what was wrong and headers naming the source topic, partition and
-offset (Spring's dead-letter headers, `topics.headers`); every good record around them is
+offset (Spring's dead-letter headers, `charger_topics.headers`); every good record around them is
 charged exactly; refused rate plans leave the plan in force; a second worker reading the
 same plans topic writes no DLQ record again.
 """
@@ -18,6 +18,8 @@ from aiokafka import TopicPartition
 from charger.protocol.keys import slot_of
 from charger.rating.versions import record_key
 from charger.runtime import Runtime
+from charger_topics import headers as headers_of
+from charger_topics import names, reasons
 from tests.kit.corpus import (
     AC,
     EV,
@@ -38,8 +40,6 @@ from tests.kit.harness import Item, Run
 from tests.kit.outputs import recharge_requests
 from tests.kit.waits import until
 from tests.kit.worker import running
-from topics import headers as headers_of
-from topics import names, reasons
 
 SMS_OUT = 7_900  # std-usd, one segment
 Loc = tuple[str, int, int]

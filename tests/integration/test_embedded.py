@@ -21,7 +21,7 @@ from charger_tools.embedded import (
     start_redis,
     wait_port,
 )
-from topics.names import RATE_PLANS, TELEPHONY_EVENTS, TOPICS, TopicSpec
+from charger_topics.names import RATE_PLANS, TELEPHONY_EVENTS, TOPICS, TopicSpec
 
 
 def accepts(address: str) -> bool:

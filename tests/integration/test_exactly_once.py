@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from charger_topics import headers as headers_of
+from charger_topics import names
 from tests.kit.harness import Run
 from tests.kit.records import UK_NUMBER, call_ended, call_started, sms_sent
 from tests.kit.worker import running
-from topics import headers as headers_of
-from topics import names
 
 EV = names.TELEPHONY_EVENTS
 

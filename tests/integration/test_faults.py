@@ -27,12 +27,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from charger.kafka.batch import COMMIT_TIMEOUT_S
 from charger_tools.embedded import EmbeddedServer, free_port, start_redis
+from charger_topics import names
 from tests.kit.brokers import own_broker
 from tests.kit.harness import Run, Stack, started_run
 from tests.kit.proxy import Proxy
 from tests.kit.traffic import open_accounts, stream, traffic
 from tests.kit.worker import Worker
-from topics import names
 
 # A short backoff cap keeps the catch-up quick; the growth from 0.1 s is still visible.
 FAST_BACKOFF = {"CHARGER_RETRY_BACKOFF_MAX_MS": "2000"}

@@ -9,6 +9,8 @@ import pytest
 
 from charger.clock import ManualClock
 from charger.runtime import Runtime
+from charger_topics import headers as headers_of
+from charger_topics import names
 from tests.kit.harness import Run
 from tests.kit.outputs import charge_results, commands, entries, notifications
 from tests.kit.records import (
@@ -19,8 +21,6 @@ from tests.kit.records import (
     sms_sent,
 )
 from tests.kit.worker import Worker, running
-from topics import headers as headers_of
-from topics import names
 
 ACC = names.BILLING_ACCOUNTS
 EV = names.TELEPHONY_EVENTS

@@ -21,12 +21,12 @@ from charger.clock import ManualClock
 from charger.events.tracecontext import for_id, for_record
 from charger.protocol.outputs import decode_entry
 from charger_tools.redis_state import forget_since, remember
+from charger_topics import headers as headers_of
+from charger_topics import names
 from tests.kit.harness import Out, Run, Sent
 from tests.kit.records import balance_credited, call_started, fee_charged, sms_sent
 from tests.kit.waits import until
 from tests.kit.worker import Worker, running
-from topics import headers as headers_of
-from topics import names
 
 EV = names.TELEPHONY_EVENTS
 ACC = names.BILLING_ACCOUNTS

@@ -19,11 +19,11 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 from charger.kafka.admin import PartitionCountError
 from charger.protocol.keys import slot_of
 from charger.runtime import Runtime
+from charger_topics import headers as headers_of
+from charger_topics import names
 from tests.kit.harness import Run
 from tests.kit.records import sms_sent
 from tests.kit.worker import running
-from topics import headers as headers_of
-from topics import names
 
 SMS_OUT = 7_900  # std-usd, one segment
 OPENING = 1_000_000

@@ -13,12 +13,12 @@ from charger.events.timefmt import format_time_ms
 from charger.protocol.fields import CallField
 from charger.protocol.keys import slot_of
 from charger.rating.versions import record_key
+from charger_topics import names
 from tests.kit.harness import Run
 from tests.kit.outputs import entries
 from tests.kit.records import call_ended, call_started, rate_plan_upserted, sms_sent
 from tests.kit.waits import until
 from tests.kit.worker import running
-from topics import names
 
 EV, RP = names.TELEPHONY_EVENTS, names.RATE_PLANS
 

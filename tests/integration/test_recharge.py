@@ -10,12 +10,12 @@ import pytest
 from charger.clock import ManualClock
 from charger.protocol.fields import AccountField
 from charger.runtime import Runtime
+from charger_topics import headers as headers_of
+from charger_topics import names
 from tests.kit.harness import Run
 from tests.kit.outputs import commands, notifications, recharge_requests
 from tests.kit.records import account_upserted, balance_credited, recharge_result, sms_sent
 from tests.kit.worker import running
-from topics import headers as headers_of
-from topics import names
 
 EV = names.TELEPHONY_EVENTS
 ACC = names.BILLING_ACCOUNTS

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from charger_tools.redis_state import forget_since, remember
+from charger_topics import names
 from tests.kit.harness import Run
 from tests.kit.outputs import commands, recharge_requests
 from tests.kit.records import (
@@ -26,7 +27,6 @@ from tests.kit.records import (
 )
 from tests.kit.waits import until
 from tests.kit.worker import running
-from topics import names
 
 EV = names.TELEPHONY_EVENTS
 ACC = names.BILLING_ACCOUNTS

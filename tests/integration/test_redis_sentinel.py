@@ -18,6 +18,7 @@ from charger.events.timefmt import format_time_ms, parse_time_ms
 from charger.protocol.keys import slot_of
 from charger.runtime import Runtime
 from charger_tools.topology import wait_in_sync
+from charger_topics import names
 from tests.kit.harness import Run
 from tests.kit.ledger_check import check_complete_ledger
 from tests.kit.outputs import cutoffs
@@ -26,7 +27,6 @@ from tests.kit.servers import Replicated
 from tests.kit.traffic import TextStream, open_accounts
 from tests.kit.waits import until
 from tests.kit.worker import running
-from topics import names
 
 EV = names.TELEPHONY_EVENTS
 CALL_CREDIT = 30_000  # 3 s of a call at 0.60/min: cut off while Redis fails over

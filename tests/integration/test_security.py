@@ -23,6 +23,7 @@ import redis.exceptions
 from redis.asyncio import Redis
 
 from charger_tools.embedded import HOST
+from charger_topics import names
 from tests.kit import records as r
 from tests.kit.acl import API_USER, WORKER_USER, render, users
 from tests.kit.api import PARTITIONS, TOKEN, Accounts, api_process, bearer
@@ -46,7 +47,6 @@ from tests.kit.servers import (
 )
 from tests.kit.waits import until
 from tests.kit.worker import Worker
-from topics import names
 
 EV, RR = names.TELEPHONY_EVENTS, names.RECHARGE_RESULTS
 SMS = 7_900  # std-usd, outbound, per segment

@@ -21,12 +21,12 @@ from charger.charging.session import HoldRate, billed, cost
 from charger.clock import ManualClock
 from charger.events.timefmt import format_time_ms, parse_time_ms
 from charger.protocol.fields import AccountField
+from charger_topics import names
 from tests.kit.harness import Run
 from tests.kit.outputs import cutoffs
 from tests.kit.records import call_ended, call_started
 from tests.kit.spending import SpendingCall, cutoff_instants
 from tests.kit.worker import running
-from topics import names
 
 EV = names.TELEPHONY_EVENTS
 TICK_MS = 250

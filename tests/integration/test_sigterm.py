@@ -17,10 +17,10 @@ from pathlib import Path
 
 import yaml
 
+from charger_topics import names
 from tests.kit.harness import Run
 from tests.kit.traffic import open_accounts, traffic
 from tests.kit.worker import Worker
-from topics import names
 
 DEPLOYMENT = Path(__file__).resolve().parents[2] / "deploy" / "k8s" / "deployment.yaml"
 

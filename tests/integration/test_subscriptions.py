@@ -13,12 +13,12 @@ from zoneinfo import ZoneInfo
 
 from charger.clock import ManualClock
 from charger.events.timefmt import format_time_ms, parse_time_ms
+from charger_topics import names
 from tests.kit.harness import Run
 from tests.kit.outputs import entries
 from tests.kit.records import account_upserted, balance_credited, subscription_upserted
 from tests.kit.waits import until
 from tests.kit.worker import running
-from topics import names
 
 ACC = names.BILLING_ACCOUNTS
 KYIV = ZoneInfo("Europe/Kyiv")

@@ -29,13 +29,13 @@ from charger.kafka.admin import create_topics
 from charger.runtime import Runtime
 from charger.settings import Settings
 from charger_tools.embedded import HOST, free_port
+from charger_topics import names
 from tests.kit.acl import WORKER_USER
 from tests.kit.certs import make_pki
 from tests.kit.harness import Run, Stack
 from tests.kit.records import account_upserted, balance_credited, routed, sms_sent
 from tests.kit.servers import Locked, TlsFront, broker_behind
 from tests.kit.worker import Worker, running
-from topics import names
 
 SMS = 7_900  # std-usd, outbound, per segment
 

@@ -19,8 +19,8 @@ import orjson
 
 from charger.protocol.keys import slot_of
 from charger.rating.model import MAX_PRICE_MICROS
+from charger_topics import names
 from tests.kit import records
-from topics import names
 
 EV, AC, RR, RP = (
     names.TELEPHONY_EVENTS,

@@ -26,9 +26,9 @@ from charger.protocol.fields import AccountField
 from charger.protocol.keys import Keys
 from charger.settings import Settings
 from charger.store.client import RedisClient
+from charger_topics import names
 from tests.kit import records
 from tests.kit.cluster import redis_for
-from topics import names
 
 # (topic, key, value) as Run.send_all takes it; a None value is a tombstone.
 Item = tuple[str, str, dict[str, Any] | bytes | None]

@@ -15,7 +15,7 @@ import orjson
 
 from charger.charging import ledger
 from charger.events.timefmt import format_time_ms
-from topics import names
+from charger_topics import names
 
 # (kind, source topic, unit) of the movements a ledger holds.
 KINDS: dict[str, tuple[str, str]] = {

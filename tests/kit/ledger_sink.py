@@ -21,9 +21,9 @@ from charger.kafka.admin import create_topics
 from charger_tools.embedded import free_port
 from charger_tools.postgres import create_database
 from charger_tools.processes import stop_process
+from charger_topics import names
 from tests.kit.http import get_async
 from tests.kit.waits import until
-from topics import names
 
 
 def fresh_database(server_url: str) -> str:

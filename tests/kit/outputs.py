@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from charger_topics import names
 from tests.kit.harness import Run
-from topics import names
 
 Document = dict[str, Any]
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from topics.records import RECORDS
+from charger_topics.records import RECORDS
 
 US_NUMBER = "+14155550100"  # std-usd "1": 0.60/min, 1/1 increments
 UK_NUMBER = "+442071234567"  # std-usd "44": 0.90/min, 60/6 increments, 0.05 connect fee

@@ -8,8 +8,8 @@ from hypothesis import strategies as st
 
 from charger.events import format_time_ms
 from charger.events.timefmt import MAX_TIME_MS, MIN_TIME_MS
-from topics.records import COMMON, Field, RecordType
-from topics.schema import TIME_PATTERN
+from charger_topics.records import COMMON, Field, RecordType
+from charger_topics.schema import TIME_PATTERN
 
 INT64 = (-(2**63), 2**63 - 1)
 times = st.one_of(

@@ -12,9 +12,9 @@ from typing import Any
 
 from charger.charging.ledger import entry_id
 from charger.protocol.keys import slot_of
+from charger_topics import names
 from tests.kit.harness import Run
 from tests.kit.records import call_attempt, call_ended, call_started, routed, sms_sent
-from topics import names
 
 OPENING = 100_000_000
 SMS_PER_SEGMENT = 7_900  # std-usd, outbound

@@ -8,7 +8,7 @@ from charger_tools.chaos import parse
 from charger_tools.chaos.backends import ClusterRedis
 from charger_tools.chaos.run import topic_marks
 from charger_tools.chaos.workload import CLUSTER_PARTITIONS, ChaosConfig, fault_plan
-from topics import names
+from charger_topics import names
 
 
 def actions(cfg: ChaosConfig, action: str) -> list[float]:

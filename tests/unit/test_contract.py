@@ -11,12 +11,12 @@ import orjson
 import pytest
 import yaml
 
-import topics
+import charger_topics
 from charger.events import Invalid, decode
-from topics import headers as headers_of
-from topics import names
-from topics.records import RECORDS, types_on
-from topics.schema import (
+from charger_topics import headers as headers_of
+from charger_topics import names
+from charger_topics.records import RECORDS, types_on
+from charger_topics.schema import (
     CONSUMED,
     asyncapi_document,
     load_schema,
@@ -25,7 +25,7 @@ from topics.schema import (
     required_keys,
 )
 
-PACKAGE = Path(topics.__file__).resolve().parent
+PACKAGE = Path(charger_topics.__file__).resolve().parent
 T = "2026-11-22T10:00:00.123Z"
 
 
@@ -158,8 +158,10 @@ def test_generated_files_are_current() -> None:
     expected = rendered_files()
     for rel, text in expected.items():
         path = PACKAGE / rel
-        assert path.is_file(), f"{rel} missing: run python -m topics.schema"
-        assert path.read_text(encoding="utf-8") == text, f"{rel} stale: run python -m topics.schema"
+        assert path.is_file(), f"{rel} missing: run python -m charger_topics.schema"
+        assert path.read_text(encoding="utf-8") == text, (
+            f"{rel} stale: run python -m charger_topics.schema"
+        )
     on_disk = {f"schemas/{p.name}" for p in (PACKAGE / "schemas").glob("*.json")}
     assert on_disk == {k for k in expected if k.startswith("schemas/")}
 
@@ -197,7 +199,7 @@ def test_sample_passes_schema_and_decoder(rtype: str) -> None:
 
 
 def test_readme_examples_are_valid_records() -> None:
-    readme = (PACKAGE / "README.md").read_text(encoding="utf-8")
+    readme = (PACKAGE.parent / "README.md").read_text(encoding="utf-8")
     blocks = re.findall(r"```json\n(.*?)```", readme, flags=re.DOTALL)
     inputs = {rt.type for t in CONSUMED for rt in types_on(t)}
     seen: set[str] = set()

@@ -23,6 +23,7 @@ from charger.protocol.keys import Keys, slot_of
 from charger.protocol.ops import Refuse
 from charger.rating import RatePlan, load_plans, plan_from_dict
 from charger.runtime import default_plans_path
+from charger_topics import names, reasons
 from tests.kit.corpus import (
     RP,
     Case,
@@ -36,7 +37,6 @@ from tests.kit.corpus import (
     world_plans,
 )
 from tests.kit.ops import planned
-from topics import names, reasons
 
 IDS = Ids("u1")
 CORPUS = cases(IDS) + keyless_cases(IDS) + misplaced_cases(IDS, 8)

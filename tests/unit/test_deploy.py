@@ -25,9 +25,9 @@ import yaml
 from charger.app import create_app
 from charger.cli import TOOLS
 from charger.settings import Settings
+from charger_topics import names
 from tests.kit.acl import ACL_FILE, WORKER_USER
 from tests.kit.acl import users as acl_users
-from topics import names
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"

@@ -25,11 +25,11 @@ from charger.settings import Settings
 from charger.sink.command import status_pages
 from charger.sink.loop import LedgerSink
 from charger.sink.web import WebServer
+from charger_topics import names
 from tests.kit.acl import API_USER
 from tests.kit.acl import users as acl_users
 from tests.kit.api import MemoryAccounts, sample_plans
 from tests.kit.http import get_async
-from topics import names
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"

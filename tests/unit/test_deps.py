@@ -23,7 +23,7 @@ from charger.kafka.batch import BatchWorker
 from charger.metrics import Metrics
 from charger.protocol.keys import Keys
 from charger.settings import Settings
-from topics import names
+from charger_topics import names
 
 log = logging.getLogger("charger.test")
 

@@ -11,9 +11,9 @@ from charger.charging.documents import render
 from charger.events.timefmt import format_time_ms
 from charger.protocol import outputs as out
 from charger.protocol.outputs import decode_entry, encode_entry
-from topics import headers as headers_of
-from topics import names
-from topics.schema import load_schema
+from charger_topics import headers as headers_of
+from charger_topics import names
+from charger_topics.schema import load_schema
 
 NOW_MS = 1_000_000_123_456
 EVENT_TIME = "2001-09-09T01:46:40.000Z"

@@ -22,9 +22,9 @@ from charger.protocol.fields import AccountField
 from charger.protocol.keys import Keys
 from charger.rating import load_plans
 from charger.runtime import default_plans_path
+from charger_topics import names, reasons
+from charger_topics.records import RECORDS
 from tests.kit.strategies import json_like, valid_record
-from topics import names, reasons
-from topics.records import RECORDS
 
 FAST = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 INPUTS = [t for t, rt in RECORDS.items() if rt.topic in names.CO_PARTITIONED]

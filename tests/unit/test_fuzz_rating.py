@@ -33,9 +33,9 @@ from charger.rating import (
     sms_charge,
 )
 from charger.rating.model import MAX_INCREMENT_S, MAX_PRICE_MICROS
+from charger_topics import reasons
+from charger_topics.records import MAX_DURATION_MS, MAX_MICROS, MAX_SEGMENTS
 from tests.kit.strategies import json_like
-from topics import reasons
-from topics.records import MAX_DURATION_MS, MAX_MICROS, MAX_SEGMENTS
 
 FAST = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 DIRECTIONS = ["outbound", "inbound", "forwarded"]

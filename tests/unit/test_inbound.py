@@ -11,7 +11,7 @@ from aiokafka import ConsumerRecord, TopicPartition
 
 from charger.charging.records import Inbound
 from charger.kafka.inbound import inbound_of
-from topics import names
+from charger_topics import names
 
 TRACEPARENT = b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 

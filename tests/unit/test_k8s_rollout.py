@@ -22,7 +22,7 @@ import charger.app as app_module
 from charger.app import ChargingService
 from charger.metrics import Metrics
 from charger.settings import Settings
-from topics import names
+from charger_topics import names
 
 K8S = Path(__file__).resolve().parents[2] / "deploy" / "k8s"
 # The Kubernetes release whose API schemas the manifests must satisfy.

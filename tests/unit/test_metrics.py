@@ -26,7 +26,7 @@ from charger.protocol.keys import Keys
 from charger.protocol.outputs import decode_entry, encode_entry
 from charger.published import Published
 from charger.sampler import Sampler
-from topics import names
+from charger_topics import names
 
 T = "2026-11-22T10:00:00.000Z"
 T_S = parse_time_ms(T) / 1000

@@ -65,3 +65,29 @@ def test_licence_classifiers_and_addresses() -> None:
     assert f"Programming Language :: Python :: {meta['requires-python'][2:]}" in classifiers
     assert {"Homepage", "Source", "Issues"} <= set(meta["urls"])
     assert all(url.startswith("https://") for url in meta["urls"].values())
+
+
+def test_every_top_level_package_is_named_for_charger() -> None:
+    """What `pip install charger` puts in site-packages can clash with no other distribution:
+    the contract's folder is src/topics, its package `charger_topics` (src/topics/README.md)."""
+    from setuptools import find_packages
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    found = {
+        package: where
+        for where in config["packages"]["find"]["where"]
+        for package in find_packages(ROOT / where, include=config["packages"]["find"]["include"])
+    }
+    top_level = {package.split(".")[0] for package in found}
+    assert top_level == {"charger", "charger_tools", "charger_topics"}
+    assert found["charger_topics"] == "src/topics"
+    assert set(config["package-data"]) == top_level
+
+
+def test_the_contract_is_imported_from_its_folder() -> None:
+    import importlib.util
+
+    import charger_topics
+
+    assert Path(charger_topics.__file__).parent == ROOT / "src" / "topics" / "charger_topics"
+    assert importlib.util.find_spec("topics") is None

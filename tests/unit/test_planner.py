@@ -13,8 +13,8 @@ from charger.protocol.keys import Keys, slot_of
 from charger.protocol.ops import Move, SettleCall
 from charger.rating import load_plans
 from charger.runtime import default_plans_path
+from charger_topics import names
 from tests.kit.ops import op_names, the_one
-from topics import names
 
 PLANS = load_plans(default_plans_path())
 T0 = "2026-11-22T10:00:00.000Z"

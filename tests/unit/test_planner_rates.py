@@ -21,8 +21,8 @@ from charger.protocol.fields import CALL_FIELDS
 from charger.protocol.keys import Keys, slot_of
 from charger.protocol.ops import Move, SettleCall, StartCall
 from charger.rating import Increments, PlanVersions, VoiceRate, plan_from_dict
+from charger_topics import names
 from tests.kit.ops import ledger_of, the_one
-from topics import names
 
 ANSWER = "2026-11-22T10:00:00.000Z"
 V2_FROM = "2026-11-22T10:00:30.000Z"  # version 2 starts while the call is up

@@ -18,8 +18,8 @@ import pytest
 
 import charger.cli as cli
 import charger.kafka.admin as admin
+from charger_topics.names import RATE_PLANS, TELEPHONY_EVENTS, TOPICS
 from tests.kit.imports import absolute_imports_of
-from topics.names import RATE_PLANS, TELEPHONY_EVENTS, TOPICS
 
 ROOT = Path(__file__).resolve().parents[2]
 PRODUCT = ROOT / "src" / "charger"

@@ -17,8 +17,8 @@ from charger.events.tracecontext import for_id, for_record
 from charger.protocol import outputs as out
 from charger.protocol.ops import Refuse, SlotPlan
 from charger.protocol.outputs import decode_entry, encode_entry
-from topics import headers as headers_of
-from topics import names
+from charger_topics import headers as headers_of
+from charger_topics import names
 
 TRACE = b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 STATE = b"rojo=00f067aa0ba902b7"

@@ -24,13 +24,13 @@ from charger_tools.simulate import (
     stats,
 )
 from charger_tools.simulate import produce as produce_module
-from topics import names
-from topics.records import COMMON, RECORDS, Field
+from charger_topics import names
+from charger_topics.records import COMMON, RECORDS, Field
 
 TIME_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 
 
-# --- a strict checker of the contract, written against topics.records -------------------
+# --- a strict checker of the contract, written against charger_topics.records -------------------
 
 
 def parse_time(value: str) -> int:

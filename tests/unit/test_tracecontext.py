@@ -20,7 +20,7 @@ from charger.events.tracecontext import (
     split,
     trace_headers,
 )
-from topics.headers import TRACEPARENT, TRACESTATE
+from charger_topics.headers import TRACEPARENT, TRACESTATE
 
 TRACE = "0af7651916cd43dd8448eb211c80319c"
 SPAN = "b7ad6b7169203331"

@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 
 from charger.events import REASONS, Invalid, decode, format_time_ms, parse_time_ms
 from charger.events.timefmt import MAX_TIME_MS, MIN_TIME_MS, TIME_RE, is_time
+from charger_topics.records import RECORDS, Field
+from charger_topics.schema import record_schema
 from tests.kit.strategies import json_values, record_fields, times, valid_record
-from topics.records import RECORDS, Field
-from topics.schema import record_schema
 
 T = "2026-11-22T10:00:00.123Z"
 EVENTS = frozenset({"call.started", "call.ended", "call.attempt", "sms.sent", "sms.received"})

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from charger.charging.authorization import Kind, Refusal
 from charger.statements.model import Show
-from topics.records import MAX_MICROS, MAX_SEGMENTS
+from charger_topics.records import MAX_MICROS, MAX_SEGMENTS
 
 Micros = int
 ACCOUNT_ID_CHARS = 128

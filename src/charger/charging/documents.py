@@ -7,7 +7,7 @@ output into the Kafka records it stands for; the relay only moves them to the br
 Ids are deterministic: the same output always renders the same ids, so a republished
 record is a duplicate readers drop by id, and so are the headers: every record carries the
 trace context of its cause (`charger.events.tracecontext`), a refused record also its own
-headers and Spring's dead-letter headers (`topics.headers`). `time` is when charger issued
+headers and Spring's dead-letter headers (`charger_topics.headers`). `time` is when charger issued
 the output.
 """
 
@@ -22,8 +22,8 @@ from charger.charging.refusals import unpack_headers
 from charger.events.timefmt import format_time_ms
 from charger.events.tracecontext import for_id, trace_headers
 from charger.protocol import outputs as out
-from topics import headers as header_names
-from topics import names
+from charger_topics import headers as header_names
+from charger_topics import names
 
 Headers = list[tuple[str, bytes | None]]
 

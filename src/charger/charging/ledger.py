@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from topics import names
+from charger_topics import names
 
 # Short tags keep ids readable and stop ids of different producers from colliding.
 SOURCE_TAGS = {

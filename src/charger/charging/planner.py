@@ -64,7 +64,7 @@ from charger.protocol.ops import (
 )
 from charger.protocol.ops import Move as MoveOp
 from charger.rating import PlanSource
-from topics import records
+from charger_topics import records
 
 _MAX_PLACES = 1 << 16
 # Enum members bound once: a member lookup on its class costs more than the dict lookups

@@ -3,7 +3,7 @@
 A refusal travels through apply.lua and the outbox like every output (so it is published
 once, across crashes), and it carries everything its DLQ record needs: the key and value
 as read (a null stays null), the Kafka timestamp and its type, and the record's own
-headers, kept whole and in order up to `topics.headers.KEPT_HEADER_BYTES`; headers past
+headers, kept whole and in order up to `charger_topics.headers.KEPT_HEADER_BYTES`; headers past
 that are left off and counted, never cut.
 """
 
@@ -17,7 +17,7 @@ import orjson
 from charger.charging.records import Inbound
 from charger.events.tracecontext import for_record
 from charger.protocol.ops import Refuse, SlotPlan
-from topics.headers import KEPT_HEADER_BYTES
+from charger_topics.headers import KEPT_HEADER_BYTES
 
 _MAX_DETAIL = 500
 _MAX_EVENT_ID = 200

@@ -10,8 +10,8 @@ from charger.charging.records import AccountInfo, CallRate, CallState
 from charger.events.timefmt import format_time_ms
 from charger.rating import PlanSource, RatePlan, sms_charge
 from charger.rating.cost import charge_parts
-from topics import names
-from topics.records import MAX_MICROS
+from charger_topics import names
+from charger_topics.records import MAX_MICROS
 
 _SOURCE_OF = {
     "call.ended": names.TELEPHONY_EVENTS,

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from charger.events.timefmt import MILLIS, SECONDS, is_time
-from topics.records import Field
+from charger_topics.records import Field
 
 Refusal = Callable[[dict[Any, Any]], Any]
 

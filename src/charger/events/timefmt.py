@@ -1,7 +1,7 @@
 """Contract times <-> epoch milliseconds, in integer arithmetic only.
 
 A contract time is RFC 3339 in UTC with exactly three fractional digits, e.g.
-``2026-11-22T10:00:00.123Z`` (see ``topics.schema.TIME_PATTERN``). Years 0000-9999 are
+``2026-11-22T10:00:00.123Z`` (see ``charger_topics.schema.TIME_PATTERN``). Years 0000-9999 are
 representable; the conversions use the proleptic Gregorian calendar, like RFC 3339.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Final
 
-from topics.schema import TIME_PATTERN
+from charger_topics.schema import TIME_PATTERN
 
 __all__ = [
     "MAX_TIME_MS",

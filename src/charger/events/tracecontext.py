@@ -34,7 +34,7 @@ from collections.abc import Sequence
 from hashlib import blake2b
 from typing import Any, Final
 
-from topics.headers import TRACEPARENT, TRACESTATE
+from charger_topics.headers import TRACEPARENT, TRACESTATE
 
 __all__ = [
     "MAX_TRACESTATE",

@@ -1,6 +1,6 @@
 """The hot-path decoder: bytes in, a checked record or the reason it was refused.
 
-Each record type of ``topics.records`` is compiled once, at import, into a tuple of small
+Each record type of ``charger_topics.records`` is compiled once, at import, into a tuple of small
 per-field check functions, so checking a record is a dict lookup and a few ``type() is``
 tests per field. The rules are the published JSON Schemas' rules (a test checks that this
 decoder and a JSON Schema validator agree), with one deliberate difference: a JSON number
@@ -17,14 +17,14 @@ import orjson
 
 from charger.events.fastcheck import compile_valid
 from charger.events.timefmt import TIME_RE
-from topics import reasons
-from topics.records import COMMON, RECORDS, Field, RecordType
+from charger_topics import reasons
+from charger_topics.records import COMMON, RECORDS, Field, RecordType
 
 __all__ = ["MAX_DEPTH", "MAX_RECORD_BYTES", "REASONS", "Invalid", "decode", "too_deep"]
 
 MAX_RECORD_BYTES: Final = 64 * 1024
 
-# The decoder's codes, in the order of the checks (see topics.reasons for what each means).
+# The decoder's codes, in the order of the checks (see charger_topics.reasons for what each means).
 REASONS: Final = tuple(reasons.DECODER)
 # orjson re-encodes at most this many levels of nesting (the fingerprint needs it).
 MAX_DEPTH: Final = 254

@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from topics.names import TOPICS, TopicSpec
+from charger_topics.names import TOPICS, TopicSpec
 
 __all__ = [
     "PartitionCountError",

@@ -34,7 +34,7 @@ from charger.protocol.ops import SlotPlan
 from charger.rating import PlanSource
 from charger.settings import Settings
 from charger.store.redis_store import RedisForgot, RedisStore
-from topics import names
+from charger_topics import names
 
 log = logging.getLogger("charger.batch")
 

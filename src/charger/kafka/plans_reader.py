@@ -35,7 +35,7 @@ from charger.rating.loader import strict_json
 from charger.rating.versions import PlanVersions, by_id, parse_record_key, record_key
 from charger.store.redis_store import RedisStore
 from charger.tasks import cancel_and_wait
-from topics import names
+from charger_topics import names
 
 log = logging.getLogger("charger.plans")
 

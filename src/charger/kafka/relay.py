@@ -29,7 +29,7 @@ from aiokafka.partitioner import murmur2
 from charger.charging.documents import Document, render
 from charger.protocol.outputs import Output, decode_entry
 from charger.store.redis_store import OutboxEntry, RedisStore
-from topics import names
+from charger_topics import names
 
 # What the metrics are told of a relay pass: the outputs the broker acknowledged, at when.
 Relayed = Callable[[Sequence[Output], float], None]

@@ -224,9 +224,9 @@ class Refuse(NamedTuple):
     source_offset: int
     event_id: str  # "" when the record has none that could be read
     timestamp_ms: int  # the record's Kafka timestamp
-    timestamp_type: int  # 0: CreateTime, 1: LogAppendTime (topics.headers.TIMESTAMP_TYPES)
+    timestamp_type: int  # 0: CreateTime, 1: LogAppendTime (charger_topics.headers.TIMESTAMP_TYPES)
     headers: bytes  # the record's own headers kept, packed (charging.refusals); b"": none
-    headers_dropped: int  # how many of them did not fit (topics.headers.KEPT_HEADER_BYTES)
+    headers_dropped: int  # how many of them did not fit (charger_topics.headers.KEPT_HEADER_BYTES)
 
 
 class Tick(NamedTuple):

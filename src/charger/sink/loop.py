@@ -30,7 +30,7 @@ from charger.postgres.ledger_store import BatchReport, LedgerRecord, store_batch
 from charger.postgres.migrate import SchemaError, migrate, migrations, schema_version
 from charger.settings import Settings
 from charger.statements.entries import Verdict
-from topics import names
+from charger_topics import names
 
 __all__ = ["LedgerSink"]
 

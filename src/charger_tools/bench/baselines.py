@@ -26,8 +26,8 @@ from charger_tools.bench.proc import cpu_seconds, read_json, say, write_json
 from charger_tools.bench.runs import Env, spawn
 from charger_tools.bench.workload import Workload, load_plain_accounts, plain_key, start_group
 from charger_tools.processes import stop_process
-from topics import names
-from topics.names import TopicSpec
+from charger_topics import names
+from charger_topics.names import TopicSpec
 
 # The limit's debit: every event of a batch in one call, one HINCRBY each.
 DEBIT_BATCH = """

@@ -26,7 +26,7 @@ from redis.asyncio import Redis
 from charger.rating import call_charge, load_plans, sms_charge
 from charger.runtime import default_plans_path
 from charger_tools.bench.proc import write_json
-from topics import names
+from charger_topics import names
 
 # One event, one call: move the balance, return what is left.
 DEBIT_ONE = "return redis.call('HINCRBY', KEYS[1], 'bal', ARGV[1])"

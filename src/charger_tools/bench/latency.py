@@ -41,7 +41,7 @@ from charger_tools.catchup import wait_caught_up
 from charger_tools.embedded import free_port, start_broker
 from charger_tools.processes import stop_process
 from charger_tools.simulate.model import SimRecord
-from topics import names
+from charger_topics import names
 
 # The switch's producer waits this long to fill a record batch: Kafka's own default since
 # 4.0. The wait counts in the latency (records are stamped when sent); on the embedded

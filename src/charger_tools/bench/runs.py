@@ -32,7 +32,7 @@ from charger_tools.bench.workload import (
     start_group,
 )
 from charger_tools.processes import stop_process
-from topics import names
+from charger_topics import names
 
 
 @dataclass

@@ -26,7 +26,7 @@ from charger_tools.bench.tick import run_tick
 from charger_tools.bench.workload import generate, produce
 from charger_tools.embedded import start_broker, start_redis, tansu_settings
 from charger_tools.topology import DATA_NODE_OPTIONS
-from topics import names
+from charger_topics import names
 
 ALL = ("charger", "charger_scaled", "faust_agent", "limit", "latency", "tick")
 # Asked for by name only: a replica and the charger and latency runs again, about a minute.

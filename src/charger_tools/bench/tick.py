@@ -33,7 +33,7 @@ from charger_tools.bench.report import percentile
 from charger_tools.bench.runs import Env
 from charger_tools.bench.workload import OPENING_MICROS, clear_outboxes, sim_config
 from charger_tools.simulate.model import account_profiles, destination, format_time
-from topics import names
+from charger_topics import names
 
 SETUP_CHUNK = 8000
 # Every call billed per second: each is re-held once per hold interval, the ticker's

@@ -25,7 +25,7 @@ from charger.store.client import RedisClient
 from charger.store.redis_store import RedisStore
 from charger_tools.simulate import SimConfig, SimRecord, Switch, sample_accounts, stats
 from charger_tools.simulate.model import MICROS
-from topics import names
+from charger_topics import names
 
 # Large enough that no account of the mix reaches its floor: all usage is charged.
 OPENING_MICROS = 1_000_000 * MICROS

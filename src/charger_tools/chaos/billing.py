@@ -19,7 +19,7 @@ from charger.charging.subscriptions import Billing, Period, Progress, Subscripti
 from charger.events.timefmt import format_time_ms
 from charger.money import MICROS_PER_UNIT
 from charger_tools.simulate import SimRecord
-from topics import names
+from charger_topics import names
 
 DAY_MS = 24 * 3600 * 1000
 EVERY_NTH_RENTS = 20  # one account in 20 rents numbers by the day

@@ -29,7 +29,7 @@ import orjson
 from charger.events.timefmt import parse_time_ms
 from charger_tools.bench.report import percentile
 from charger_tools.chaos.workload import CohortCall
-from topics import names
+from charger_topics import names
 
 # Event types whose effect is a ledger entry carrying the event's id as its source.
 LEDGER_TYPES = frozenset(

@@ -10,7 +10,7 @@ from charger.protocol import fields as F
 from charger.protocol.keys import Keys, slot_of
 from charger.store.client import RedisClient
 from charger_tools.chaos.checker import READ_BACK, Expected, Observed
-from topics import headers, names
+from charger_topics import headers, names
 
 Read = tuple[bytes, dict[str, bytes], int]  # value, headers, broker timestamp
 

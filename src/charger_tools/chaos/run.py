@@ -55,7 +55,7 @@ from charger_tools.embedded import EmbeddedServer
 from charger_tools.processes import stop_process
 from charger_tools.simulate import SimRecord, Switch, account_profiles, account_records
 from charger_tools.simulate.produce import plan_records
-from topics import names
+from charger_topics import names
 
 STEP_S = 0.05
 BROKER_DOWN_S = 5.0

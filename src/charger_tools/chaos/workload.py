@@ -18,7 +18,7 @@ import orjson
 
 from charger.events.timefmt import format_time_ms
 from charger_tools.simulate import SimConfig, SimRecord
-from topics import names
+from charger_topics import names
 
 # A cluster spreads charger's slots (one per partition) over its three primaries by hash
 # tag: 24 gives each primary several, as the README asks of a deployment (more

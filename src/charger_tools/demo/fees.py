@@ -17,7 +17,7 @@ from charger.events.timefmt import format_time_ms
 from charger.money import MICROS_PER_UNIT
 from charger_tools.simulate import SimRecord
 from charger_tools.simulate.model import AccountProfile
-from topics import names
+from charger_topics import names
 
 DAY_MS = 24 * 3600 * 1000
 RENTING = 6  # customers that rent numbers and buy one

@@ -10,7 +10,7 @@ import orjson
 from charger.events.timefmt import format_time_ms
 from charger_tools.demo.tail import Tally
 from charger_tools.simulate import SimRecord
-from topics import names
+from charger_topics import names
 
 
 @dataclass

@@ -51,7 +51,7 @@ from charger_tools.simulate import (
     sample_accounts,
 )
 from charger_tools.simulate.produce import plan_records
-from topics import names
+from charger_topics import names
 
 
 @dataclass

@@ -12,8 +12,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from charger.events.timefmt import parse_time_ms
 from charger.tasks import cancel_and_wait
-from topics import headers as header_names
-from topics import names
+from charger_topics import headers as header_names
+from charger_topics import names
 
 WATCHED = (
     names.LEDGER,

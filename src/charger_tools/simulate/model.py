@@ -15,7 +15,7 @@ from typing import Any, Literal, NamedTuple
 
 import orjson
 
-from topics import names
+from charger_topics import names
 
 RecordKind = Literal["good", "duplicate", "malformed", "conflict"]
 KINDS: tuple[RecordKind, ...] = ("good", "duplicate", "malformed", "conflict")

@@ -16,7 +16,7 @@ from aiokafka import AIOKafkaProducer
 from charger.events.timefmt import format_time_ms
 from charger_tools.simulate.model import SimConfig, SimRecord, account_records, stats
 from charger_tools.simulate.switch import Switch
-from topics import names
+from charger_topics import names
 
 TICK_S = 0.05
 

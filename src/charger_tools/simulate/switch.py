@@ -26,8 +26,8 @@ from charger_tools.simulate.model import (
     uk_number,
     us_number,
 )
-from topics import names
-from topics.records import COMMON, MAX_DURATION_MS, RECORDS
+from charger_topics import names
+from charger_topics.records import COMMON, MAX_DURATION_MS, RECORDS
 
 Doc = dict[str, Any]
 

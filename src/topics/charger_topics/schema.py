@@ -1,6 +1,6 @@
 """JSON Schemas and the AsyncAPI document, generated from the record and topic specs.
 
-``python -m topics.schema`` rewrites ``schemas/<type>.json`` and ``asyncapi.yaml`` next to
+``python -m charger_topics.schema`` rewrites ``schemas/<type>.json`` and ``asyncapi.yaml`` next to
 this module; a test fails when the files on disk differ from what the specs generate.
 """
 
@@ -14,8 +14,8 @@ from typing import Any
 import orjson
 import yaml
 
-from topics import headers, names, reasons
-from topics.records import COMMON, RECORDS, Field, RecordType, types_on
+from charger_topics import headers, names, reasons
+from charger_topics.records import COMMON, RECORDS, Field, RecordType, types_on
 
 __all__ = [
     "CONSUMED",
@@ -331,7 +331,7 @@ def load_schema(record_type: str) -> dict[str, object]:
     """The packaged JSON Schema of ``record_type``; KeyError for a type the contract lacks."""
     if record_type not in RECORDS:
         raise KeyError(record_type)
-    text = resources.files("topics").joinpath("schemas").joinpath(f"{record_type}.json")
+    text = resources.files("charger_topics").joinpath("schemas").joinpath(f"{record_type}.json")
     schema: dict[str, object] = orjson.loads(text.read_bytes())
     return schema
 
@@ -353,7 +353,7 @@ if __name__ == "__main__":
     if "--check" in sys.argv[1:]:
         stale = stale_files(here)
         if stale:
-            print("contract files out of date, run `python -m topics.schema`:", *stale)
+            print("contract files out of date, run `python -m charger_topics.schema`:", *stale)
             sys.exit(1)
         print(f"contract files up to date ({len(rendered_files())} files)")
     else:

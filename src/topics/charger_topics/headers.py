@@ -96,7 +96,7 @@ DLQ_HEADERS: Final[dict[str, str]] = {
     ),
     DLT_EXCEPTION_FQCN: "charger.refused.<reason>: the reason code under charger's namespace.",
     DLT_EXCEPTION_MESSAGE: "A sentence naming the field and the value refused (UTF-8).",
-    ERROR: "The reason code (also the label of charger_dlq_total), one of topics.reasons.",
+    ERROR: "The reason code (also the label of charger_dlq_total), one of charger_topics.reasons.",
     HEADERS_DROPPED: (
         "Only when some were left off: how many of the record's own headers did not fit "
         "in 16 KiB (decimal)."

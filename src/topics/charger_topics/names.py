@@ -116,7 +116,7 @@ TOPICS: dict[str, TopicSpec] = {
         TopicSpec(
             DLQ,
             "Refused records: the original key, bytes and headers, with dead-letter headers "
-            "naming where, when and why (topics.headers).",
+            "naming where, when and why (charger_topics.headers).",
             "charger",
             "original key",
             DEFAULT_PARTITIONS,
@@ -125,4 +125,4 @@ TOPICS: dict[str, TopicSpec] = {
     )
 }
 
-# Record headers (trace context, the DLQ's) are declared in `topics.headers`.
+# Record headers (trace context, the DLQ's) are declared in `charger_topics.headers`.

@@ -1,8 +1,9 @@
 """Record types of the contract, declared once as field specs.
 
-The JSON Schemas in ``schemas/`` are generated from these specs (``python -m topics.schema``)
-and a test checks that the files on disk match. charger's decoder validates records against
-the same specs, so the schemas a producer reads are the rules the worker enforces.
+The JSON Schemas in ``schemas/`` are generated from these specs
+(``python -m charger_topics.schema``) and a test checks that the files on disk match.
+charger's decoder validates records against the same specs, so the schemas a producer
+reads are the rules the worker enforces.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from topics import names
+from charger_topics import names
 
 Kind = Literal["string", "time", "integer", "boolean", "enum", "object"]
 
