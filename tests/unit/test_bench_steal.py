@@ -1,9 +1,10 @@
-"""The API benchmark's account of stolen CPU: which requests were due near it, and how much."""
+"""The API benchmark: its account of stolen CPU, and the one CPU its processes share."""
 
 from __future__ import annotations
 
 import pytest
 
+from charger_tools.bench.placement import pin_process, placement
 from charger_tools.bench.steal import AFTER_S, StealWatch, split
 
 
@@ -45,3 +46,31 @@ def test_the_share_is_weighted_by_window_length_and_counts_only_windows_inside()
     share = watch.share(1.0, 1.5)
     assert share == pytest.approx((0.5 * 0.1 + 0.1 * 0.3) / 0.4)
     assert watch.share(5.0, 6.0) is None
+
+
+def test_the_benchmark_shares_the_last_cpu_it_may_use() -> None:
+    assert placement({0, 1}) == frozenset({1})
+    assert placement(frozenset({3})) == frozenset({3})
+    assert placement({0, 2, 5}) == frozenset({5})
+
+
+def test_pinning_moves_every_thread_of_a_process() -> None:
+    import os
+    import threading
+
+    allowed = os.sched_getaffinity(0)
+    target = placement(allowed)
+    parked = threading.Event()
+    helper = threading.Thread(target=parked.wait, daemon=True)
+    helper.start()
+    try:
+        assert pin_process(os.getpid(), target)
+        assert os.sched_getaffinity(0) == target
+        assert os.sched_getaffinity(helper.native_id) == target  # type: ignore[arg-type]
+    finally:
+        parked.set()
+        pin_process(os.getpid(), frozenset(allowed))
+
+
+def test_a_process_that_is_gone_is_not_pinned() -> None:
+    assert not pin_process(2**22 + 7, frozenset({0}))

@@ -53,6 +53,12 @@ def bench_command(argv: Sequence[str]) -> int:
     p.add_argument("--tick-seconds", type=float, default=Options.tick_seconds)
     p.add_argument("--api-rate", type=int, default=1000, help="--only api: requests per second")
     p.add_argument("--api-seconds", type=float, default=10.0, help="--only api: how long")
+    p.add_argument(
+        "--api-spread",
+        action="store_true",
+        help="--only api: leave the processes where the kernel puts them (default: the load "
+        "generator, the API and its Valkey share one CPU; docs/performance.md says why)",
+    )
     p.add_argument("--api-accounts", type=int, default=1000, help="--only api: accounts asked")
     p.add_argument("--profile", default="", help="cProfile the charger run into this file")
     p.add_argument("--seed", type=int, default=Options.seed)
@@ -75,7 +81,7 @@ def bench_command(argv: Sequence[str]) -> int:
 
         if a.api_rate < 1 or a.api_seconds <= 0 or a.api_accounts < 1:
             p.error("--api-rate, --api-seconds and --api-accounts must be positive")
-        report = api_main(a.api_rate, a.api_seconds, a.api_accounts)
+        report = api_main(a.api_rate, a.api_seconds, a.api_accounts, a.api_spread)
         text = orjson.dumps(report, option=orjson.OPT_INDENT_2).decode()
         if a.json:
             Path(a.json).write_text(text + "\n")

@@ -27,6 +27,7 @@ import aiohttp
 import orjson
 
 from charger.protocol.keys import Keys
+from charger_tools.bench.placement import pin_process, placement
 from charger_tools.bench.proc import cpu_seconds
 from charger_tools.bench.report import percentile
 from charger_tools.bench.steal import StealWatch, split
@@ -245,13 +246,28 @@ def _run(coroutine: Coroutine[Any, Any, dict[str, Any]]) -> dict[str, Any]:
     return result
 
 
-def main(rate: int, seconds: float, accounts: int) -> dict[str, Any]:
+def main(rate: int, seconds: float, accounts: int, spread: bool = False) -> dict[str, Any]:
+    """`spread`: leave every process where the kernel puts it, instead of on the one CPU
+    of charger_tools/bench/placement.py."""
     load_before = os.getloadavg()
+    own_cpus = os.sched_getaffinity(0)
+    cpu = None if spread else placement(own_cpus)
+    pinned: list[str] = []
+    started_redis = not os.environ.get("CHARGER_REDIS_URL")
     with redis_url_or_embedded() as redis_url, tempfile.TemporaryDirectory() as tmp:
         asyncio.run(seed(redis_url, accounts))
+        # Only a Valkey this benchmark started is moved, never a server it was given.
+        valkey_pid = asyncio.run(redis_pid(redis_url)) if started_redis else None
+        if cpu is not None and valkey_pid is not None and pin_process(valkey_pid, cpu):
+            pinned.append("valkey")
 
         async def run() -> dict[str, Any]:
             async with charger_api(redis_url, Path(tmp)) as (url, pid):
+                if cpu is not None:
+                    if pin_process(pid, cpu):
+                        pinned.append("api")
+                    os.sched_setaffinity(0, cpu)
+                    pinned.append("generator")
                 cpu0, own0 = cpu_seconds(pid), time.process_time()
                 report = await drive(url, rate, seconds, accounts)
                 cpu1, own1 = cpu_seconds(pid), time.process_time()
@@ -260,9 +276,25 @@ def main(rate: int, seconds: float, accounts: int) -> dict[str, Any]:
                     report["api_cpu_share"] = round((cpu1 - cpu0) / (seconds + WARMUP_S), 2)
                 return report
 
-        report = _run(run())
+        try:
+            report = _run(run())
+        finally:
+            os.sched_setaffinity(0, own_cpus)
+    report["placement"] = "spread" if cpu is None else {"cpu": min(cpu), "pinned": pinned}
     report["seconds"] = seconds
     report["cpus"] = os.cpu_count()
     report["load_average_before"] = [round(x, 2) for x in load_before]
     report["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     return report
+
+
+async def redis_pid(redis_url: str) -> int:
+    """The process id the Redis at `redis_url` reports (the Valkey this benchmark started)."""
+    from redis.asyncio import Redis
+
+    redis = Redis.from_url(redis_url)
+    try:
+        info: dict[str, Any] = await redis.info("server")
+    finally:
+        await redis.aclose()
+    return int(info["process_id"])
