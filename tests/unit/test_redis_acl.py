@@ -24,7 +24,7 @@ SRC = Path(__file__).resolve().parents[2] / "src" / "charger"
 WORKER_MODULES = [
     *sorted((SRC / "store").glob("*.py")),
     *sorted(path for path in (SRC / "kafka").glob("*.py") if path.name != "admin.py"),
-    SRC / "metrics.py",
+    *sorted((SRC / "metrics").glob("*.py")),
     SRC / "sampler.py",
     SRC / "runtime.py",
     SRC / "app.py",

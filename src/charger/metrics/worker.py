@@ -1,9 +1,6 @@
 """Prometheus metrics of the worker, on a registry the app owns (no global state).
 
-Every metric charger exports is defined here. Names follow the Prometheus conventions:
-prefix ``charger_``, base units (seconds; money in units of the account's currency, the
-ledger's micro-units divided by 10^6), ``_total`` on counters, and no account, call or
-number ids in labels. Three kinds of recording:
+Three kinds of recording:
 
 - the batch loop counts what it consumed and processed (``polled``, ``error``), and the
   loops their failures and backoff by dependency (``error``, ``backing_off``; the
@@ -13,39 +10,24 @@ number ids in labels. Three kinds of recording:
   suspensions, restores and recharges;
 - a `Sampler` (`charger.sampler`) reads gauges every few seconds: consumer lag, outbox
   backlog, active calls and holds.
-
-`SinkMetrics` are those of `charger ledger-sink`, a process of its own with its own
-registry: records stored or skipped by verdict, batch commits and their latency, and how
-far it is behind billing.ledger; `ApiMetrics` those of `charger api`. All three build on
-`ProcessMetrics`: the build and the process metrics every charger process exports.
 """
 
 from __future__ import annotations
 
-import itertools
-import platform
-import threading
 import time
-from bisect import bisect_left
-from collections.abc import Iterable, Mapping, Sequence
-from importlib import metadata
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import HistogramMetricFamily
-from prometheus_client.gc_collector import GCCollector
-from prometheus_client.metrics import MetricWrapperBase
-from prometheus_client.platform_collector import PlatformCollector
-from prometheus_client.process_collector import ProcessCollector
-from prometheus_client.registry import Collector
 
-from charger.faults import DEPENDENCIES, KAFKA, OTHER, POSTGRES, REDIS, dependency_of
+from charger.faults import DEPENDENCIES, OTHER, REDIS, dependency_of
+from charger.metrics.histogram import BatchHistogram
+from charger.metrics.process import SIZE_BUCKETS, ProcessMetrics, from_zero, replace_lags
 from charger.store.durability import STAGES, Stage, WaitOutcome
 from charger_topics import names
 from charger_topics.reasons import ALL as DLQ_REASONS
 
 _BATCH_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
-_SIZE_BUCKETS = (1, 10, 50, 100, 250, 500, 1000, 2000, 5000, 10000)
 _LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 _WAIT_BUCKETS = (0.0002, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 _LATENESS_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
@@ -57,47 +39,6 @@ RECHARGE_STATUSES = ("succeeded", "failed", "timed_out")
 # that can fail on a dependency (the probe only asks whether it answers).
 LOOP_STAGES = ("batch", "tick")
 ERROR_STAGES = (*LOOP_STAGES, "sample", "probe")
-
-
-def build_version() -> str:
-    try:
-        return metadata.version("charger")
-    except metadata.PackageNotFoundError:
-        return "unknown"
-
-
-class ProcessMetrics:
-    """What every charger process exports on its registry (one of its own unless given):
-    the build it runs, and the process, platform and garbage collector metrics."""
-
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        self.registry = registry or CollectorRegistry()
-        r = self.registry
-        self.build_info = Gauge(
-            "charger_build_info",
-            "Always 1; the labels name the running build.",
-            ["version", "python"],
-            registry=r,
-        )
-        self.build_info.labels(build_version(), platform.python_version()).set(1)
-        ProcessCollector(registry=r)
-        PlatformCollector(registry=r)
-        GCCollector(registry=r)
-
-
-def from_zero(metric: MetricWrapperBase, *label_values: Iterable[str]) -> None:
-    """Start the series of every combination of known label values at 0, so that rates and
-    alerts have series before the first occurrence."""
-    for values in itertools.product(*label_values):
-        metric.labels(*values)
-
-
-def replace_lags(gauge: Gauge, lags: Mapping[tuple[str, int], int]) -> None:
-    """Replace the (topic, partition) series of `gauge` with those of the partitions
-    assigned now; a lag is never below 0."""
-    gauge.clear()
-    for (topic, partition), lag in lags.items():
-        gauge.labels(topic, str(partition)).set(max(lag, 0))
 
 
 class Metrics(ProcessMetrics):
@@ -126,7 +67,7 @@ class Metrics(ProcessMetrics):
             "charger_outputs_total", "Records published, by kind.", ["kind"], registry=r
         )
         self.batch_size = Histogram(
-            "charger_batch_size", "Records per fetched batch.", buckets=_SIZE_BUCKETS, registry=r
+            "charger_batch_size", "Records per fetched batch.", buckets=SIZE_BUCKETS, registry=r
         )
         self.batch_seconds = Histogram(
             "charger_batch_processing_seconds",
@@ -337,178 +278,3 @@ class Metrics(ProcessMetrics):
     def set_lag(self, lags: Mapping[tuple[str, int], int]) -> None:
         """Replace the lag series with those of the partitions assigned now."""
         replace_lags(self.consumer_lag, lags)
-
-
-# What the ledger sink did with a record (charger.statements.entries.Verdict), and the
-# dependencies its loop counts failures of.
-SINK_RESULTS = ("stored", "duplicate", "recreated", "conflict", "malformed")
-SINK_DEPENDENCIES = (POSTGRES, KAFKA, OTHER)
-_COMMIT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-
-
-class SinkMetrics(ProcessMetrics):
-    """The metrics of `charger ledger-sink`, on a registry of its own."""
-
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        super().__init__(registry)
-        r = self.registry
-        self.records = Counter(
-            "charger_sink_records",
-            "Records of billing.ledger the sink handled, by result: stored (a new entry), "
-            "duplicate (the stored entry again), recreated (same id and amounts, another "
-            "balance after: the first is kept), conflict (another payload under a stored id: "
-            "refused), malformed (no ledger entry: refused).",
-            ["result"],
-            registry=r,
-        )
-        self.batch_commit = Histogram(
-            "charger_sink_batch_commit_seconds",
-            "Time of one batch's database transaction, from its first statement to its commit.",
-            buckets=_COMMIT_BUCKETS,
-            registry=r,
-        )
-        self.batch_size = Histogram(
-            "charger_sink_batch_size",
-            "Records per batch the sink stored.",
-            buckets=_SIZE_BUCKETS,
-            registry=r,
-        )
-        self.lag = Gauge(
-            "charger_sink_lag",
-            "Records of billing.ledger behind the partition's end, per partition assigned to "
-            "this sink: entries not in the database yet.",
-            ["topic", "partition"],
-            registry=r,
-        )
-        self.assigned_partitions = Gauge(
-            "charger_sink_assigned_partitions",
-            "Partitions of billing.ledger assigned to this sink.",
-            registry=r,
-        )
-        self.last_commit = Gauge(
-            "charger_sink_last_commit_timestamp_seconds",
-            "When the sink last committed a batch (database, then offsets).",
-            registry=r,
-        )
-        self.errors = Counter(
-            "charger_sink_errors",
-            "Batches that failed and were fetched again after a backoff, by the dependency "
-            "that failed (postgres, kafka, other).",
-            ["dependency"],
-            registry=r,
-        )
-        from_zero(self.records, SINK_RESULTS)
-        from_zero(self.errors, SINK_DEPENDENCIES)
-
-    # What the sink's `charger.deps.Retrier` records.
-    def error(self, stage: str, exc: BaseException) -> None:
-        """A batch failed with `exc` and will be fetched again."""
-        self.errors.labels(dependency_of(exc)).inc()
-
-    def backing_off(self, stage: str, dependency: str, delay: float) -> None:
-        """Nothing: the sink counts its failures by dependency, its log lines say each wait."""
-
-    def set_lag(self, lags: Mapping[tuple[str, int], int]) -> None:
-        """Replace the lag series with those of the partitions assigned now."""
-        replace_lags(self.lag, lags)
-        self.assigned_partitions.set(len(lags))
-
-
-class BatchHistogram(Collector):
-    """A histogram observed a batch of values at a time, exported like any other.
-
-    The relay observes one latency per ledger entry; through `Histogram.observe` that took
-    two locked increments each, a fifth of the relay's metrics. Here a batch takes one lock
-    and one update per bucket. Only for unlabelled histograms.
-    """
-
-    def __init__(self, name: str, documentation: str, buckets: Sequence[float]) -> None:
-        self.name = name
-        self.documentation = documentation
-        self.bounds = [float(b) for b in buckets]
-        self._counts = [0] * (len(self.bounds) + 1)  # the last one: above every bound
-        self._sum = 0.0
-        self._lock = threading.Lock()
-
-    def observe_all(self, values: Iterable[float]) -> None:
-        bounds, last = self.bounds, len(self.bounds)
-        counts = [0] * (last + 1)
-        total = 0.0
-        for value in values:
-            total += value
-            counts[bisect_left(bounds, value) if value <= bounds[-1] else last] += 1
-        with self._lock:
-            self._sum += total
-            for i, n in enumerate(counts):
-                self._counts[i] += n
-
-    def observe(self, value: float) -> None:
-        self.observe_all((value,))
-
-    def collect(self) -> Iterable[HistogramMetricFamily]:
-        with self._lock:
-            counts, total = list(self._counts), self._sum
-        cumulative, running = [], 0
-        for bound, n in zip([*self.bounds, float("inf")], counts, strict=True):
-            running += n
-            cumulative.append((_bound_text(bound), running))
-        family = HistogramMetricFamily(self.name, self.documentation)
-        family.add_metric([], cumulative, total)
-        yield family
-
-
-def _bound_text(bound: float) -> str:
-    return "+Inf" if bound == float("inf") else repr(bound)
-
-
-# Request latency of `charger api`: 0.5 ms to 10 s (an authorization is a Redis round trip;
-# a CSV export may read a year of entries).
-_REQUEST_BUCKETS = (
-    0.0005,
-    0.001,
-    0.0025,
-    0.005,
-    0.01,
-    0.025,
-    0.05,
-    0.1,
-    0.25,
-    0.5,
-    1.0,
-    2.5,
-    5.0,
-    10.0,
-)
-# Route label of requests that matched no route: their paths are arbitrary and must not
-# become label values.
-UNMATCHED_ROUTE = "unmatched"
-API_BACKENDS = ("redis", "statements", "plans")
-
-
-class ApiMetrics(ProcessMetrics):
-    """The metrics of `charger api`, on a registry of its own (its own /metrics)."""
-
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        super().__init__(registry)
-        r = self.registry
-        self.request_seconds = Histogram(
-            "charger_api_request_seconds",
-            "Time from a request's arrival to the end of its answer, by route template "
-            "(not the path: no account ids), method and status code.",
-            ["route", "method", "status"],
-            buckets=_REQUEST_BUCKETS,
-            registry=r,
-        )
-        self.backend_errors = Counter(
-            "charger_api_backend_errors_total",
-            "Requests answered 503 because a backend failed or is not there, by backend.",
-            ["backend"],
-            registry=r,
-        )
-        self.rate_plans = Gauge(
-            "charger_api_rate_plans", "Rate plan ids the API rates with.", registry=r
-        )
-        from_zero(self.backend_errors, API_BACKENDS)
-
-    def observe(self, route: str, method: str, status: int, seconds: float) -> None:
-        self.request_seconds.labels(route, method, str(status)).observe(seconds)
