@@ -21,7 +21,7 @@ import shutil
 import subprocess
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -118,8 +118,14 @@ def _properties(node: _Node, voters: str, size: int) -> str:
     return "".join(f"{key}={value}\n" for key, value in settings.items())
 
 
-def _new_cluster_id() -> str:
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+def new_cluster_id(draw: Callable[[], uuid.UUID] = uuid.uuid4) -> str:
+    """A random cluster id as Kafka writes them (URL-safe base64 of 16 bytes), never one
+    starting with "-": the storage tool's argument parser would read it as an option (Kafka's
+    own `Uuid.randomUuid` draws again for the same reason)."""
+    while True:
+        text = base64.urlsafe_b64encode(draw().bytes).rstrip(b"=").decode()
+        if not text.startswith("-"):
+            return text
 
 
 def _format(install: KafkaInstall, nodes: list[_Node], cluster_id: str) -> None:
@@ -128,7 +134,9 @@ def _format(install: KafkaInstall, nodes: list[_Node], cluster_id: str) -> None:
     for node in nodes:
         argv = install.java(
             "kafka.tools.StorageTool",
-            *("format", "-t", cluster_id, "-c", str(node.workdir / "server.properties")),
+            "format",
+            f"--cluster-id={cluster_id}",  # one argument, whatever the id starts with
+            *("-c", str(node.workdir / "server.properties")),
             heap_mb=256,
         )
         log = open(node.workdir / "format.log", "wb")  # noqa: SIM115 - closed below
@@ -164,7 +172,7 @@ def start_kafka(
     if size < 1 or (size > 1 and (port or advertised)):
         raise ValueError("a port or an advertised address is for a single node")
     install = install or install_kafka()
-    cluster = KafkaCluster(install.version, _new_cluster_id())
+    cluster = KafkaCluster(install.version, new_cluster_id())
     nodes = []
     for node_id in range(1, size + 1):
         client_port = port or free_port()
