@@ -10,7 +10,7 @@ another vCPU that was idle is an interrupt the hypervisor delivers by scheduling
 vCPU, and the wait shows as stolen CPU (/proc/stat). Measured here: 8–38% of the CPU
 time of spread runs was stolen, and their p99 followed it into the hundreds of
 milliseconds, while two busy loops alone saw 1% stolen. On one CPU the wake-ups stay
-local and the stolen share falls below 2%. The API then shares its CPU with the generator
+local and the stolen share falls to 0–2.2%. The API then shares its CPU with the generator
 and Valkey (together about 0.75 of it at 1,000/s): a harder condition for the API than a
 core of its own, as a Kubernetes node with the static CPU manager gives a Guaranteed pod.
 """
