@@ -266,11 +266,14 @@ class Run:
                 c.seek(tp, self.marks[tp])
             out: list[Out] = []
             # The embedded broker's end offsets can lag behind batched writes: read until
-            # past them *and* a fetch comes back empty.
+            # past them *and* a fetch comes back empty. A getmany can also come back empty
+            # because no fetch has answered yet (a loaded machine): the high watermark is
+            # known only once one has, and then its records are buffered for the next call.
             while True:
+                answered = all(c.highwater(tp) is not None for tp in tps)
                 data = await c.getmany(timeout_ms=300)
                 behind = [tp for tp in tps if await c.position(tp) < ends[tp]]
-                if not data and not behind:
+                if not data and not behind and answered:
                     break
                 for msgs in data.values():
                     for m in msgs:
