@@ -160,8 +160,7 @@ class Run:
             c.assign(tps)
             for tp, off in (await c.end_offsets(tps)).items():
                 c.seek(tp, off)
-            while await c.getmany(timeout_ms=300):
-                pass
+            await _read_past(c, tps)
             self.marks = {tp: await c.position(tp) for tp in tps}
             inputs = {
                 tp: OffsetAndMetadata(off, "")
@@ -266,11 +265,9 @@ class Run:
                 c.seek(tp, self.marks[tp])
             out: list[Out] = []
             # The embedded broker's end offsets can lag behind batched writes: read until
-            # past them *and* a fetch comes back empty. A getmany can also come back empty
-            # because no fetch has answered yet (a loaded machine): the high watermark is
-            # known only once one has, and then its records are buffered for the next call.
+            # past them *and* a fetch comes back empty.
             while True:
-                answered = all(c.highwater(tp) is not None for tp in tps)
+                answered = _fetched(c, tps)
                 data = await c.getmany(timeout_ms=300)
                 behind = [tp for tp in tps if await c.position(tp) < ends[tp]]
                 if not data and not behind and answered:
@@ -341,6 +338,21 @@ class Run:
         for slot in range(self.keys.slots):
             total += await self.redis.xlen(self.keys.outbox(slot))
         return total
+
+
+def _fetched(consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> bool:
+    """Whether a fetch has answered for every partition. Until then an empty getmany means
+    nothing (a loaded machine answers late); once it has, its records are buffered and the
+    next getmany returns them. Only an answer sets the high watermark."""
+    return all(consumer.highwater(tp) is not None for tp in tps)
+
+
+async def _read_past(consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> None:
+    """Read until a fetch answered for every partition and the next brings nothing."""
+    while True:
+        answered = _fetched(consumer, tps)
+        if not await consumer.getmany(timeout_ms=300) and answered:
+            return
 
 
 @contextlib.asynccontextmanager
