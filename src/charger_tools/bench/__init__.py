@@ -59,6 +59,12 @@ def bench_command(argv: Sequence[str]) -> int:
         help="--only api: leave the processes where the kernel puts them (default: the load "
         "generator, the API and its Valkey share one CPU; docs/performance.md says why)",
     )
+    p.add_argument(
+        "--api-poll-idle",
+        action="store_true",
+        help="--only api: bound the CPUs' wake-up latency to 0 µs while measuring, as "
+        "tuned's latency-performance profile does (needs root; docs/performance.md says why)",
+    )
     p.add_argument("--api-accounts", type=int, default=1000, help="--only api: accounts asked")
     p.add_argument("--profile", default="", help="cProfile the charger run into this file")
     p.add_argument("--seed", type=int, default=Options.seed)
@@ -81,7 +87,7 @@ def bench_command(argv: Sequence[str]) -> int:
 
         if a.api_rate < 1 or a.api_seconds <= 0 or a.api_accounts < 1:
             p.error("--api-rate, --api-seconds and --api-accounts must be positive")
-        report = api_main(a.api_rate, a.api_seconds, a.api_accounts, a.api_spread)
+        report = api_main(a.api_rate, a.api_seconds, a.api_accounts, a.api_spread, a.api_poll_idle)
         text = orjson.dumps(report, option=orjson.OPT_INDENT_2).decode()
         if a.json:
             Path(a.json).write_text(text + "\n")

@@ -27,6 +27,7 @@ import aiohttp
 import orjson
 
 from charger.protocol.keys import Keys
+from charger_tools.bench.idle import wake_up_latency_bound
 from charger_tools.bench.placement import pin_process, placement
 from charger_tools.bench.proc import cpu_seconds
 from charger_tools.bench.report import percentile
@@ -246,9 +247,12 @@ def _run(coroutine: Coroutine[Any, Any, dict[str, Any]]) -> dict[str, Any]:
     return result
 
 
-def main(rate: int, seconds: float, accounts: int, spread: bool = False) -> dict[str, Any]:
+def main(
+    rate: int, seconds: float, accounts: int, spread: bool = False, poll_idle: bool = False
+) -> dict[str, Any]:
     """`spread`: leave every process where the kernel puts it, instead of on the one CPU
-    of charger_tools/bench/placement.py."""
+    of charger_tools/bench/placement.py. `poll_idle`: idle CPUs poll while measuring
+    (charger_tools/bench/idle.py)."""
     load_before = os.getloadavg()
     own_cpus = os.sched_getaffinity(0)
     cpu = None if spread else placement(own_cpus)
@@ -276,10 +280,16 @@ def main(rate: int, seconds: float, accounts: int, spread: bool = False) -> dict
                     report["api_cpu_share"] = round((cpu1 - cpu0) / (seconds + WARMUP_S), 2)
                 return report
 
+        idle = "halt"
         try:
-            report = _run(run())
+            with contextlib.ExitStack() as stack:
+                if poll_idle:
+                    held = stack.enter_context(wake_up_latency_bound(0))
+                    idle = "poll" if held == "held" else f"halt ({held}: --api-poll-idle)"
+                report = _run(run())
         finally:
             os.sched_setaffinity(0, own_cpus)
+    report["idle_cpus"] = idle
     report["placement"] = "spread" if cpu is None else {"cpu": min(cpu), "pinned": pinned}
     report["seconds"] = seconds
     report["cpus"] = os.cpu_count()
