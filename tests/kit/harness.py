@@ -26,6 +26,7 @@ from charger.protocol.fields import AccountField
 from charger.protocol.keys import Keys
 from charger.settings import Settings
 from charger.store.client import RedisClient
+from charger_tools.reading import answered, drain
 from charger_topics import names
 from tests.kit import records
 from tests.kit.cluster import redis_for
@@ -160,7 +161,7 @@ class Run:
             c.assign(tps)
             for tp, off in (await c.end_offsets(tps)).items():
                 c.seek(tp, off)
-            await _read_past(c, tps)
+            await drain(c, tps)
             self.marks = {tp: await c.position(tp) for tp in tps}
             inputs = {
                 tp: OffsetAndMetadata(off, "")
@@ -267,10 +268,10 @@ class Run:
             # The embedded broker's end offsets can lag behind batched writes: read until
             # past them *and* a fetch comes back empty.
             while True:
-                answered = _fetched(c, tps)
+                ready = answered(c, tps)
                 data = await c.getmany(timeout_ms=300)
                 behind = [tp for tp in tps if await c.position(tp) < ends[tp]]
-                if not data and not behind and answered:
+                if not data and not behind and ready:
                     break
                 for msgs in data.values():
                     for m in msgs:
@@ -338,21 +339,6 @@ class Run:
         for slot in range(self.keys.slots):
             total += await self.redis.xlen(self.keys.outbox(slot))
         return total
-
-
-def _fetched(consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> bool:
-    """Whether a fetch has answered for every partition. Until then an empty getmany means
-    nothing (a loaded machine answers late); once it has, its records are buffered and the
-    next getmany returns them. Only an answer sets the high watermark."""
-    return all(consumer.highwater(tp) is not None for tp in tps)
-
-
-async def _read_past(consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> None:
-    """Read until a fetch answered for every partition and the next brings nothing."""
-    while True:
-        answered = _fetched(consumer, tps)
-        if not await consumer.getmany(timeout_ms=300) and answered:
-            return
 
 
 @contextlib.asynccontextmanager

@@ -21,6 +21,7 @@ from charger.kafka.admin import create_topics
 from charger_tools.embedded import free_port
 from charger_tools.postgres import create_database
 from charger_tools.processes import stop_process
+from charger_tools.reading import drain
 from charger_topics import names
 from tests.kit.http import get_async
 from tests.kit.waits import until
@@ -55,8 +56,7 @@ class LedgerTopic:
             # The embedded broker's end offsets lag behind batched writes: read to the end.
             for tp, offset in (await consumer.end_offsets(tps)).items():
                 consumer.seek(tp, offset)
-            while await consumer.getmany(timeout_ms=300):
-                pass
+            await drain(consumer, tps)
             ends = {tp: OffsetAndMetadata(await consumer.position(tp), "") for tp in tps}
             await consumer.commit(ends)
         finally:

@@ -23,6 +23,7 @@ from charger.protocol.keys import Keys
 from charger.rating import RatePlan
 from charger.store.client import RedisClient
 from charger.store.redis_store import RedisStore
+from charger_tools.reading import drain
 from charger_tools.simulate import SimConfig, SimRecord, Switch, sample_accounts, stats
 from charger_tools.simulate.model import MICROS
 from charger_topics import names
@@ -163,8 +164,7 @@ async def real_ends(bootstrap: str, tps: list[TopicPartition]) -> dict[TopicPart
     await c.start()
     try:
         await assign_at_end(c, tps)
-        while await c.getmany(timeout_ms=300):
-            pass
+        await drain(c, tps)
         return {tp: await c.position(tp) for tp in tps}
     finally:
         await c.stop()

@@ -10,6 +10,7 @@ from charger.protocol import fields as F
 from charger.protocol.keys import Keys, slot_of
 from charger.store.client import RedisClient
 from charger_tools.chaos.checker import READ_BACK, Expected, Observed
+from charger_tools.reading import answered
 from charger_topics import headers, names
 
 Read = tuple[bytes, dict[str, bytes], int]  # value, headers, broker timestamp
@@ -36,9 +37,10 @@ async def read_topics(
         for tp in tps:
             c.seek(tp, marks[tp])
         while True:
+            ready = answered(c, tps)
             data = await c.getmany(timeout_ms=500)
             behind = [tp for tp in tps if await c.position(tp) < ends[tp]]
-            if not data and not behind:
+            if not data and not behind and ready:
                 return out
             for tp, msgs in data.items():
                 out[tp.topic] += [
