@@ -59,9 +59,14 @@ def test_licence_classifiers_and_addresses() -> None:
     meta = project()
     licence = (ROOT / "LICENSE").read_text()
     assert "Apache License" in licence and "Version 2.0, January 2004" in licence
-    assert meta["license"] == {"text": "Apache-2.0"}
+    # An SPDX expression and the file: a table and licence classifiers are deprecated, and
+    # setuptools refuses to build a project still using them from 2027-02-18.
+    assert meta["license"] == "Apache-2.0"
+    assert meta["license-files"] == ["LICENSE"]
     classifiers = meta["classifiers"]
-    assert "License :: OSI Approved :: Apache Software License" in classifiers
+    assert not [c for c in classifiers if c.startswith("License ::")]
+    build = tomllib.loads((ROOT / "pyproject.toml").read_text())["build-system"]
+    assert "setuptools>=77" in build["requires"]  # the first to read an SPDX licence
     assert f"Programming Language :: Python :: {meta['requires-python'][2:]}" in classifiers
     assert {"Homepage", "Source", "Issues"} <= set(meta["urls"])
     assert all(url.startswith("https://") for url in meta["urls"].values())
