@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 from redis.asyncio import Redis
@@ -135,8 +136,8 @@ class SentinelRedis(RedisBackend):
     def client(self) -> RedisClient:
         addresses = (s.address.rsplit(":", 1) for s in self.topology.sentinels)
         sentinels = [(host, int(port)) for host, port in addresses]
-        options = {"socket_timeout": 2.0, "socket_connect_timeout": 2.0}
-        sentinel = Sentinel(sentinels, sentinel_kwargs=options, **options)  # type: ignore[no-untyped-call]
+        options: dict[str, Any] = {"socket_timeout": 2.0, "socket_connect_timeout": 2.0}
+        sentinel = Sentinel(sentinels, sentinel_kwargs=options, **options)
         client: Redis = sentinel.master_for(self.topology.master)
         return client
 
