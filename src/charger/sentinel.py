@@ -51,9 +51,7 @@ def sentinel_client(s: Settings, node_options: dict[str, Any], extra: dict[str, 
     if s.redis_tls_enabled():
         nodes["ssl"] = True  # the pool picks its TLS connection class by this flag
     sentinels = sentinel_options(s, nodes, extra)
-    sentinel = Sentinel(
-        s.sentinels(), sentinel_kwargs=sentinels, **nodes, **extra
-    )
+    sentinel = Sentinel(s.sentinels(), sentinel_kwargs=sentinels, **nodes, **extra)
     client: Redis = sentinel.master_for(s.redis_sentinel_master.strip())
     return client
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 
 from charger.api.app import create_api
@@ -205,7 +206,10 @@ async def test_charger_api_processes_side_by_side(
             assert "a1" not in metrics
         proc = one.proc
     assert proc.returncode == 0, "SIGTERM ends charger api cleanly"
-    assert '"level": "ERROR"' not in (tmp_path / "one" / "api.log").read_text()
+    log = (tmp_path / "one" / "api.log").read_text()
+    assert '"level": "ERROR"' not in log
+    frozen = [orjson.loads(line) for line in log.splitlines() if "objects frozen" in line]
+    assert frozen and frozen[0]["objects"] > 10_000, "start-up objects frozen before serving"
 
 
 async def test_redis_gone_is_a_503_and_not_ready(tmp_path: Path) -> None:

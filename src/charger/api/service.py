@@ -30,6 +30,7 @@ from charger.api.accounts import AccountReader
 from charger.api.app import ApiServices, create_api
 from charger.api.auth import Tokens
 from charger.connections import close_redis, kafka_security, redis_client, redis_location
+from charger.heap import freeze_startup_objects
 from charger.kafka.plans_reader import PlanBook, RatePlanReader
 from charger.logs import logging_config
 from charger.metrics import ApiMetrics
@@ -173,6 +174,10 @@ async def serve(settings: Settings, host: str, port: int) -> None:
                 "plans": len(wiring.services.plans()),
             },
         )
+        # Last before serving: the start-up objects out of the collector's full walks
+        # (charger.heap says why).
+        frozen = freeze_startup_objects()
+        log.info("start-up objects frozen", extra={"objects": frozen.frozen_objects})
         await _server(config).serve()
 
 
