@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
@@ -17,15 +19,30 @@ import httpx
 import orjson
 import pytest
 
+from charger.api.accounts import AccountReader
 from charger.api.app import create_api
 from charger.clock import ManualClock
+from charger.protocol.keys import Keys
 from charger.store.client import RedisClient
+from charger_tools.embedded import free_port
+from charger_tools.processes import stop_process
 from charger_topics import names
 from tests.kit import records as r
-from tests.kit.api import Accounts, api_process, api_services, bearer, store_ledger, valkey_url
+from tests.kit.api import (
+    PARTITIONS,
+    Accounts,
+    api_process,
+    api_process_env,
+    api_services,
+    bearer,
+    store_ledger,
+    valkey_url,
+)
 from tests.kit.cluster import redis_for
 from tests.kit.harness import Run
+from tests.kit.http import answers_status
 from tests.kit.statements import MemoryStatements, ledger
+from tests.kit.waits import until
 
 T0 = "2026-11-22T10:00:00.000Z"
 NOW_MS = 1_795_341_600_000  # T0
@@ -54,9 +71,6 @@ def prefix() -> str:
 
 @pytest.fixture
 async def accounts(redis: RedisClient, prefix: str) -> Accounts:
-    from charger.protocol.keys import Keys
-    from tests.kit.api import PARTITIONS
-
     return Accounts(redis, Keys(prefix, PARTITIONS), ManualClock(NOW_MS))
 
 
@@ -210,6 +224,54 @@ async def test_charger_api_processes_side_by_side(
     assert '"level": "ERROR"' not in log
     frozen = [orjson.loads(line) for line in log.splitlines() if "objects frozen" in line]
     assert frozen and frozen[0]["objects"] > 10_000, "start-up objects frozen before serving"
+
+
+async def test_charger_api_opens_its_redis_connections_before_serving(
+    redis: RedisClient, redis_url: str, prefix: str, tmp_path: Path
+) -> None:
+    """A pool filled on demand grows just when requests queue (charger.api.accounts)."""
+    before = (await redis.info("clients"))["connected_clients"]
+    async with api_process(redis_url, prefix, tmp_path):
+        during = (await redis.info("clients"))["connected_clients"]
+    assert during - before >= AccountReader(redis, Keys(prefix, PARTITIONS)).concurrency
+
+
+async def test_charger_api_serves_not_ready_while_redis_is_unreachable(tmp_path: Path) -> None:
+    port = free_port()  # nothing listens there
+    api_port = free_port()
+    log = tmp_path / "api.log"
+    with (
+        api_process_env(f"redis://127.0.0.1:{port}/0", "unreachable") as env,
+        open(log, "wb") as out,
+    ):
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "charger",
+                "api",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(api_port),
+            ],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            ready = f"http://127.0.0.1:{api_port}/ready"
+            await until(
+                lambda: answers_status(ready, 503),
+                "charger api serving, not ready",
+                30,
+                process=proc,
+                detail=lambda: log.read_text()[-2000:],
+            )
+        finally:
+            await asyncio.to_thread(stop_process, proc, 10)
+    assert proc.returncode == 0
+    assert "Redis not reachable at start-up" in log.read_text()
 
 
 async def test_redis_gone_is_a_503_and_not_ready(tmp_path: Path) -> None:

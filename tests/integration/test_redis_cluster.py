@@ -14,10 +14,11 @@ from typing import Any, cast
 
 from redis.asyncio.cluster import RedisCluster
 
+from charger.api.accounts import AccountReader
 from charger.protocol.keys import Keys
 from charger_tools.cluster import Cluster, port_of, tag_slot
 from tests.kit.acl import WORKER_USER, parse, render
-from tests.kit.cluster import owners, spread, tag_of
+from tests.kit.cluster import owners, redis_for, spread, tag_of
 from tests.kit.harness import started_run
 from tests.kit.servers import worker_password
 from tests.kit.traffic import open_accounts_per_slot, tally, traffic
@@ -156,3 +157,29 @@ async def test_the_deploy_acl_user_charges_on_a_cluster(
             for node in nodes:
                 redis_cluster.command(node, "ACL", "DELUSER", user)
         assert vars(await tally(run, balances, ids)) == {**NOTHING_WRONG, "republished": 0}
+
+
+async def test_the_api_opens_its_connections_to_every_primary(redis_cluster: Cluster) -> None:
+    """charger api fills its pools before serving (charger.api.accounts): on a Cluster, the
+    pool of every primary, since an account may live on any of them."""
+    primaries = redis_cluster.nodes[: redis_cluster.primaries]
+
+    def clients() -> list[int]:
+        counts = []
+        for node in primaries:
+            admin = redis_cluster.client(node)
+            try:
+                counts.append(int(admin.info("clients")["connected_clients"]))
+            finally:
+                admin.close()
+        return counts
+
+    before = clients()
+    client = redis_for(redis_cluster.url)
+    try:
+        reader = AccountReader(client, Keys("ch", PARTITIONS), concurrency=8)
+        await reader.connect()
+        during = clients()
+    finally:
+        await client.aclose()
+    assert all(now - then >= reader.concurrency for then, now in zip(before, during, strict=True))

@@ -24,5 +24,9 @@ async def get_async(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
 
 
 async def answers_ok(url: str) -> bool:
+    return await answers_status(url, 200)
+
+
+async def answers_status(url: str, expected: int) -> bool:
     status, _ = await get_async(url, 2.0)
-    return status == 200
+    return status == expected

@@ -25,6 +25,7 @@ import uvicorn
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 
 from charger.api.accounts import AccountReader
 from charger.api.app import ApiServices, create_api
@@ -105,8 +106,18 @@ async def wired(settings: Settings) -> AsyncIterator[Wiring]:
         async def redis_answers() -> None:
             await ping(redis)
 
+        accounts = AccountReader(redis, Keys(settings.redis_prefix, settings.partitions))
+        try:
+            await accounts.connect()
+        except (RedisError, OSError) as exc:
+            # /ready says so meanwhile; the connections open on demand once Redis answers.
+            log.warning(
+                "Redis not reachable at start-up: %s",
+                exc,
+                extra={"redis": redis_location(settings)},
+            )
         services = ApiServices(
-            accounts=AccountReader(redis, Keys(settings.redis_prefix, settings.partitions)),
+            accounts=accounts,
             plans=book.current,
             plans_ready=(lambda: reader is None or reader.caught_up.is_set()),
             tokens=Tokens(tokens),
