@@ -27,7 +27,7 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
-from charger.api.accounts import AccountReader
+from charger.api.accounts import READS_IN_FLIGHT, AccountReader
 from charger.api.app import ApiServices, create_api
 from charger.api.auth import Tokens
 from charger.connections import close_redis, kafka_security, redis_client, redis_location
@@ -45,8 +45,9 @@ from charger.store.client import ping
 
 log = logging.getLogger("charger.api")
 
-# Redis connections of one instance: AccountReader keeps its reads at 64 in flight.
-REDIS_CONNECTIONS = 80
+# Redis connections of one instance: AccountReader's reads in flight, and room for the
+# readiness probe.
+REDIS_CONNECTIONS = READS_IN_FLIGHT + 16
 # How long start-up waits for the rate plan topic to be read to its end.
 PLANS_CATCH_UP_S = 30.0
 
