@@ -236,12 +236,15 @@ async def test_charger_api_opens_its_redis_connections_before_serving(
     assert during - before >= READS_IN_FLIGHT
 
 
-async def test_charger_api_serves_not_ready_while_redis_is_unreachable(tmp_path: Path) -> None:
+@pytest.mark.parametrize("scheme", ["redis", "redis+cluster"])
+async def test_charger_api_serves_not_ready_while_redis_is_unreachable(
+    scheme: str, tmp_path: Path
+) -> None:
     port = free_port()  # nothing listens there
     api_port = free_port()
     log = tmp_path / "api.log"
     with (
-        api_process_env(f"redis://127.0.0.1:{port}/0", "unreachable") as env,
+        api_process_env(f"{scheme}://127.0.0.1:{port}/0", "unreachable") as env,
         open(log, "wb") as out,
     ):
         proc = subprocess.Popen(

@@ -25,12 +25,12 @@ import uvicorn
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
 
 from charger.api.accounts import READS_IN_FLIGHT, AccountReader
 from charger.api.app import ApiServices, create_api
 from charger.api.auth import Tokens
 from charger.connections import close_redis, kafka_security, redis_client, redis_location
+from charger.faults import REDIS, dependency_of, summarize_error
 from charger.heap import freeze_startup_objects
 from charger.kafka.plans_reader import PlanBook, RatePlanReader
 from charger.logs import logging_config
@@ -110,11 +110,14 @@ async def wired(settings: Settings) -> AsyncIterator[Wiring]:
         accounts = AccountReader(redis, Keys(settings.redis_prefix, settings.partitions))
         try:
             await accounts.connect()
-        except (RedisError, OSError) as exc:
+        except Exception as exc:
+            # Also the cluster client's own errors, which are no RedisError.
+            if dependency_of(exc) != REDIS and not isinstance(exc, OSError):
+                raise
             # /ready says so meanwhile; the connections open on demand once Redis answers.
             log.warning(
                 "Redis not reachable at start-up: %s",
-                exc,
+                summarize_error(exc),
                 extra={"redis": redis_location(settings)},
             )
         services = ApiServices(
