@@ -47,7 +47,7 @@ from charger.store.client import RedisClient
 from charger_tools.embedded import free_port
 from charger_tools.processes import stop_process
 from charger_tools.seeding import RecordWriter, redis_url_or_embedded, sample_plans
-from tests.kit.http import answers_ok
+from tests.kit.http import answers_status
 from tests.kit.waits import until
 
 TOKEN = "test-token-0123456789abcdef"
@@ -135,9 +135,10 @@ def api_process_env(redis_url: str, prefix: str, **extra: str) -> Iterator[dict[
 
 @asynccontextmanager
 async def api_process(
-    redis_url: str, prefix: str, workdir: Path, **extra: str
+    redis_url: str, prefix: str, workdir: Path, *, ready_status: int = 200, **extra: str
 ) -> AsyncIterator[ApiProcess]:
-    """A `charger api` process on a free loopback port; stopped (SIGTERM) on exit."""
+    """A `charger api` process on a free loopback port, once `/ready` answers
+    `ready_status` (503: serving, not ready); stopped (SIGTERM) on exit."""
     port = free_port()
     log = workdir / "api.log"
     with api_process_env(redis_url, prefix, **extra) as env, open(log, "wb") as out:
@@ -150,8 +151,8 @@ async def api_process(
         url = f"http://127.0.0.1:{port}"
         try:
             await until(
-                lambda: answers_ok(f"{url}/ready"),
-                "charger api ready",
+                lambda: answers_status(f"{url}/ready", ready_status),
+                f"charger api's /ready answering {ready_status}",
                 30,
                 interval=0.1,
                 process=proc,
