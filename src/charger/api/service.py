@@ -192,7 +192,13 @@ async def serve(settings: Settings, host: str, port: int) -> None:
         # Last before serving: the start-up objects out of the collector's full walks
         # (charger.heap says why).
         frozen = freeze_startup_objects()
-        log.info("start-up objects frozen", extra={"objects": frozen.frozen_objects})
+        log.info(
+            "start-up objects frozen",
+            extra={
+                "objects": frozen.frozen_objects,
+                "garbage_collected": frozen.unreachable_collected,
+            },
+        )
         await _server(config).serve()
 
 
